@@ -1,0 +1,35 @@
+# The two quickstart commands: `make run` (install + default study) and `make test` (install + tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: install run test lint format report clean
+
+$(BIN)/snakemake: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(BIN)/snakemake
+
+install: $(BIN)/snakemake
+
+run: install
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/default
+
+report: install
+	$(BIN)/snakemake --report results/report.html
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules/
+
+format: install
+	$(BIN)/snakefmt Snakefile rules/
+
+clean:
+	rm -rf results/*/ .snakemake

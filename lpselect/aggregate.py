@@ -1,0 +1,76 @@
+"""Tables of a study: metrics per trained target, realized subset sizes, subset composition by known
+difficulty, and rank correlations of LP(1) between proxies."""
+
+import itertools
+import json
+from pathlib import Path
+
+import pandas as pd
+from scipy.stats import kendalltau, spearmanr
+
+from .fileio import read_jsonl, write_csv
+from .selection import REFERENCES, Subset
+
+SUBSET_FIELDS = ("method", "scheme", "fraction", "part", "seed")
+
+
+def describe(selector: str, subset: str) -> dict:
+    """Columns that say what a trained model is: method, scheme, fraction, part, seed, display name."""
+    if subset in REFERENCES:
+        return {"method": subset, "scheme": "", "fraction": 1.0 if subset == "full" else 0.0, "part": "",
+                "seed": None, "display": subset}
+    s = Subset.parse(subset)
+    return {f: getattr(s, f) for f in SUBSET_FIELDS} | {"display": s.display}
+
+
+def metrics_table(models, metrics_paths, subset_sizes: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (target, selector, subset), path in zip(models, metrics_paths):
+        metrics = json.loads(Path(path).read_text())
+        rows.append({"target": target, "selector": selector, "subset": subset} | describe(selector, subset) | metrics)
+    table = pd.DataFrame(rows)
+    sizes = subset_sizes[["selector", "subset", "n_selected", "realized_fraction"]]
+    return table.merge(sizes, on=["selector", "subset"], how="left")
+
+
+def subset_sizes(subset_paths) -> tuple[pd.DataFrame, dict]:
+    rows, members = [], {}
+    for path in subset_paths:
+        sub = json.loads(Path(path).read_text())
+        selector = Path(path).parent.name
+        members[(selector, sub["subset"])] = sub["ids"]
+        rows.append({"selector": selector} | {k: v for k, v in sub.items() if k != "ids"})
+    return pd.DataFrame(rows), members
+
+
+def composition(members: dict, rows: list[dict], key: str = "difficulty") -> pd.DataFrame:
+    """Share of each known difficulty level in every subset, and in the full training split."""
+    if key not in rows[0]:
+        return pd.DataFrame(columns=["selector", "subset", key, "share"])
+    level = {r["id"]: r[key] for r in rows}
+    out = []
+    groups = {("none", "full"): list(level)} | members
+    for (selector, subset), ids in groups.items():
+        counts = pd.Series([level[i] for i in ids]).value_counts(normalize=True).sort_index()
+        out += [{"selector": selector, "subset": subset, key: lv, "share": share} for lv, share in counts.items()]
+    return pd.DataFrame(out)
+
+
+def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFrame:
+    """Kendall tau and Spearman rho between every pair of proxies' scores, per score column."""
+    scores = {name: pd.read_csv(path) for name, path in score_paths.items()}
+    out = []
+    for column in columns:
+        for a, b in itertools.product(scores, repeat=2):
+            x, y = scores[a][column], scores[b][column]
+            out.append({"score": column, "model_a": a, "model_b": b,
+                        "kendall_tau": kendalltau(x, y).statistic, "spearman": spearmanr(x, y).statistic})
+    return pd.DataFrame(out)
+
+
+def write_tables(models, metrics_paths, subset_paths, score_paths: dict, rows_path, outputs: dict) -> None:
+    sizes, members = subset_sizes(subset_paths)
+    write_csv(outputs["subsets"], sizes)
+    write_csv(outputs["metrics"], metrics_table(models, metrics_paths, sizes))
+    write_csv(outputs["composition"], composition(members, read_jsonl(rows_path)))
+    write_csv(outputs["rank_correlation"], rank_correlations(score_paths))

@@ -1,0 +1,135 @@
+"""Every figure of every study, drawn from the study's tables (one module, one `draw` entry point)."""
+
+import logging
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+METRICS = {"win_rate": "win rate vs full", "exact_match": "exact match", "heldout_ppl": "held-out perplexity"}
+
+
+def _metrics_present(metrics: pd.DataFrame) -> list[str]:
+    return [m for m in METRICS if m in metrics and metrics[m].notna().any()]
+
+
+def metric_vs_fraction(metrics: pd.DataFrame, **_):
+    """Metric vs fraction per target: a line per (method, proxy), the full-data model as a dashed line."""
+    names = _metrics_present(metrics)
+    targets = sorted(metrics["target"].unique())
+    fig, axes = plt.subplots(len(names), len(targets), figsize=(4.5 * len(targets), 3.2 * len(names)), squeeze=False)
+    hard = metrics[metrics["part"] == "hard"]
+    for col, target in enumerate(targets):
+        for row, name in enumerate(names):
+            ax = axes[row, col]
+            for (display, selector), g in hard[hard["target"] == target].groupby(["display", "selector"]):
+                g = g.groupby("fraction")[name].mean()
+                label = display if selector == "none" else f"{display} ({selector})"
+                ax.plot(g.index * 100, g.values, marker="o", label=label)
+            full = metrics[(metrics["target"] == target) & (metrics["subset"] == "full")][name]
+            if len(full):
+                ax.axhline(full.iloc[0], color="k", ls="--", lw=1, label="full data")
+            if name == "win_rate":
+                ax.axhline(0.5, color="grey", ls=":", lw=1)
+            ax.set(xlabel="selected data (%)", ylabel=METRICS[name], title=f"target {target}")
+    axes[0, -1].legend(fontsize=7, loc="best")
+    return fig
+
+
+def transfer_heatmap(metrics: pd.DataFrame, metric: str = "win_rate", **_):
+    """Proxy x target: gain of LP(1)-selected data over the random baseline of the same scheme and size."""
+    metric = metric if metric in metrics else _metrics_present(metrics)[0]
+    hard = metrics[(metrics["part"] == "hard") & metrics["method"].isin(["lp1", "random"])]
+    fractions = sorted(hard["fraction"].unique())
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4 * len(fractions), 3.4), squeeze=False)
+    for ax, frac in zip(axes[0], fractions):
+        at = hard[hard["fraction"] == frac]
+        rand = at[at["method"] == "random"].groupby(["target", "scheme"])[metric].mean()
+        lp = at[at["method"] == "lp1"].copy()
+        lp["gain"] = [r[metric] - rand.get((r["target"], r["scheme"]), np.nan) for _, r in lp.iterrows()]
+        grid = lp.pivot_table(index="selector", columns="target", values="gain", aggfunc="mean")
+        lim = np.nanmax(np.abs(grid.values)) if grid.size else 1
+        im = ax.imshow(grid.values, cmap="RdBu", vmin=-lim, vmax=lim)
+        for (i, j), v in np.ndenumerate(grid.values):
+            ax.text(j, i, f"{v:+.3f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30)
+        ax.set_yticks(range(grid.shape[0]), grid.index)
+        ax.set(xlabel="target", ylabel="proxy", title=f"{frac * 100:.3g}%: {metric} gain over random")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def rank_correlation(rank_correlation: pd.DataFrame, **_):
+    """Kendall tau of score rankings between every pair of models, one panel per score."""
+    scores = list(rank_correlation["score"].unique())
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.5 * len(scores), 3.8), squeeze=False)
+    for ax, score in zip(axes[0], scores):
+        m = rank_correlation[rank_correlation["score"] == score].pivot(
+            index="model_a", columns="model_b", values="kendall_tau"
+        )
+        im = ax.imshow(m.values, cmap="viridis", vmin=min(0, np.nanmin(m.values)), vmax=1)
+        for (i, j), v in np.ndenumerate(m.values):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_xticks(range(len(m.columns)), m.columns, rotation=30)
+        ax.set_yticks(range(len(m.index)), m.index)
+        ax.set_title(f"Kendall tau of {score} rankings")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def trajectories(scores: dict, share: float = 0.1, **_):
+    """Median (quartile band) perplexity per epoch of the hardest and easiest samples by LP(1)."""
+    fig, axes = plt.subplots(1, len(scores), figsize=(4 * len(scores), 3.2), squeeze=False)
+    for ax, (proxy, table) in zip(axes[0], scores.items()):
+        epochs = sorted(int(c[1:]) for c in table if c[0] == "p" and c[1:].isdigit())
+        n = max(1, int(len(table) * share))
+        ranked = table.sort_values(["lp1", "id"])
+        for label, part, color in (("hardest", ranked.head(n), "C3"), ("easiest", ranked.tail(n), "C0")):
+            p = part[[f"p{e}" for e in epochs]]
+            ax.plot(epochs, p.median(), color=color, marker="o", label=f"{label} {share:.0%} by LP(1)")
+            ax.fill_between(epochs, p.quantile(0.25), p.quantile(0.75), color=color, alpha=0.2)
+        ax.set(yscale="log", xlabel="epoch", ylabel="response perplexity", title=f"proxy {proxy}")
+        ax.set_xticks(epochs)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def composition(composition: pd.DataFrame, **_):
+    """Share of each known difficulty level in the hardest subsets and the thirds, against all data."""
+    if composition.empty:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, "no known difficulty in this dataset", ha="center")
+        ax.axis("off")
+        return fig
+    key = [c for c in composition if c not in ("selector", "subset", "share")][0]
+    wide = composition.pivot_table(index=["selector", "subset"], columns=key, values="share", fill_value=0)
+    wide.index = [s if sel == "none" else f"{sel}: {s}" for sel, s in wide.index]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(wide) + 1.5))
+    left = np.zeros(len(wide))
+    for level in wide.columns:
+        ax.barh(range(len(wide)), wide[level], left=left, label=f"{key} {level}")
+        left += wide[level].to_numpy()
+    ax.set_yticks(range(len(wide)), wide.index, fontsize=6)
+    ax.set(xlabel="share of subset", xlim=(0, 1), title=f"subset composition by {key}")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return fig
+
+
+FIGURES = {f.__name__: f for f in (metric_vs_fraction, transfer_heatmap, rank_correlation, trajectories, composition)}
+
+
+def draw(name: str, tables: dict, score_paths: dict, outputs) -> None:
+    """Draw figure `name` from the table CSVs and score tables, and save it in every output format."""
+    frames = {k: pd.read_csv(v, keep_default_na=True) for k, v in tables.items()}
+    scores = {proxy: pd.read_csv(path) for proxy, path in score_paths.items()}
+    fig = FIGURES[name](scores=scores, **frames)
+    fig.tight_layout()
+    for path in outputs:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    log.info("saved %s", ", ".join(map(str, outputs)))

@@ -1,0 +1,27 @@
+"""Running a stage as a Snakemake job: log to the job's log file, and turn known input errors into one
+clear line (also on the console) and a non-zero exit instead of a traceback."""
+
+import logging
+import os
+import sys
+
+from .data import DatasetError
+from .fileio import setup_job_logging
+
+
+def run_stage(log_path, stage, *args, threads: int | None = None, **kwargs) -> None:
+    console = sys.stderr
+    # progress bars go to a log file: one line every few seconds rather than one per step
+    os.environ.setdefault("TQDM_MININTERVAL", "5")
+    log = setup_job_logging(log_path)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        stage(*args, **kwargs)
+    except DatasetError as err:
+        log.error("%s", err)
+        print(f"error: {err}", file=console)
+        sys.exit(1)
+    logging.shutdown()

@@ -1,0 +1,85 @@
+"""Per-sample response perplexity, P = exp(mean cross-entropy over the response tokens).
+
+Samples are batched in length order so little is padded, and the output projection runs only on the
+positions that carry a label, so the full (batch x length x vocabulary) logits tensor is never built.
+Right padding with an attention mask keeps a sample's value independent of its batch neighbours.
+"""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .tokenization import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
+
+
+def length_sorted_batches(lengths, batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length (stable, so the grouping is deterministic)."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pad_batch(examples, pad_id: int) -> dict:
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[i, :n] = torch.tensor(e["input_ids"])
+        labels[i, :n] = torch.tensor(e["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _label_logits(model, hidden, positions):
+    """Logits of the selected hidden states only (softcapping applied where the model has it)."""
+    logits = model.get_output_embeddings()(hidden[positions]).float()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+@torch.inference_mode()
+def batch_token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response-token cross-entropy and response-token count per sample of one padded batch."""
+    hidden = model.get_decoder()(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
+    # position t predicts token t+1: shift labels left
+    targets = batch["labels"][:, 1:]
+    positions = targets != IGNORE_INDEX
+    logits = _label_logits(model, hidden[:, :-1], positions)
+    token_nll = F.cross_entropy(logits, targets[positions], reduction="none")
+    sample_of_token = positions.nonzero()[:, 0]
+    sums = torch.zeros(len(targets), dtype=torch.float64).index_add_(0, sample_of_token, token_nll.double())
+    return sums, positions.sum(dim=1)
+
+
+def per_sample_losses(model, examples: list[dict], batch_size: int, pad_id: int, desc="losses") -> pd.DataFrame:
+    """One row per example (input order): id, n_tokens, loss (mean response NLL), perplexity."""
+    model.eval()
+    sums = np.zeros(len(examples))
+    counts = np.zeros(len(examples), dtype=np.int64)
+    batches = length_sorted_batches([len(e["input_ids"]) for e in examples], batch_size)
+    for idx in tqdm(batches, desc=desc, mininterval=5):
+        s, c = batch_token_losses(model, pad_batch([examples[i] for i in idx], pad_id))
+        sums[idx], counts[idx] = s.numpy(), c.numpy()
+    if (counts == 0).any():
+        bad = [examples[i]["id"] for i in np.flatnonzero(counts == 0)[:5]]
+        raise ValueError(f"samples without response tokens: {bad}")
+    loss = sums / counts
+    return pd.DataFrame(
+        {
+            "id": [e["id"] for e in examples],
+            "n_tokens": counts,
+            "loss": loss,
+            "perplexity": np.exp(loss),
+        }
+    )

@@ -1,0 +1,74 @@
+"""Base models: fresh small decoders built from a config and a seed (the embedded default), or any
+Hugging Face folder; both are then ordinary folders loaded with AutoModelForCausalLM/AutoTokenizer."""
+
+import logging
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from .prompts import build_prompt
+from .tokenization import ensure_pad_token
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
+
+
+def train_tokenizer(rows, vocab_size: int, template: str = "alpaca") -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on the prompts and responses of `rows` (digits kept single)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    corpus = [build_prompt(r, template) + r["output"] for r in rows]
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+
+
+def build_fresh_model(spec: dict, tokenizer, seed: int) -> LlamaForCausalLM:
+    """A randomly initialised Llama-architecture decoder of the size `spec` names."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec["hidden_size"],
+        intermediate_size=spec.get("intermediate_size", 4 * spec["hidden_size"]),
+        num_hidden_layers=spec["num_layers"],
+        num_attention_heads=spec["num_heads"],
+        num_key_value_heads=spec["num_heads"],
+        max_position_embeddings=spec.get("max_position_embeddings", 512),
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    log.info("fresh model: %d parameters", count_parameters(model))
+    return model
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_model(path, dtype=torch.float32, trust_remote_code: bool = False):
+    """Model and tokenizer from a local folder (or a hub id), ready for training or scoring."""
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    ensure_pad_token(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    return model, tokenizer
+
+
+def save_model(model, tokenizer, path) -> None:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)

@@ -1,0 +1,138 @@
+"""One function per workflow stage, from input paths to output paths.
+
+The Snakemake scripts in workflow_scripts/ only unpack `snakemake.*` and call these, so every stage
+can be run and tested without Snakemake. Outputs are written atomically or published at the end, so a
+failed stage leaves nothing behind.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from . import data, scoring, selection, synthetic
+from .fileio import read_jsonl, write_csv, write_json, write_jsonl
+
+# torch, transformers and scikit-learn are imported inside the stages that need them: light jobs
+# (select, score, evaluate) then start in a fraction of a second, which matters over hundreds of jobs.
+
+log = logging.getLogger(__name__)
+
+
+def prepare_dataset(name: str, spec: dict, train_out, test_out) -> None:
+    """Normalized rows with stable ids, split into train and held-out test."""
+    if spec["source"] == "synthetic":
+        rows = synthetic.generate(spec["n_per_level"], spec["levels"], spec.get("seed", 0))
+    else:
+        rows = data.load_local_rows(spec["path"], prefix=name, field_map=spec.get("field_map"))
+    train, test = data.split_rows(rows, spec["test_size"], spec.get("seed", 0))
+    log.info("%s: %d train rows, %d test rows", name, len(train), len(test))
+    write_jsonl(train_out, train)
+    write_jsonl(test_out, test)
+
+
+def build_tokenizer(train_rows_path, vocab_size: int, template: str, out_dir) -> None:
+    from . import models
+
+    tok = models.train_tokenizer(read_jsonl(train_rows_path), vocab_size, template)
+    log.info("tokenizer with %d tokens", len(tok))
+    tok.save_pretrained(out_dir)
+
+
+def prepare_model(spec: dict, seed: int, out_dir, tokenizer_dir=None) -> None:
+    """A base model folder: a fresh decoder from sizes and a seed, or a copy of a pretrained one."""
+    from . import models
+
+    if spec["source"] == "fresh":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        model = models.build_fresh_model(spec, tokenizer, seed)
+    else:
+        model, tokenizer = models.load_model(spec["path"], trust_remote_code=spec.get("trust_remote_code", False))
+    log.info("%s: %d parameters", out_dir, models.count_parameters(model))
+    models.save_model(model, tokenizer, out_dir)
+
+
+def _training_examples(model_dir, rows_path, subset_path, max_length, template):
+    from . import models
+    from .tokenization import encode_rows
+
+    model, tokenizer = models.load_model(model_dir)
+    rows = read_jsonl(rows_path)
+    if subset_path:
+        keep = set(json.loads(Path(subset_path).read_text())["ids"])
+        rows = [r for r in rows if r["id"] in keep]
+    log.info("training on %d rows", len(rows))
+    return model, tokenizer, encode_rows(rows, tokenizer, max_length, template)
+
+
+def train_model(
+    model_dir, rows_path, subset_path, hp: dict, seed: int, max_length: int, template: str, epoch_outputs: dict, state_dir
+) -> None:
+    """Fine-tune; epoch_outputs maps each epoch to keep to its output folder (proxy: all, target: last)."""
+    from . import training
+
+    model, tokenizer, examples = _training_examples(model_dir, rows_path, subset_path, max_length, template)
+    saved = training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep=list(epoch_outputs))
+    log_src = Path(state_dir) / "train_log.json"
+    last_out = Path(epoch_outputs[max(epoch_outputs)])
+    moves = {saved[e]: out for e, out in epoch_outputs.items()}
+    training.publish(state_dir, moves | {log_src: last_out / "train_log.json"})
+
+
+def extract_losses(model_dir, rows_path, batch_size: int, max_length: int, template: str, out_csv) -> None:
+    from . import losses, models
+    from .tokenization import encode_rows
+
+    model, tokenizer = models.load_model(model_dir)
+    examples = encode_rows(read_jsonl(rows_path), tokenizer, max_length, template)
+    frame = losses.per_sample_losses(model, examples, batch_size, tokenizer.pad_token_id, desc=str(model_dir))
+    write_csv(out_csv, frame)
+
+
+def score(loss_csvs: list, rows_path, seed: int, out_csv) -> None:
+    table = scoring.score_table([pd.read_csv(p) for p in loss_csvs], seed)
+    rows = read_jsonl(rows_path)
+    if "difficulty" in rows[0]:  # ground truth of the synthetic default, kept for the figures
+        table.insert(1, "difficulty", [r["difficulty"] for r in rows])
+    write_csv(out_csv, table)
+
+
+def cluster(rows_path, cfg: dict, out_csv) -> None:
+    from . import clustering
+
+    rows = read_jsonl(rows_path)
+    labels = clustering.assign_clusters(rows, cfg["n_clusters"], cfg["embedding"], cfg["dims"], cfg["seed"])
+    write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "cluster": labels}))
+
+
+def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json) -> None:
+    subset = selection.Subset.parse(subset_name)
+    ids = pd.Series([r["id"] for r in read_jsonl(rows_path)])
+    scores = pd.read_csv(scores_csv) if scores_csv else None
+    clusters = pd.read_csv(clusters_csv)["cluster"] if clusters_csv else None
+    chosen = selection.select(subset, ids, scores, clusters)
+    log.info("%s: %d of %d rows (%.3f)", subset_name, chosen["n_selected"], chosen["n_total"], chosen["realized_fraction"])
+    write_json(out_json, chosen)
+
+
+def predict(model_dir, rows_path, cfg: dict, max_length: int, template: str, out_csv) -> None:
+    from . import evaluation, models
+
+    model, tokenizer = models.load_model(model_dir)
+    frame = evaluation.predict(model, tokenizer, read_jsonl(rows_path), cfg | {"max_length": max_length}, template)
+    write_csv(out_csv, frame)
+
+
+def evaluate(pred_csv, reference_csv, tie_tolerance: float, out_json) -> None:
+    from . import metrics
+
+    pred = pd.read_csv(pred_csv, keep_default_na=False)
+    outcomes = None
+    if reference_csv:
+        outcomes = metrics.pairwise_outcomes(pred, pd.read_csv(reference_csv, keep_default_na=False), tie_tolerance)
+    write_json(out_json, metrics.summarize(pred, outcomes))
+
+

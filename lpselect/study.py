@@ -1,0 +1,79 @@
+"""A study's config: validation against the JSON schema plus cross-references, and the grid of jobs.
+
+Validation happens when the Snakefile is parsed, before any job starts; each error names the key.
+"""
+
+from itertools import product
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .selection import PARTS, Subset
+
+SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """An invalid study config; the message names the offending key."""
+
+
+def _key(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def validate_config(config: dict, schema_path=SCHEMA) -> None:
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        if err.validator == "required":
+            missing = err.message.split("'")[1]
+            raise ConfigError(f"config key {_key([*err.path, missing])} is missing")
+        raise ConfigError(f"config key {_key(err.path)}: {err.message}")
+    _check_references(config)
+
+
+def _check_references(config: dict) -> None:
+    grid, models, datasets = config["grid"], config["models"], config["datasets"]
+    for role in ("proxies", "targets"):
+        for i, name in enumerate(grid[role]):
+            if name not in models:
+                raise ConfigError(f"config key grid.{role}[{i}]: unknown model {name!r} (not under models)")
+    for i, name in enumerate(grid["datasets"]):
+        if name not in datasets:
+            raise ConfigError(f"config key grid.datasets[{i}]: unknown dataset {name!r} (not under datasets)")
+    for i, method in enumerate(grid["thirds"]):
+        if method == "random":
+            raise ConfigError(f"config key grid.thirds[{i}]: thirds need a score method, not 'random'")
+    fresh = [m for m, spec in models.items() if spec["source"] == "fresh"]
+    if fresh and config.get("fresh_tokenizer", {}).get("dataset") not in datasets:
+        raise ConfigError("config key fresh_tokenizer.dataset: must name a dataset (needed by fresh models)")
+
+
+def load_config(path) -> dict:
+    config = yaml.safe_load(Path(path).read_text())
+    validate_config(config)
+    return config
+
+
+def subsets(grid: dict) -> list[tuple[str, str]]:
+    """Every (selector, subset name) of the grid; random subsets do not depend on a proxy ('none')."""
+    out = set()
+    for method, scheme, fraction, seed in product(grid["methods"], grid["schemes"], grid["fractions"], grid["seeds"]):
+        selectors = ["none"] if method == "random" else grid["proxies"]
+        out.update((sel, Subset(method, scheme, fraction, "hard", seed).name) for sel in selectors)
+    for method, scheme, part, seed, proxy in product(
+        grid["thirds"], grid["schemes"], PARTS, grid["seeds"], grid["proxies"]
+    ):
+        out.add((proxy, Subset(method, scheme, 1 / 3, part, seed).name))
+    return sorted(out)
+
+
+def trained_models(grid: dict) -> list[tuple[str, str]]:
+    """(selector, subset name) of every model evaluated per target, references included."""
+    refs = [("none", r) for r in grid["references"]]
+    return refs + subsets(grid)

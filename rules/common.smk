@@ -1,0 +1,129 @@
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# the library lives beside this workflow; installed in .venv, but importable from a plain checkout too
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from lpselect import study
+from lpselect.selection import SUBSET_PATTERN, Subset
+
+# Schema plus cross-references (unknown models, datasets), before any job starts.
+study.validate_config(config)
+
+GRID = config["grid"]
+EPOCHS = config["training"]["epochs"]
+RES = config["resources"]
+FORMATS = config["figures"]["formats"]
+FIGURES = [
+    "metric_vs_fraction",
+    "transfer_heatmap",
+    "rank_correlation",
+    "trajectories",
+    "composition",
+]
+TABLES = ["metrics", "subsets", "composition", "rank_correlation"]
+MODEL_NAMES = "|".join(map(re.escape, config["models"]))
+
+
+wildcard_constraints:
+    dataset="|".join(map(re.escape, config["datasets"])),
+    model=MODEL_NAMES,
+    proxy=MODEL_NAMES,
+    target=MODEL_NAMES,
+    selector=f"none|{MODEL_NAMES}",
+    subset=f"full|base|{SUBSET_PATTERN}",
+    epoch=r"\d+",
+
+
+def final_outputs():
+    return expand(
+        "results/tables/{dataset}/{table}.csv", dataset=GRID["datasets"], table=TABLES
+    ) + expand(
+        "results/figures/{dataset}/{figure}.{ext}",
+        dataset=GRID["datasets"],
+        figure=FIGURES,
+        ext=FORMATS,
+    )
+
+
+def proxy_epoch_dir(dataset, proxy, epoch):
+    if int(epoch) == 0:
+        return f"results/models/{proxy}"
+    return f"results/proxies/{dataset}/{proxy}/epoch-{epoch}"
+
+
+def model_to_evaluate(wildcards):
+    if wildcards.subset == "base":
+        return f"results/models/{wildcards.target}"
+    return f"results/targets/{wildcards.dataset}/{wildcards.target}/{wildcards.selector}/{wildcards.subset}"
+
+
+def fresh_tokenizer_input(wildcards):
+    if config["models"][wildcards.model]["source"] == "fresh":
+        return f"results/tokenizers/{config['fresh_tokenizer']['dataset']}"
+    return []
+
+
+def subset_inputs(wildcards):
+    """A random subset needs no scores; the global scheme needs no clusters."""
+    subset = Subset.parse(wildcards.subset)
+    inputs = {"rows": f"results/datasets/{wildcards.dataset}/train.jsonl"}
+    if subset.method != "random":
+        inputs["scores"] = (
+            f"results/scores/{wildcards.dataset}/{wildcards.selector}.csv"
+        )
+    if subset.scheme == "cluster":
+        inputs["clusters"] = f"results/clusters/{wildcards.dataset}.csv"
+    return inputs
+
+
+def finetune_inputs(wildcards):
+    inputs = {
+        "model": f"results/models/{wildcards.target}",
+        "rows": f"results/datasets/{wildcards.dataset}/train.jsonl",
+    }
+    if wildcards.subset != "full":
+        inputs["subset"] = (
+            f"results/subsets/{wildcards.dataset}/{wildcards.selector}/{wildcards.subset}.json"
+        )
+    return inputs
+
+
+def evaluate_inputs(wildcards):
+    """Every model but the full-data one is judged against the full-data model."""
+    inputs = {
+        "predictions": "results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv"
+    }
+    if wildcards.subset != "full":
+        inputs["reference"] = (
+            "results/eval/{dataset}/{target}/none/full/predictions.csv"
+        )
+    return inputs
+
+
+def evaluated_models():
+    return [
+        (t, sel, sub)
+        for t in GRID["targets"]
+        for sel, sub in study.trained_models(GRID)
+    ]
+
+
+def aggregate_inputs(wildcards):
+    models = evaluated_models()
+    d = wildcards.dataset
+    return {
+        "metrics": [
+            f"results/eval/{d}/{t}/{sel}/{sub}/metrics.json" for t, sel, sub in models
+        ],
+        "subsets": [
+            f"results/subsets/{d}/{sel}/{sub}.json" for sel, sub in study.subsets(GRID)
+        ],
+        "scores": [f"results/scores/{d}/{proxy}.csv" for proxy in GRID["proxies"]],
+        "rows": f"results/datasets/{d}/train.jsonl",
+    }

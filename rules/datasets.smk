@@ -1,0 +1,15 @@
+rule prepare_dataset:
+    output:
+        train="results/datasets/{dataset}/train.jsonl",
+        test="results/datasets/{dataset}/test.jsonl",
+    log:
+        "results/logs/prepare_dataset/{dataset}.log",
+    conda:
+        "../envs/lpselect.yaml"
+    resources:
+        mem_mb=RES["light"]["mem_mb"],
+        runtime=RES["light"]["runtime"],
+    params:
+        spec=lambda wildcards: config["datasets"][wildcards.dataset],
+    script:
+        "../workflow_scripts/prepare_dataset.py"

@@ -1,0 +1,36 @@
+rule build_tokenizer:
+    input:
+        rows="results/datasets/{dataset}/train.jsonl",
+    output:
+        directory("results/tokenizers/{dataset}"),
+    log:
+        "results/logs/build_tokenizer/{dataset}.log",
+    conda:
+        "../envs/lpselect.yaml"
+    resources:
+        mem_mb=RES["light"]["mem_mb"],
+        runtime=RES["light"]["runtime"],
+    params:
+        vocab_size=config.get("fresh_tokenizer", {}).get("vocab_size"),
+        template=config["prompt_template"],
+    script:
+        "../workflow_scripts/build_tokenizer.py"
+
+
+rule prepare_model:
+    input:
+        tokenizer=fresh_tokenizer_input,
+    output:
+        directory("results/models/{model}"),
+    log:
+        "results/logs/prepare_model/{model}.log",
+    conda:
+        "../envs/lpselect.yaml"
+    resources:
+        mem_mb=RES["extract"]["mem_mb"],
+        runtime=RES["extract"]["runtime"],
+    params:
+        spec=lambda wildcards: config["models"][wildcards.model],
+        seed=config["seed"],
+    script:
+        "../workflow_scripts/prepare_model.py"

@@ -1,0 +1,34 @@
+rule cluster:
+    input:
+        rows="results/datasets/{dataset}/train.jsonl",
+    output:
+        "results/clusters/{dataset}.csv",
+    log:
+        "results/logs/cluster/{dataset}.log",
+    benchmark:
+        "results/benchmarks/cluster/{dataset}.tsv"
+    conda:
+        "../envs/lpselect.yaml"
+    resources:
+        mem_mb=RES["extract"]["mem_mb"],
+        runtime=RES["extract"]["runtime"],
+    params:
+        cfg=config["clustering"],
+    script:
+        "../workflow_scripts/cluster.py"
+
+
+rule select:
+    input:
+        unpack(subset_inputs),
+    output:
+        "results/subsets/{dataset}/{selector}/{subset}.json",
+    log:
+        "results/logs/select/{dataset}/{selector}/{subset}.log",
+    conda:
+        "../envs/lpselect.yaml"
+    resources:
+        mem_mb=RES["light"]["mem_mb"],
+        runtime=RES["light"]["runtime"],
+    script:
+        "../workflow_scripts/select.py"

@@ -1,0 +1,65 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+def snakemake_cmd(*args):
+    return [sys.executable, "-m", "snakemake", *args]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A real BPE tokenizer trained on a few generated rows (fast, offline)."""
+    from lpselect import models, synthetic
+
+    return models.train_tokenizer(synthetic.generate(8, 3, 0), vocab_size=320)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    from lpselect import models
+
+    model = models.build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, tiny_tokenizer, 0)
+    return model.eval()
+
+
+def shrunken_config() -> dict:
+    """The default study made small enough to run end to end in a test."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["datasets"]["synth"].update(n_per_level=6, levels=2, test_size=8)
+    config["models"] = {
+        "m-a": {"source": "fresh", "hidden_size": 16, "num_layers": 1, "num_heads": 2},
+        "m-b": {"source": "fresh", "hidden_size": 24, "num_layers": 1, "num_heads": 2},
+    }
+    config["fresh_tokenizer"]["vocab_size"] = 320
+    config["training"].update(epochs=2, batch_size=8)
+    config["clustering"].update(n_clusters=3, dims=8)
+    config["grid"].update(proxies=["m-a", "m-b"], targets=["m-b"], methods=["lp1", "random"], fractions=[0.5], thirds=[])
+    config["evaluation"]["max_new_tokens"] = 4
+    return config
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A copy of the workflow (not the results) in a temporary folder."""
+    for item in ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "report", "lpselect", "config.yaml"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    return tmp_path
+
+
+def run_snakemake(workdir, config: dict | None, *args, check=True):
+    if config is not None:
+        (workdir / "test-config.yaml").write_text(yaml.safe_dump(config))
+        args = ("--configfile", "test-config.yaml", *args)
+    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc

@@ -1,0 +1,92 @@
+"""Bad input fails with one message naming the config key, or the file and row."""
+
+import copy
+import re
+import json
+
+import pytest
+import yaml
+
+from lpselect import stages
+from lpselect.data import DatasetError
+from lpselect.study import ConfigError, validate_config
+
+from conftest import ROOT, run_snakemake
+
+DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def broken(edit):
+    config = copy.deepcopy(DEFAULT)
+    edit(config)
+    return config
+
+
+CONFIG_CASES = {
+    "unknown model": (lambda c: c["grid"]["targets"].append("gpt-7"), "grid.targets[2]"),
+    "fraction 0": (lambda c: c["grid"].update(fractions=[0.0, 0.1]), "grid.fractions[0]"),
+    "fraction above 1": (lambda c: c["grid"].update(fractions=[0.1, 1.5]), "grid.fractions[1]"),
+    "missing key": (lambda c: c["training"].pop("learning_rate"), "training.learning_rate"),
+    "unknown dataset": (lambda c: c["grid"].update(datasets=["nope"]), "grid.datasets[0]"),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES)
+def test_bad_config_names_the_key(case):
+    edit, key = CONFIG_CASES[case]
+    with pytest.raises(ConfigError, match=re.escape(f"config key {key}")):
+        validate_config(broken(edit))
+
+
+def test_default_config_is_valid():
+    validate_config(DEFAULT)
+
+
+def test_bad_config_stops_snakemake_before_any_job(workdir):
+    proc = run_snakemake(workdir, broken(CONFIG_CASES["fraction 0"][0]), "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert "config key grid.fractions[0]" in proc.stderr + proc.stdout
+    assert not (workdir / "results").exists()
+
+
+ROW = {"instruction": "Say hi.", "input": "", "output": "hi"}
+DATA_CASES = {
+    "missing field": ('{"instruction": "Say hi.", "input": ""}', "row 2: field 'output' is missing"),
+    "empty output": ('{"instruction": "Say hi.", "output": "  "}', "row 2: field 'output' is empty"),
+    "non-string": ('{"instruction": "Say hi.", "output": 5}', "row 2: field 'output' must be a string"),
+    "broken json": ('{"instruction": "Say hi.", "output": ', "row 2: broken JSON line"),
+}
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_dataset_row_names_file_and_row(tmp_path, case):
+    line, message = DATA_CASES[case]
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(ROW) + "\n" + line + "\n")
+    spec = {"source": "local", "path": str(path), "test_size": 1}
+    with pytest.raises(DatasetError, match=re.escape(f"{path}: {message}")):
+        stages.prepare_dataset("mine", spec, tmp_path / "out" / "train.jsonl", tmp_path / "out" / "test.jsonl")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bad_dataset_fails_the_workflow_and_leaves_no_output(workdir):
+    data = workdir / "bad.jsonl"
+    data.write_text(json.dumps(ROW) * 1 + "\n" + DATA_CASES["non-string"][0] + "\n")
+    config = broken(lambda c: c["datasets"].update(mine={"source": "local", "path": str(data), "test_size": 1}))
+    config["grid"]["datasets"] = ["mine"]
+    proc = run_snakemake(workdir, config, "--cores", "1", "results/datasets/mine/train.jsonl", check=False)
+    assert proc.returncode != 0
+    assert f"{data}: row 2: field 'output' must be a string" in proc.stderr
+    assert not (workdir / "results/datasets/mine/train.jsonl").exists()
+    assert not (workdir / "results/datasets/mine/test.jsonl").exists()
+
+
+def test_local_dataset_loads_with_stable_ids(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(ROW | {"output": f"o{i}"}) + "\n" for i in range(5)))
+    spec = {"source": "local", "path": str(path), "test_size": 2, "seed": 0}
+    stages.prepare_dataset("mine", spec, tmp_path / "train.jsonl", tmp_path / "test.jsonl")
+    train = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(x) for x in (tmp_path / "test.jsonl").read_text().splitlines()]
+    assert len(train) == 3 and len(test) == 2
+    assert sorted(r["id"] for r in train + test) == [f"mine-{i:06d}" for i in range(1, 6)]

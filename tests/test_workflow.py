@@ -1,0 +1,74 @@
+"""Snakemake itself: dry runs, lint, and an end-to-end run of a shrunken default study."""
+
+import copy
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_snakemake, shrunken_config, snakemake_cmd
+
+
+def job_counts(output: str) -> dict:
+    """The 'Job stats' table of a dry run, as {rule: count}."""
+    stats = output.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"}
+
+
+def test_default_dry_run_lists_the_whole_dag(workdir):
+    counts = job_counts(run_snakemake(workdir, None, "-n", "--cores", "2").stdout)
+    assert counts["train_proxy"] == 3 and counts["extract_losses"] == 3 * 4 and counts["score"] == 3
+    # per target: 30 subsets (lp1, lp_app x 3 proxies x 3 fractions; clust_rand x 3; thirds 3 x 3) + full
+    assert counts["finetune_target"] == 2 * 31
+    assert counts["predict"] == counts["evaluate"] == 2 * 32  # + the untrained base
+    assert counts["figure"] == 5 and counts["aggregate"] == 1
+
+
+def test_lint_is_clean():
+    import subprocess
+
+    proc = subprocess.run(snakemake_cmd("--lint"), cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_end_to_end_shrunken_study(workdir):
+    config = shrunken_config()
+    run_snakemake(workdir, config, "--cores", "2")
+    results = workdir / "results"
+    for table in ("metrics", "subsets", "composition", "rank_correlation"):
+        assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
+    for figure in ("metric_vs_fraction", "transfer_heatmap", "rank_correlation", "trajectories", "composition"):
+        assert (results / f"figures/synth/{figure}.png").stat().st_size > 1000
+        assert (results / f"figures/synth/{figure}.pdf").exists()
+
+    metrics = pd.read_csv(results / "tables/synth/metrics.csv")
+    assert set(metrics["subset"]) >= {"full", "base", "lp1_cluster_0.5_hard_seed42", "random_cluster_0.5_hard_seed42"}
+    full = metrics[metrics["subset"] == "full"].iloc[0]
+    base = metrics[metrics["subset"] == "base"].iloc[0]
+    assert full["heldout_ppl"] < base["heldout_ppl"]  # training helped
+    assert metrics["win_rate"].dropna().between(0, 1).all()
+    assert not (results / ".state").exists() or not any((results / ".state").rglob("*.safetensors"))
+
+    # a second run has nothing to do
+    assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout
+
+    # same config and seed: byte-identical subsets and score tables on rerun
+    files = sorted((results / "subsets").rglob("*.json")) + sorted((results / "scores").rglob("*.csv"))
+    before = {p: p.read_bytes() for p in files}
+    run_snakemake(workdir, config, "--cores", "2", "--forcerun", "score", "select", "extract_losses", "--until", "select")
+    assert {p: p.read_bytes() for p in files} == before
+
+    # adding a fraction adds selection, target and evaluation jobs only: the proxies are not touched
+    more = copy.deepcopy(config)
+    more["grid"]["fractions"] = [0.5, 0.25]
+    counts = job_counts(run_snakemake(workdir, more, "-n", "--cores", "2").stdout)
+    assert set(counts) == {"select", "finetune_target", "predict", "evaluate", "aggregate", "figure", "all"}
+    assert counts["select"] == 3  # lp1 x 2 proxies + random
+
+    sizes = pd.read_csv(results / "tables/synth/subsets.csv")
+    assert (sizes["realized_fraction"] >= 0.5).all()
+    subset = json.loads((results / "subsets/synth/m-a/lp1_cluster_0.5_hard_seed42.json").read_text())
+    assert subset["n_selected"] == len(subset["ids"])

@@ -1,0 +1,13 @@
+from lpselect import aggregate
+from lpselect.jobs import run_stage
+
+run_stage(
+    snakemake.log[0],
+    aggregate.write_tables,
+    models=snakemake.params.models,
+    metrics_paths=snakemake.input.metrics,
+    subset_paths=snakemake.input.subsets,
+    score_paths=dict(zip(snakemake.params.proxies, snakemake.input.scores)),
+    rows_path=snakemake.input.rows,
+    outputs=dict(snakemake.output.items()),
+)

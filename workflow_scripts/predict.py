@@ -1,0 +1,14 @@
+from lpselect import stages
+from lpselect.jobs import run_stage
+
+run_stage(
+    snakemake.log[0],
+    stages.predict,
+    snakemake.input.model,
+    snakemake.input.rows,
+    snakemake.params.cfg,
+    snakemake.params.max_length,
+    snakemake.params.template,
+    snakemake.output[0],
+    threads=snakemake.threads,
+)

@@ -1,0 +1,11 @@
+from lpselect import stages
+from lpselect.jobs import run_stage
+
+run_stage(
+    snakemake.log[0],
+    stages.prepare_dataset,
+    snakemake.wildcards.dataset,
+    snakemake.params.spec,
+    snakemake.output.train,
+    snakemake.output.test,
+)

@@ -1,0 +1,11 @@
+from lpselect import stages
+from lpselect.jobs import run_stage
+
+run_stage(
+    snakemake.log[0],
+    stages.prepare_model,
+    snakemake.params.spec,
+    snakemake.params.seed,
+    snakemake.output[0],
+    tokenizer_dir=snakemake.input.tokenizer or None,
+)

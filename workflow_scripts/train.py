@@ -1,0 +1,23 @@
+# Serves train_proxy (keeps every epoch) and finetune_target (keeps the last).
+from lpselect import stages
+from lpselect.jobs import run_stage
+
+if snakemake.rule == "train_proxy":
+    epoch_outputs = dict(enumerate(snakemake.output.epochs, start=1))
+else:
+    epoch_outputs = {snakemake.params.hp["epochs"]: snakemake.output[0]}
+
+run_stage(
+    snakemake.log[0],
+    stages.train_model,
+    snakemake.input.model,
+    snakemake.input.rows,
+    snakemake.input.get("subset"),
+    snakemake.params.hp,
+    snakemake.params.seed,
+    snakemake.params.max_length,
+    snakemake.params.template,
+    epoch_outputs,
+    snakemake.params.state,
+    threads=snakemake.threads,
+)
