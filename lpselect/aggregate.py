@@ -43,17 +43,18 @@ def subset_sizes(subset_paths) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(rows), members
 
 
-def composition(members: dict, rows: list[dict], key: str = "difficulty") -> pd.DataFrame:
-    """Share of each known difficulty level in every subset, and in the full training split."""
-    if key not in rows[0]:
-        return pd.DataFrame(columns=["selector", "subset", key, "share"])
-    level = {r["id"]: r[key] for r in rows}
+def composition(members: dict, rows: list[dict], factors=("difficulty", "task")) -> pd.DataFrame:
+    """Share of each known difficulty level (and task) in every subset, and in the full training split."""
     out = []
-    groups = {("none", "full"): list(level)} | members
-    for (selector, subset), ids in groups.items():
-        counts = pd.Series([level[i] for i in ids]).value_counts(normalize=True).sort_index()
-        out += [{"selector": selector, "subset": subset, key: lv, "share": share} for lv, share in counts.items()]
-    return pd.DataFrame(out)
+    for factor in (f for f in factors if f in rows[0]):
+        level = {r["id"]: r[factor] for r in rows}
+        for (selector, subset), ids in ({("none", "full"): list(level)} | members).items():
+            counts = pd.Series([level[i] for i in ids]).value_counts(normalize=True).sort_index()
+            out += [
+                {"selector": selector, "subset": subset, "factor": factor, "level": lv, "share": share}
+                for lv, share in counts.items()
+            ]
+    return pd.DataFrame(out, columns=["selector", "subset", "factor", "level", "share"])
 
 
 def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFrame:

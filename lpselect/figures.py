@@ -100,23 +100,27 @@ def trajectories(scores: dict, share: float = 0.1, **_):
 
 
 def composition(composition: pd.DataFrame, **_):
-    """Share of each known difficulty level in the hardest subsets and the thirds, against all data."""
-    if composition.empty:
+    """Share of each known difficulty level and task in every subset, against all data."""
+    factors = list(composition["factor"].unique())
+    if not factors:
         fig, ax = plt.subplots(figsize=(4, 2))
         ax.text(0.5, 0.5, "no known difficulty in this dataset", ha="center")
         ax.axis("off")
         return fig
-    key = [c for c in composition if c not in ("selector", "subset", "share")][0]
-    wide = composition.pivot_table(index=["selector", "subset"], columns=key, values="share", fill_value=0)
-    wide.index = [s if sel == "none" else f"{sel}: {s}" for sel, s in wide.index]
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(wide) + 1.5))
-    left = np.zeros(len(wide))
-    for level in wide.columns:
-        ax.barh(range(len(wide)), wide[level], left=left, label=f"{key} {level}")
-        left += wide[level].to_numpy()
-    ax.set_yticks(range(len(wide)), wide.index, fontsize=6)
-    ax.set(xlabel="share of subset", xlim=(0, 1), title=f"subset composition by {key}")
-    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    n_subsets = composition.groupby(["selector", "subset"]).ngroups
+    fig, axes = plt.subplots(1, len(factors), figsize=(6 * len(factors), 0.3 * n_subsets + 1.5), squeeze=False)
+    for ax, factor in zip(axes[0], factors):
+        wide = composition[composition["factor"] == factor].pivot_table(
+            index=["selector", "subset"], columns="level", values="share", fill_value=0
+        )
+        wide.index = [s if sel == "none" else f"{sel}: {s}" for sel, s in wide.index]
+        left = np.zeros(len(wide))
+        for level in wide.columns:
+            ax.barh(range(len(wide)), wide[level], left=left, label=f"{factor} {level}")
+            left += wide[level].to_numpy()
+        ax.set_yticks(range(len(wide)), wide.index, fontsize=6)
+        ax.set(xlabel="share of subset", xlim=(0, 1), title=f"subset composition by {factor}")
+        ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     return fig
 
 

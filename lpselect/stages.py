@@ -40,8 +40,11 @@ def build_tokenizer(train_rows_path, vocab_size: int, template: str, out_dir) ->
     tok.save_pretrained(out_dir)
 
 
-def prepare_model(spec: dict, seed: int, out_dir, tokenizer_dir=None) -> None:
-    """A base model folder: a fresh decoder from sizes and a seed, or a copy of a pretrained one."""
+def prepare_model(
+    spec: dict, seed: int, out_dir, tokenizer_dir=None, warmup=None, hp=None, max_length=512, template="alpaca"
+) -> None:
+    """A base model folder: a fresh decoder from sizes and a seed (warmed up on generated rows), or a
+    copy of a pretrained one."""
     from . import models
 
     if spec["source"] == "fresh":
@@ -49,10 +52,24 @@ def prepare_model(spec: dict, seed: int, out_dir, tokenizer_dir=None) -> None:
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         model = models.build_fresh_model(spec, tokenizer, seed)
+        if warmup and warmup["epochs"] > 0:
+            _warm_up(model, tokenizer, warmup, hp, seed, max_length, template, Path(f"{out_dir}.warmup-state"))
     else:
         model, tokenizer = models.load_model(spec["path"], trust_remote_code=spec.get("trust_remote_code", False))
     log.info("%s: %d parameters", out_dir, models.count_parameters(model))
     models.save_model(model, tokenizer, out_dir)
+
+
+def _warm_up(model, tokenizer, warmup: dict, hp: dict, seed: int, max_length: int, template: str, state_dir):
+    """Stand-in for pretraining: a short fine-tune on generated rows with their own seed."""
+    from . import training
+    from .tokenization import encode_rows
+
+    rows = synthetic.generate(warmup["n_per_level"], warmup["levels"], warmup["seed"])
+    log.info("warm-up on %d generated rows (seed %d) for %d epochs", len(rows), warmup["seed"], warmup["epochs"])
+    examples = encode_rows(rows, tokenizer, max_length, template)
+    training.train(model, tokenizer, examples, hp | {"epochs": warmup["epochs"]}, state_dir, seed, epochs_to_keep=[])
+    training.publish(state_dir, {})
 
 
 def _training_examples(model_dir, rows_path, subset_path, max_length, template):

@@ -50,8 +50,10 @@ def _check_references(config: dict) -> None:
         if method == "random":
             raise ConfigError(f"config key grid.thirds[{i}]: thirds need a score method, not 'random'")
     fresh = [m for m, spec in models.items() if spec["source"] == "fresh"]
-    if fresh and config.get("fresh_tokenizer", {}).get("dataset") not in datasets:
-        raise ConfigError("config key fresh_tokenizer.dataset: must name a dataset (needed by fresh models)")
+    if fresh and "fresh_models" not in config:
+        raise ConfigError(f"config key fresh_models is missing (needed by fresh model {fresh[0]!r})")
+    if fresh and config["fresh_models"]["tokenizer_dataset"] not in datasets:
+        raise ConfigError("config key fresh_models.tokenizer_dataset: must name a dataset under datasets")
 
 
 def load_config(path) -> dict:

@@ -65,7 +65,7 @@ def model_to_evaluate(wildcards):
 
 def fresh_tokenizer_input(wildcards):
     if config["models"][wildcards.model]["source"] == "fresh":
-        return f"results/tokenizers/{config['fresh_tokenizer']['dataset']}"
+        return f"results/tokenizers/{config['fresh_models']['tokenizer_dataset']}"
     return []
 
 

@@ -11,7 +11,7 @@ rule build_tokenizer:
         mem_mb=RES["light"]["mem_mb"],
         runtime=RES["light"]["runtime"],
     params:
-        vocab_size=config.get("fresh_tokenizer", {}).get("vocab_size"),
+        vocab_size=config.get("fresh_models", {}).get("vocab_size"),
         template=config["prompt_template"],
     script:
         "../workflow_scripts/build_tokenizer.py"
@@ -24,13 +24,20 @@ rule prepare_model:
         directory("results/models/{model}"),
     log:
         "results/logs/prepare_model/{model}.log",
+    benchmark:
+        "results/benchmarks/prepare_model/{model}.tsv"
     conda:
         "../envs/lpselect.yaml"
+    threads: RES["threads"]
     resources:
         mem_mb=RES["extract"]["mem_mb"],
         runtime=RES["extract"]["runtime"],
     params:
         spec=lambda wildcards: config["models"][wildcards.model],
         seed=config["seed"],
+        warmup=config.get("fresh_models", {}).get("warmup"),
+        hp=config["training"],
+        max_length=config["max_length"],
+        template=config["prompt_template"],
     script:
         "../workflow_scripts/prepare_model.py"

@@ -19,9 +19,10 @@ def job_counts(output: str) -> dict:
 def test_default_dry_run_lists_the_whole_dag(workdir):
     counts = job_counts(run_snakemake(workdir, None, "-n", "--cores", "2").stdout)
     assert counts["train_proxy"] == 3 and counts["extract_losses"] == 3 * 4 and counts["score"] == 3
-    # per target: 30 subsets (lp1, lp_app x 3 proxies x 3 fractions; clust_rand x 3; thirds 3 x 3) + full
-    assert counts["finetune_target"] == 2 * 31
-    assert counts["predict"] == counts["evaluate"] == 2 * 32  # + the untrained base
+    # per target: 23 subsets (lp1, lp_app x 3 proxies x 2 fractions; clust_rand x 2; thirds 3 x 3) + full
+    assert counts["select"] == 23
+    assert counts["finetune_target"] == 2 * 24
+    assert counts["predict"] == counts["evaluate"] == 2 * 25  # + the untrained base
     assert counts["figure"] == 5 and counts["aggregate"] == 1
 
 
@@ -51,6 +52,9 @@ def test_end_to_end_shrunken_study(workdir):
     assert full["heldout_ppl"] < base["heldout_ppl"]  # training helped
     assert metrics["win_rate"].dropna().between(0, 1).all()
     assert not (results / ".state").exists() or not any((results / ".state").rglob("*.safetensors"))
+
+    run_snakemake(workdir, config, "--report", "results/report.html")
+    assert (results / "report.html").stat().st_size > 10_000
 
     # a second run has nothing to do
     assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout

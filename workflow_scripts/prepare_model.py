@@ -8,4 +8,9 @@ run_stage(
     snakemake.params.seed,
     snakemake.output[0],
     tokenizer_dir=snakemake.input.tokenizer or None,
+    warmup=snakemake.params.warmup,
+    hp=snakemake.params.hp,
+    max_length=snakemake.params.max_length,
+    template=snakemake.params.template,
+    threads=snakemake.threads,
 )
