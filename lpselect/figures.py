@@ -82,20 +82,60 @@ def rank_correlation(rank_correlation: pd.DataFrame, **_):
     return fig
 
 
+def _panel_grid(n: int, width: float = 4, height: float = 3.2, ncols: int = 4):
+    ncols = min(n, ncols)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes.flat
+
+
 def trajectories(scores: dict, share: float = 0.1, **_):
-    """Median (quartile band) perplexity per epoch of the hardest and easiest samples by LP(1)."""
-    fig, axes = plt.subplots(1, len(scores), figsize=(4 * len(scores), 3.2), squeeze=False)
-    for ax, (proxy, table) in zip(axes[0], scores.items()):
+    """Median (quartile band) perplexity per epoch: all samples, and the hardest and easiest by LP(1)."""
+    fig, axes = _panel_grid(len(scores))
+    for ax, (model, table) in zip(axes, scores.items()):
         epochs = sorted(int(c[1:]) for c in table if c[0] == "p" and c[1:].isdigit())
         n = max(1, int(len(table) * share))
         ranked = table.sort_values(["lp1", "id"])
-        for label, part, color in (("hardest", ranked.head(n), "C3"), ("easiest", ranked.tail(n), "C0")):
+        parts = (("all samples", table, "k"), (f"hardest {share:.0%}", ranked.head(n), "C3"),
+                 (f"easiest {share:.0%}", ranked.tail(n), "C0"))
+        for label, part, color in parts:
             p = part[[f"p{e}" for e in epochs]]
-            ax.plot(epochs, p.median(), color=color, marker="o", label=f"{label} {share:.0%} by LP(1)")
-            ax.fill_between(epochs, p.quantile(0.25), p.quantile(0.75), color=color, alpha=0.2)
-        ax.set(yscale="log", xlabel="epoch", ylabel="response perplexity", title=f"proxy {proxy}")
+            ax.plot(epochs, p.median(), color=color, marker="o", label=label)
+            ax.fill_between(epochs, p.quantile(0.25), p.quantile(0.75), color=color, alpha=0.15)
+        ax.set(yscale="log", xlabel="epoch (0 = before training)", ylabel="response perplexity", title=model)
         ax.set_xticks(epochs)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, title="by LP(1)", title_fontsize=7)
+    return fig
+
+
+def lp_distribution(scores: dict, **_):
+    """Distribution of LP(1) and LP_app per model."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, column in zip(axes, ("lp1", "lp_app")):
+        data = [t[column].clip(-0.5, 1.5).to_numpy() for t in scores.values()]
+        ax.violinplot(data, showmedians=True)
+        ax.set_xticks(range(1, len(scores) + 1), list(scores), rotation=30)
+        ax.set(ylabel=column, title=f"{column} per sample (clipped to [-0.5, 1.5])")
+    return fig
+
+
+def overlap(overlap: pd.DataFrame, pairs=None, **_):
+    """Share of a target's hardest p% (by LP(1)) that a proxy also ranks in its hardest p%, for the
+    configured (small proxy, large target) pairs (default: every pair of distinct models)."""
+    if not pairs:
+        models = list(dict.fromkeys(overlap["proxy"]))
+        pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1 :]]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for proxy, target in pairs:
+        g = overlap[(overlap["proxy"] == proxy) & (overlap["target"] == target)].sort_values("fraction")
+        ax.plot(g["fraction"] * 100, g["overlap"], marker="o", label=f"{proxy} -> {target}")
+    frac = np.sort(overlap["fraction"].unique())
+    ax.plot(frac * 100, frac, color="grey", ls=":", label="chance")
+    ax.set(xscale="log", xlabel="hardest p% (log scale)", ylabel="overlap", ylim=(0, 1),
+           title="hardest-subset overlap, smaller proxy -> larger target")
+    ax.legend(fontsize=6, ncol=2)
     return fig
 
 
@@ -124,14 +164,17 @@ def composition(composition: pd.DataFrame, **_):
     return fig
 
 
-FIGURES = {f.__name__: f for f in (metric_vs_fraction, transfer_heatmap, rank_correlation, trajectories, composition)}
+FIGURES = {
+    f.__name__: f
+    for f in (metric_vs_fraction, transfer_heatmap, rank_correlation, trajectories, composition, lp_distribution, overlap)
+}
 
 
-def draw(name: str, tables: dict, score_paths: dict, outputs) -> None:
+def draw(name: str, tables: dict, score_paths: dict, outputs, options: dict | None = None) -> None:
     """Draw figure `name` from the table CSVs and score tables, and save it in every output format."""
     frames = {k: pd.read_csv(v, keep_default_na=True) for k, v in tables.items()}
     scores = {proxy: pd.read_csv(path) for proxy, path in score_paths.items()}
-    fig = FIGURES[name](scores=scores, **frames)
+    fig = FIGURES[name](scores=scores, **frames, **(options or {}))
     fig.tight_layout()
     for path in outputs:
         fig.savefig(path, dpi=150)

@@ -153,3 +153,35 @@ def evaluate(pred_csv, reference_csv, tie_tolerance: float, out_json) -> None:
     write_json(out_json, metrics.summarize(pred, outcomes))
 
 
+
+
+def fetch_dump(source: str, dataset: str, model: str, out_paths) -> None:
+    from . import dumps
+
+    dumps.fetch(source, dataset, model, out_paths)
+
+
+def score_dump(paths, dataset: str, seed: int, out_csv) -> None:
+    """The workflow's score table, from the paper's released per-epoch perplexities."""
+    from . import dumps
+
+    table = scoring.score_table(dumps.epoch_losses(list(paths), dataset), seed)
+    log.info("%s: %d samples, median LP(1) %.3f", out_csv, len(table), table["lp1"].median())
+    write_csv(out_csv, table)
+
+
+def dump_tables(score_paths: dict, fractions, outputs: dict) -> None:
+    from . import aggregate
+    from .dumps import DumpError
+
+    lengths = {name: sum(1 for _ in open(path)) - 1 for name, path in score_paths.items()}
+    if len(set(lengths.values())) > 1:
+        raise DumpError(f"models of one dataset list different numbers of samples: {lengths}")
+    aggregate.write_dump_tables(score_paths, fractions, outputs)
+
+
+def dump_summary(tables: dict, pairs, out_md) -> None:
+    from . import aggregate
+    from .fileio import write_text
+
+    write_text(out_md, aggregate.dumps_summary(tables, pairs))

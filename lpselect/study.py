@@ -38,6 +38,16 @@ def validate_config(config: dict, schema_path=SCHEMA) -> None:
 
 
 def _check_references(config: dict) -> None:
+    if "dumps" in config:
+        models = config["dumps"]["models"]
+        for i, pair in enumerate(config["dumps"]["pairs"]):
+            for j, name in enumerate(pair):
+                if name not in models:
+                    raise ConfigError(f"config key dumps.pairs[{i}][{j}]: unknown model {name!r} (not in dumps.models)")
+        return
+    for key in ("threads", "train", "extract"):
+        if key not in config["resources"]:
+            raise ConfigError(f"config key resources.{key} is missing")
     grid, models, datasets = config["grid"], config["models"], config["datasets"]
     for role in ("proxies", "targets"):
         for i, name in enumerate(grid[role]):

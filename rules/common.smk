@@ -15,23 +15,44 @@ from lpselect.selection import SUBSET_PATTERN, Subset
 # Schema plus cross-references (unknown models, datasets), before any job starts.
 study.validate_config(config)
 
-GRID = config["grid"]
-EPOCHS = config["training"]["epochs"]
+DUMPS_STUDY = "dumps" in config
 RES = config["resources"]
 FORMATS = config["figures"]["formats"]
-FIGURES = [
-    "metric_vs_fraction",
-    "transfer_heatmap",
-    "rank_correlation",
-    "trajectories",
-    "composition",
-]
-TABLES = ["metrics", "subsets", "composition", "rank_correlation"]
-MODEL_NAMES = "|".join(map(re.escape, config["models"]))
+
+if DUMPS_STUDY:
+    DATASETS = config["dumps"]["datasets"]
+    SCORED_MODELS = config["dumps"]["models"]
+    TABLES = ["rank_correlation", "overlap", "trajectories"]
+    # figure -> the tables it is drawn from (every figure also gets the score tables)
+    FIGURE_TABLES = {
+        "rank_correlation": ["rank_correlation"],
+        "overlap": ["overlap"],
+        "trajectories": [],
+        "lp_distribution": [],
+    }
+else:
+    GRID = config["grid"]
+    EPOCHS = config["training"]["epochs"]
+    DATASETS = GRID["datasets"]
+    SCORED_MODELS = GRID["proxies"]
+    TABLES = ["metrics", "subsets", "composition", "rank_correlation"]
+    FIGURE_TABLES = {
+        "metric_vs_fraction": ["metrics"],
+        "transfer_heatmap": ["metrics"],
+        "rank_correlation": ["rank_correlation"],
+        "trajectories": [],
+        "composition": ["composition"],
+    }
+FIGURES = list(FIGURE_TABLES)
+FIGURE_OPTIONS = {"pairs": config["dumps"]["pairs"]} if DUMPS_STUDY else {}
+MODEL_NAMES = "|".join(
+    map(re.escape, config["dumps"]["models"] if DUMPS_STUDY else config["models"])
+)
 
 
 wildcard_constraints:
-    dataset="|".join(map(re.escape, config["datasets"])),
+    dataset="|".join(map(re.escape, DATASETS)),
+    figure="|".join(FIGURES),
     model=MODEL_NAMES,
     proxy=MODEL_NAMES,
     target=MODEL_NAMES,
@@ -41,14 +62,24 @@ wildcard_constraints:
 
 
 def final_outputs():
-    return expand(
-        "results/tables/{dataset}/{table}.csv", dataset=GRID["datasets"], table=TABLES
+    outputs = expand(
+        "results/tables/{dataset}/{table}.csv", dataset=DATASETS, table=TABLES
     ) + expand(
         "results/figures/{dataset}/{figure}.{ext}",
-        dataset=GRID["datasets"],
+        dataset=DATASETS,
         figure=FIGURES,
         ext=FORMATS,
     )
+    if DUMPS_STUDY:
+        outputs.append("results/dumps-summary.md")
+    return outputs
+
+
+def figure_inputs(wildcards):
+    d = wildcards.dataset
+    inputs = {t: f"results/tables/{d}/{t}.csv" for t in FIGURE_TABLES[wildcards.figure]}
+    inputs["scores"] = [f"results/scores/{d}/{m}.csv" for m in SCORED_MODELS]
+    return inputs
 
 
 def proxy_epoch_dir(dataset, proxy, epoch):

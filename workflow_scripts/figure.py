@@ -5,7 +5,8 @@ run_stage(
     snakemake.log[0],
     figures.draw,
     snakemake.wildcards.figure,
-    tables={name: snakemake.input[name] for name in ("metrics", "composition", "rank_correlation")},
-    score_paths=dict(zip(snakemake.params.proxies, snakemake.input.scores)),
+    tables={name: path for name, path in snakemake.input.items() if name != "scores"},
+    score_paths=dict(zip(snakemake.params.scored_models, snakemake.input.scores)),
     outputs=snakemake.output,
+    options=snakemake.params.options,
 )
