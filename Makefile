@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: install run test lint format report clean
+.PHONY: install install-slurm run test lint format report clean
 
 $(BIN)/snakemake: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,20 @@ $(BIN)/snakemake: requirements.txt pyproject.toml
 
 install: $(BIN)/snakemake
 
+# the optional SLURM executor plugin (profiles/slurm); the tests exercise it with stand-in commands
+$(VENV)/.slurm-installed: $(BIN)/snakemake requirements-slurm.txt
+	$(BIN)/pip install --quiet -r requirements-slurm.txt
+	touch $@
+
+install-slurm: $(VENV)/.slurm-installed
+
 run: install
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/default
 
 report: install
 	$(BIN)/snakemake --report results/report.html
 
-test: install
+test: install install-slurm
 	$(BIN)/python -m pytest -q
 
 lint: install

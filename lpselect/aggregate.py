@@ -69,7 +69,10 @@ def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFr
     return pd.DataFrame(out)
 
 
-def write_tables(models, metrics_paths, subset_paths, score_paths: dict, rows_path, outputs: dict) -> None:
+def write_tables(
+    models, metrics_paths, subset_paths, score_paths: dict, rows_path, outputs: dict, target_ledgers, proxy_ledgers
+) -> None:
+    write_csv(outputs["compute"], compute_table(target_ledgers, proxy_ledgers))
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
     write_csv(outputs["metrics"], metrics_table(models, metrics_paths, sizes))
@@ -133,3 +136,33 @@ def dumps_summary(tables: dict, pairs, fraction: float = 0.1) -> str:
             lines.append(f"| {dataset} | {proxy} | {target} | {tau['lp1']:.3f} | {tau['lp_app']:.3f} | "
                          f"{ov.iloc[0]:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def _ledger(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
+    """Per trained target: the cost of selection (its proxy's training and extraction passes; none for
+    random subsets) plus training on the subset, against training the same target on all the data.
+
+    target_ledgers maps (target, selector, subset) to a ledger file, proxy_ledgers maps a proxy to the
+    ledger files of its training and extraction jobs. A proxy's cost is counted in full for every
+    subset it selects, although in a study it is paid once and shared.
+    """
+    proxy_cost = {
+        proxy: {k: sum(_ledger(p)[k] for p in paths) for k in ("flops", "wall_s")}
+        for proxy, paths in proxy_ledgers.items()
+    }
+    full = {t: _ledger(p) for (t, sel, sub), p in target_ledgers.items() if sub == "full"}
+    rows = []
+    for (target, selector, subset), path in target_ledgers.items():
+        own = _ledger(path)
+        select = proxy_cost.get(selector, {"flops": 0.0, "wall_s": 0.0})
+        row = {"target": target, "selector": selector, "subset": subset} | describe(selector, subset)
+        for k in ("flops", "wall_s"):
+            total = own[k] + select[k]
+            row |= {f"target_{k}": own[k], f"selection_{k}": select[k], f"total_{k}": total,
+                    f"full_{k}": full[target][k], f"{k}_vs_full": total / full[target][k]}
+        rows.append(row | {"target_tokens": own["tokens"], "device": own["device"]})
+    return pd.DataFrame(rows)

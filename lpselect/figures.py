@@ -164,9 +164,36 @@ def composition(composition: pd.DataFrame, **_):
     return fig
 
 
+def compute_cost(compute: pd.DataFrame, **_):
+    """Cost of selection + subset training relative to training on all the data, per target."""
+    hard = compute[(compute["part"] == "hard") | (compute["subset"] == "full")]
+    targets = sorted(hard["target"].unique())
+    fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.6), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        at = hard[(hard["target"] == target) & (hard["subset"] != "full")]
+        for (display, selector), g in at.groupby(["display", "selector"]):
+            g = g.groupby("fraction")[["flops_vs_full", "wall_s_vs_full"]].mean()
+            label = display if selector == "none" else f"{display} ({selector})"
+            ax.plot(g.index * 100, g["flops_vs_full"], marker="o", label=label)
+        ax.axhline(1.0, color="k", ls="--", lw=1, label="full data")
+        ax.set(xlabel="selected data (%)", ylabel="FLOPs (selection + training) / full",
+               title=f"target {target}")
+    axes[0, -1].legend(fontsize=7)
+    return fig
+
+
 FIGURES = {
     f.__name__: f
-    for f in (metric_vs_fraction, transfer_heatmap, rank_correlation, trajectories, composition, lp_distribution, overlap)
+    for f in (
+        metric_vs_fraction,
+        transfer_heatmap,
+        rank_correlation,
+        trajectories,
+        composition,
+        lp_distribution,
+        overlap,
+        compute_cost,
+    )
 }
 
 

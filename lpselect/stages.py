@@ -86,27 +86,44 @@ def _training_examples(model_dir, rows_path, subset_path, max_length, template):
 
 
 def train_model(
-    model_dir, rows_path, subset_path, hp: dict, seed: int, max_length: int, template: str, epoch_outputs: dict, state_dir
+    model_dir,
+    rows_path,
+    subset_path,
+    hp: dict,
+    seed: int,
+    max_length: int,
+    template: str,
+    epoch_outputs: dict,
+    state_dir,
+    ledger_out,
 ) -> None:
     """Fine-tune; epoch_outputs maps each epoch to keep to its output folder (proxy: all, target: last)."""
-    from . import training
+    from . import ledger, models, training
 
+    watch = ledger.Stopwatch()
     model, tokenizer, examples = _training_examples(model_dir, rows_path, subset_path, max_length, template)
     saved = training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep=list(epoch_outputs))
+    tokens = hp["epochs"] * sum(len(e["input_ids"]) for e in examples)
+    watch.record(ledger_out, "train", models.count_parameters(model), tokens, samples=len(examples), epochs=hp["epochs"])
     log_src = Path(state_dir) / "train_log.json"
     last_out = Path(epoch_outputs[max(epoch_outputs)])
     moves = {saved[e]: out for e, out in epoch_outputs.items()}
     training.publish(state_dir, moves | {log_src: last_out / "train_log.json"})
 
 
-def extract_losses(model_dir, rows_path, batch_size: int, max_length: int, template: str, out_csv) -> None:
-    from . import losses, models
+def extract_losses(
+    model_dir, rows_path, batch_size: int, max_length: int, template: str, out_csv, ledger_out
+) -> None:
+    from . import ledger, losses, models
     from .tokenization import encode_rows
 
+    watch = ledger.Stopwatch()
     model, tokenizer = models.load_model(model_dir)
     examples = encode_rows(read_jsonl(rows_path), tokenizer, max_length, template)
     frame = losses.per_sample_losses(model, examples, batch_size, tokenizer.pad_token_id, desc=str(model_dir))
     write_csv(out_csv, frame)
+    tokens = sum(len(e["input_ids"]) for e in examples)
+    watch.record(ledger_out, "forward", models.count_parameters(model), tokens, samples=len(examples))
 
 
 def score(loss_csvs: list, rows_path, seed: int, out_csv) -> None:

@@ -45,9 +45,8 @@ def _check_references(config: dict) -> None:
                 if name not in models:
                     raise ConfigError(f"config key dumps.pairs[{i}][{j}]: unknown model {name!r} (not in dumps.models)")
         return
-    for key in ("threads", "train", "extract"):
-        if key not in config["resources"]:
-            raise ConfigError(f"config key resources.{key} is missing")
+    if "by_model_size" not in config["resources"]:
+        raise ConfigError("config key resources.by_model_size is missing")
     grid, models, datasets = config["grid"], config["models"], config["datasets"]
     for role in ("proxies", "targets"):
         for i, name in enumerate(grid[role]):
@@ -89,3 +88,25 @@ def trained_models(grid: dict) -> list[tuple[str, str]]:
     """(selector, subset name) of every model evaluated per target, references included."""
     refs = [("none", r) for r in grid["references"]]
     return refs + subsets(grid)
+
+
+def model_parameters(config: dict, name: str) -> float | None:
+    """A model's parameter count: declared (`parameters`), or estimated for a fresh decoder."""
+    spec = config["models"][name]
+    if "parameters" in spec:
+        return float(spec["parameters"])
+    if spec["source"] != "fresh":
+        return None
+    h, layers = spec["hidden_size"], spec["num_layers"]
+    inter = spec.get("intermediate_size", 4 * h)
+    return float(layers * (4 * h * h + 3 * h * inter) + config["fresh_models"]["vocab_size"] * h)
+
+
+def size_resources(config: dict, name: str, kind: str) -> dict:
+    """threads, gpus, mem_mb and runtime of a `kind` (train | extract) job on model `name`: the first
+    row of resources.by_model_size that fits the model (the last row for an unknown size)."""
+    rows = config["resources"]["by_model_size"]
+    n = model_parameters(config, name)
+    row = next((r for r in rows if n is not None and n <= r["max_parameters"]), rows[-1])
+    extras = {"gpu_model": row.get("gpu_model", ""), "cpus_per_gpu": row.get("cpus_per_gpu", 0)}
+    return {"threads": row["threads"], "gpus": row["gpus"]} | extras | row[kind]

@@ -1,3 +1,8 @@
+# light jobs run on the submitting host, not as cluster jobs
+localrules:
+    aggregate,
+
+
 rule aggregate:
     input:
         unpack(aggregate_inputs),
@@ -15,10 +20,17 @@ rule aggregate:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         models=evaluated_models(),
         proxies=GRID["proxies"],
+        # the same files as the ledger inputs, keyed by what they measured
+        target_ledgers=lambda wildcards, input: dict(
+            zip(trained_targets(), input.target_ledgers)
+        ),
+        proxy_ledgers=lambda wildcards: {
+            proxy: proxy_ledgers(wildcards.dataset, proxy) for proxy in GRID["proxies"]
+        },
     script:
         "../workflow_scripts/aggregate.py"

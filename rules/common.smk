@@ -35,13 +35,14 @@ else:
     EPOCHS = config["training"]["epochs"]
     DATASETS = GRID["datasets"]
     SCORED_MODELS = GRID["proxies"]
-    TABLES = ["metrics", "subsets", "composition", "rank_correlation"]
+    TABLES = ["metrics", "subsets", "composition", "rank_correlation", "compute"]
     FIGURE_TABLES = {
         "metric_vs_fraction": ["metrics"],
         "transfer_heatmap": ["metrics"],
         "rank_correlation": ["rank_correlation"],
         "trajectories": [],
         "composition": ["composition"],
+        "compute_cost": ["compute"],
     }
 FIGURES = list(FIGURE_TABLES)
 FIGURE_OPTIONS = {"pairs": config["dumps"]["pairs"]} if DUMPS_STUDY else {}
@@ -59,6 +60,30 @@ wildcard_constraints:
     selector=f"none|{MODEL_NAMES}",
     subset=f"full|base|{SUBSET_PATTERN}",
     epoch=r"\d+",
+
+
+def model_of(wildcards):
+    return wildcards.get("proxy") or wildcards.get("target") or wildcards.get("model")
+
+
+def sized(kind, key):
+    """A resource of a model job from the by_model_size table; runtime grows with each retry."""
+
+    def get(wildcards, attempt):
+        value = study.size_resources(config, model_of(wildcards), kind)[key]
+        return value * attempt if key == "runtime" else value
+
+    return get
+
+
+def sized_threads(wildcards):
+    return study.size_resources(config, model_of(wildcards), "train")["threads"]
+
+
+def light(key):
+    return lambda wildcards, attempt: RES["light"][key] * (
+        attempt if key == "runtime" else 1
+    )
 
 
 def final_outputs():
@@ -145,6 +170,18 @@ def evaluated_models():
     ]
 
 
+def trained_targets():
+    """Evaluated models that were fine-tuned (not the untrained base)."""
+    return [m for m in evaluated_models() if m[2] != "base"]
+
+
+def proxy_ledgers(dataset, proxy):
+    return [f"results/ledger/train_proxy/{dataset}/{proxy}.json"] + [
+        f"results/ledger/extract_losses/{dataset}/{proxy}/epoch-{e}.json"
+        for e in range(EPOCHS + 1)
+    ]
+
+
 def aggregate_inputs(wildcards):
     models = evaluated_models()
     d = wildcards.dataset
@@ -156,5 +193,12 @@ def aggregate_inputs(wildcards):
             f"results/subsets/{d}/{sel}/{sub}.json" for sel, sub in study.subsets(GRID)
         ],
         "scores": [f"results/scores/{d}/{proxy}.csv" for proxy in GRID["proxies"]],
+        "target_ledgers": [
+            f"results/ledger/finetune_target/{d}/{t}/{sel}/{sub}.json"
+            for t, sel, sub in trained_targets()
+        ],
+        "proxy_ledgers": [
+            path for proxy in GRID["proxies"] for path in proxy_ledgers(d, proxy)
+        ],
         "rows": f"results/datasets/{d}/train.jsonl",
     }

@@ -7,8 +7,8 @@ rule prepare_dataset:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
     script:

@@ -1,3 +1,11 @@
+# light jobs run on the submitting host, not as cluster jobs
+localrules:
+    fetch_dump,
+    score_dump,
+    dump_tables,
+    dump_summary,
+
+
 # The paper's released perplexities: fetch (download or copy), then the same score table, tables and
 # figures as every other study.
 
@@ -13,8 +21,8 @@ rule fetch_dump:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         source=config["dumps"]["source"],
     script:
@@ -31,8 +39,8 @@ rule score_dump:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         seed=config["seed"],
     script:
@@ -60,8 +68,8 @@ rule dump_tables:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         models=config["dumps"]["models"],
         fractions=config["dumps"]["fractions"],
@@ -82,8 +90,8 @@ rule dump_summary:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         datasets=DATASETS,
         pairs=config["dumps"]["pairs"],

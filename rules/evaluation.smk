@@ -1,3 +1,8 @@
+# light jobs run on the submitting host, not as cluster jobs
+localrules:
+    evaluate,
+
+
 rule predict:
     input:
         model=model_to_evaluate,
@@ -10,10 +15,13 @@ rule predict:
         "results/benchmarks/predict/{dataset}/{target}/{selector}/{subset}.tsv"
     conda:
         "../envs/lpselect.yaml"
-    threads: RES["threads"]
+    threads: sized_threads
     resources:
-        mem_mb=RES["extract"]["mem_mb"],
-        runtime=RES["extract"]["runtime"],
+        mem_mb=sized("extract", "mem_mb"),
+        runtime=sized("extract", "runtime"),
+        gpu=sized("extract", "gpus"),
+        gpu_model=sized("extract", "gpu_model"),
+        cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
         cfg=config["evaluation"],
         max_length=config["max_length"],
@@ -32,8 +40,8 @@ rule evaluate:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         tie_tolerance=config["evaluation"]["tie_tolerance"],
     script:

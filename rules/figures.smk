@@ -1,3 +1,8 @@
+# light jobs run on the submitting host, not as cluster jobs
+localrules:
+    figure,
+
+
 rule figure:
     input:
         unpack(figure_inputs),
@@ -13,8 +18,8 @@ rule figure:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         scored_models=SCORED_MODELS,
         options=FIGURE_OPTIONS,

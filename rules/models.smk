@@ -8,8 +8,8 @@ rule build_tokenizer:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         vocab_size=config.get("fresh_models", {}).get("vocab_size"),
         template=config["prompt_template"],
@@ -28,10 +28,13 @@ rule prepare_model:
         "results/benchmarks/prepare_model/{model}.tsv"
     conda:
         "../envs/lpselect.yaml"
-    threads: RES["threads"]
+    threads: sized_threads
     resources:
-        mem_mb=RES["extract"]["mem_mb"],
-        runtime=RES["extract"]["runtime"],
+        mem_mb=sized("extract", "mem_mb"),
+        runtime=sized("extract", "runtime"),
+        gpu=sized("extract", "gpus"),
+        gpu_model=sized("extract", "gpu_model"),
+        cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
         spec=lambda wildcards: config["models"][wildcards.model],
         seed=config["seed"],

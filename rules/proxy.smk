@@ -7,16 +7,20 @@ rule train_proxy:
             directory(f"results/proxies/{{dataset}}/{{proxy}}/epoch-{e}")
             for e in range(1, EPOCHS + 1)
         ],
+        ledger="results/ledger/train_proxy/{dataset}/{proxy}.json",
     log:
         "results/logs/train_proxy/{dataset}/{proxy}.log",
     benchmark:
         "results/benchmarks/train_proxy/{dataset}/{proxy}.tsv"
     conda:
         "../envs/lpselect.yaml"
-    threads: RES["threads"]
+    threads: sized_threads
     resources:
-        mem_mb=RES["train"]["mem_mb"],
-        runtime=RES["train"]["runtime"],
+        mem_mb=sized("train", "mem_mb"),
+        runtime=sized("train", "runtime"),
+        gpu=sized("train", "gpus"),
+        gpu_model=sized("train", "gpu_model"),
+        cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:
         hp=config["training"],
         seed=config["seed"],
@@ -33,17 +37,21 @@ rule extract_losses:
         model=lambda wildcards: proxy_epoch_dir(**wildcards),
         rows="results/datasets/{dataset}/train.jsonl",
     output:
-        "results/losses/{dataset}/{proxy}/epoch-{epoch}.csv",
+        losses="results/losses/{dataset}/{proxy}/epoch-{epoch}.csv",
+        ledger="results/ledger/extract_losses/{dataset}/{proxy}/epoch-{epoch}.json",
     log:
         "results/logs/extract_losses/{dataset}/{proxy}/epoch-{epoch}.log",
     benchmark:
         "results/benchmarks/extract_losses/{dataset}/{proxy}/epoch-{epoch}.tsv"
     conda:
         "../envs/lpselect.yaml"
-    threads: RES["threads"]
+    threads: sized_threads
     resources:
-        mem_mb=RES["extract"]["mem_mb"],
-        runtime=RES["extract"]["runtime"],
+        mem_mb=sized("extract", "mem_mb"),
+        runtime=sized("extract", "runtime"),
+        gpu=sized("extract", "gpus"),
+        gpu_model=sized("extract", "gpu_model"),
+        cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
         batch_size=config["extraction"]["batch_size"],
         max_length=config["max_length"],
@@ -66,8 +74,8 @@ rule score:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         seed=config["seed"],
     script:

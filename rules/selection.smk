@@ -1,3 +1,8 @@
+# light jobs run on the submitting host, not as cluster jobs
+localrules:
+    select,
+
+
 rule cluster:
     input:
         rows="results/datasets/{dataset}/train.jsonl",
@@ -10,8 +15,8 @@ rule cluster:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["extract"]["mem_mb"],
-        runtime=RES["extract"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     params:
         cfg=config["clustering"],
     script:
@@ -28,7 +33,7 @@ rule select:
     conda:
         "../envs/lpselect.yaml"
     resources:
-        mem_mb=RES["light"]["mem_mb"],
-        runtime=RES["light"]["runtime"],
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
     script:
         "../workflow_scripts/select.py"

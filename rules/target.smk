@@ -2,7 +2,8 @@ rule finetune_target:
     input:
         unpack(finetune_inputs),
     output:
-        directory("results/targets/{dataset}/{target}/{selector}/{subset}"),
+        model=directory("results/targets/{dataset}/{target}/{selector}/{subset}"),
+        ledger="results/ledger/finetune_target/{dataset}/{target}/{selector}/{subset}.json",
     log:
         "results/logs/finetune_target/{dataset}/{target}/{selector}/{subset}.log",
     benchmark:
@@ -11,10 +12,13 @@ rule finetune_target:
         subset=f"full|{SUBSET_PATTERN}",
     conda:
         "../envs/lpselect.yaml"
-    threads: RES["threads"]
+    threads: sized_threads
     resources:
-        mem_mb=RES["train"]["mem_mb"],
-        runtime=RES["train"]["runtime"],
+        mem_mb=sized("train", "mem_mb"),
+        runtime=sized("train", "runtime"),
+        gpu=sized("train", "gpus"),
+        gpu_model=sized("train", "gpu_model"),
+        cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:
         hp=config["training"],
         seed=lambda wildcards: (

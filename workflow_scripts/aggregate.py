@@ -10,4 +10,6 @@ run_stage(
     score_paths=dict(zip(snakemake.params.proxies, snakemake.input.scores)),
     rows_path=snakemake.input.rows,
     outputs=dict(snakemake.output.items()),
+    target_ledgers=snakemake.params.target_ledgers,
+    proxy_ledgers=snakemake.params.proxy_ledgers,
 )

@@ -9,6 +9,7 @@ run_stage(
     snakemake.params.batch_size,
     snakemake.params.max_length,
     snakemake.params.template,
-    snakemake.output[0],
+    snakemake.output.losses,
+    snakemake.output.ledger,
     threads=snakemake.threads,
 )

@@ -5,7 +5,7 @@ from lpselect.jobs import run_stage
 if snakemake.rule == "train_proxy":
     epoch_outputs = dict(enumerate(snakemake.output.epochs, start=1))
 else:
-    epoch_outputs = {snakemake.params.hp["epochs"]: snakemake.output[0]}
+    epoch_outputs = {snakemake.params.hp["epochs"]: snakemake.output.model}
 
 run_stage(
     snakemake.log[0],
@@ -19,5 +19,6 @@ run_stage(
     snakemake.params.template,
     epoch_outputs,
     snakemake.params.state,
+    snakemake.output.ledger,
     threads=snakemake.threads,
 )

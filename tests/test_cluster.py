@@ -1,0 +1,109 @@
+"""Cluster submission through profiles/slurm, with stand-in SLURM commands on PATH, and the
+resources each job asks for from the model-size table."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake_cmd
+from lpselect.study import size_resources, validate_config
+
+pytest.importorskip("snakemake_executor_plugin_slurm", reason="the optional SLURM plugin is not installed")
+
+STUDY = {
+    "seed": 42,
+    "prompt_template": "alpaca",
+    "max_length": 512,
+    "datasets": {"alpaca": {"source": "local", "path": "data.jsonl", "test_size": 1}},
+    "models": {
+        "opt-350m": {"source": "pretrained", "path": "facebook/opt-350m", "parameters": 3.31e8},
+        "opt-13b": {"source": "pretrained", "path": "facebook/opt-13b", "parameters": 1.3e10},
+    },
+    "training": {"epochs": 3, "learning_rate": 2e-5, "lr_scheduler": "cosine", "warmup_ratio": 0.03,
+                 "weight_decay": 0.0, "batch_size": 4, "gradient_accumulation_steps": 8},
+    "extraction": {"batch_size": 8},
+    "clustering": {"embedding": "tfidf", "dims": 32, "n_clusters": 10, "seed": 42},
+    "grid": {"datasets": ["alpaca"], "proxies": ["opt-350m"], "targets": ["opt-13b"], "methods": ["lp1"],
+             "schemes": ["cluster"], "fractions": [0.1], "seeds": [42], "thirds": [], "references": ["full"]},
+    "evaluation": {"batch_size": 8, "generate": False, "max_new_tokens": 8, "tie_tolerance": 0.01},
+    "figures": {"formats": ["png"]},
+    "resources": {
+        "light": {"mem_mb": 2000, "runtime": 10},
+        "by_model_size": [
+            {"max_parameters": 2e9, "gpus": 1, "gpu_model": "a100", "threads": 8,
+             "train": {"mem_mb": 64000, "runtime": 240}, "extract": {"mem_mb": 32000, "runtime": 60}},
+            {"max_parameters": 1.5e10, "gpus": 4, "gpu_model": "a100", "cpus_per_gpu": 8, "threads": 32,
+             "train": {"mem_mb": 256000, "runtime": 1440}, "extract": {"mem_mb": 128000, "runtime": 240}},
+        ],
+    },
+}
+
+STAND_IN = '#!/bin/sh\necho "$(basename "$0") $@" >> "$SLURM_CALLS"\n{body}\n'
+
+
+def test_resources_follow_the_model_size():
+    validate_config(STUDY)
+    small, large = size_resources(STUDY, "opt-350m", "train"), size_resources(STUDY, "opt-13b", "train")
+    assert (small["gpus"], small["mem_mb"], small["runtime"]) == (1, 64000, 240)
+    assert (large["gpus"], large["cpus_per_gpu"], large["mem_mb"]) == (4, 8, 256000)
+
+
+def submitted(tmp_path, workdir, targets, expect: int, timeout=90) -> list[str]:
+    """Run snakemake with the SLURM profile until `expect` sbatch calls were made; return them."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    bodies = {"sbatch": "echo 4242", "sacct": "", "sacctmgr": "", "sshare": "", "scontrol": "", "squeue": ""}
+    for name, body in bodies.items():
+        (bin_dir / name).write_text(STAND_IN.format(body=body))
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(calls)}
+    (workdir / "slurm.yaml").write_text(yaml.safe_dump(STUDY))
+    args = ["--configfile", "slurm.yaml", "--workflow-profile", "profiles/slurm", "--jobs", "4",
+            "--slurm-init-seconds-before-status-checks", "1", *targets]
+    proc = subprocess.Popen(snakemake_cmd(*args), cwd=workdir, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + timeout
+    lines = []
+    while time.time() < deadline:
+        lines = [x for x in (calls.read_text().splitlines() if calls.exists() else []) if x.startswith("sbatch")]
+        if len(lines) >= expect or proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    out = proc.communicate()[0]
+    assert len(lines) >= expect, out[-4000:]
+    return lines
+
+
+def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
+    (workdir / "profiles").mkdir()
+    import shutil
+
+    shutil.copytree(ROOT / "profiles/slurm", workdir / "profiles/slurm")
+    for model in ("opt-350m", "opt-13b"):  # stand-ins for the prepared base models
+        (workdir / f"results/models/{model}").mkdir(parents=True)
+        (workdir / f"results/models/{model}/config.json").write_text("{}")
+    (workdir / "results/datasets/alpaca").mkdir(parents=True)
+    (workdir / "results/datasets/alpaca/train.jsonl").write_text('{"id": "a"}\n')
+    lines = submitted(
+        tmp_path, workdir, ["results/targets/alpaca/opt-13b/none/full", "results/proxies/alpaca/opt-350m/epoch-1"], 2
+    )
+    target = next(x for x in lines if "rule_finetune_target" in x)
+    proxy = next(x for x in lines if "rule_train_proxy" in x)
+    for flag in ("--gpus=a100:4", "--cpus-per-gpu=8", "--mem 256000", "-t 1440", "--requeue",
+                 "-A YOUR_ACCOUNT", "-p YOUR_PARTITION"):
+        assert flag in target, (flag, target)
+    for flag in ("--gpus=a100:1", "--cpus-per-task=8", "--mem 64000", "-t 240", "--requeue"):
+        assert flag in proxy, (flag, proxy)
+
+
+def test_light_rules_stay_local():
+    text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
+    local = {name.strip() for block in re.findall(r"localrules:\n((?:    .*\n)+)", text) for name in block.split(",")}
+    assert {"aggregate", "figure", "select", "evaluate", "dump_tables", "dump_summary"} <= local - {""}
