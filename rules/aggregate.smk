@@ -20,5 +20,7 @@ rule aggregate:
     params:
         models=evaluated_models(),
         proxies=GRID["proxies"],
+        targets=GRID["targets"],
+        judged=judged_models() if JUDGE else [],
     script:
         "../workflow_scripts/aggregate.py"

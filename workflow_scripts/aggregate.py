@@ -10,4 +10,6 @@ run_stage(
     score_paths=dict(zip(snakemake.params.proxies, snakemake.input.scores)),
     rows_path=snakemake.input.rows,
     outputs=dict(snakemake.output.items()),
+    judge_paths=dict(zip(map(tuple, snakemake.params.judged), snakemake.input.judge)),
+    model_dirs=dict(zip(snakemake.params.targets, snakemake.input.models)),
 )
