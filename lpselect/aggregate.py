@@ -1,8 +1,11 @@
-"""Tables of a study: metrics per trained target, realized subset sizes, subset composition by known
-difficulty, and rank correlations of LP(1) between proxies."""
+"""Tables of a study: metrics per trained target (with the LLM judge's columns when a judge ran),
+realized subset sizes, subset composition by known difficulty, rank correlations of LP(1) between
+proxies, and the parameter count of every target."""
 
 import itertools
 import json
+import math
+import struct
 from pathlib import Path
 
 import pandas as pd
@@ -23,10 +26,25 @@ def describe(selector: str, subset: str) -> dict:
     return {f: getattr(s, f) for f in SUBSET_FIELDS} | {"display": s.display}
 
 
-def metrics_table(models, metrics_paths, subset_sizes: pd.DataFrame) -> pd.DataFrame:
+JUDGE_COLUMNS = ("win_rate", "win_rate_lo", "win_rate_hi", "winning_score", "winning_score_lo",
+                 "winning_score_hi", "wins", "ties", "losses", "malformed", "errors", "n_judged")
+
+
+def judge_columns(path) -> dict:
+    """A judge summary as `judge_*` columns of the metrics table (errors counts malformed verdicts too)."""
+    summary = json.loads(Path(path).read_text())
+    out = {f"judge_{k}": summary[k] for k in JUDGE_COLUMNS}
+    out["judge_errors"] = summary["errors"] + summary["malformed"]
+    return out | {"judge_model": summary["judge_model"]}
+
+
+def metrics_table(models, metrics_paths, subset_sizes: pd.DataFrame, judge_paths: dict | None = None) -> pd.DataFrame:
+    """One row per evaluated model; `judge_paths` maps (target, selector, subset) to a judge summary."""
     rows = []
     for (target, selector, subset), path in zip(models, metrics_paths):
         metrics = json.loads(Path(path).read_text())
+        judged = (judge_paths or {}).get((target, selector, subset))
+        metrics |= judge_columns(judged) if judged else {}
         rows.append({"target": target, "selector": selector, "subset": subset} | describe(selector, subset) | metrics)
     table = pd.DataFrame(rows)
     sizes = subset_sizes[["selector", "subset", "n_selected", "realized_fraction"]]
@@ -69,13 +87,44 @@ def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFr
     return pd.DataFrame(out)
 
 
+def parameter_count(model_dir) -> int:
+    """Parameters of a saved model, from its safetensors headers (no weights are loaded)."""
+    total = 0
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no .safetensors files to count parameters from")
+    for path in files:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        for name, info in header.items():
+            if name != "__metadata__":
+                total += math.prod(info["shape"])
+    return total
+
+
+def model_sizes(model_dirs: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"model": m, "n_parameters": parameter_count(d)} for m, d in model_dirs.items()],
+                        columns=["model", "n_parameters"])
+
+
 def write_tables(
-    models, metrics_paths, subset_paths, score_paths: dict, rows_path, outputs: dict, target_ledgers, proxy_ledgers
+    models,
+    metrics_paths,
+    subset_paths,
+    score_paths: dict,
+    rows_path,
+    outputs: dict,
+    target_ledgers: dict,
+    proxy_ledgers: dict,
+    judge_paths: dict | None = None,
+    model_dirs: dict | None = None,
 ) -> None:
     write_csv(outputs["compute"], compute_table(target_ledgers, proxy_ledgers))
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
-    write_csv(outputs["metrics"], metrics_table(models, metrics_paths, sizes))
+    write_csv(outputs["metrics"], metrics_table(models, metrics_paths, sizes, judge_paths))
+    if "model_sizes" in outputs:
+        write_csv(outputs["model_sizes"], model_sizes(model_dirs or {}))
     write_csv(outputs["composition"], composition(members, read_jsonl(rows_path)))
     write_csv(outputs["rank_correlation"], rank_correlations(score_paths))
 

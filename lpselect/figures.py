@@ -11,15 +11,40 @@ import pandas as pd  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-METRICS = {"win_rate": "win rate vs full", "exact_match": "exact match", "heldout_ppl": "held-out perplexity"}
+METRICS = {
+    "judge_win_rate": "LLM-judge win rate vs full",
+    "win_rate": "win rate vs full (offline)",
+    "exact_match": "exact match",
+    "rouge_l": "ROUGE-L F1",
+    "heldout_ppl": "held-out perplexity",
+}
+WIN_RATES = ("judge_win_rate", "win_rate")
 
 
 def _metrics_present(metrics: pd.DataFrame) -> list[str]:
-    return [m for m in METRICS if m in metrics and metrics[m].notna().any()]
+    """Metrics with values; the LLM judge's win rate replaces the offline one when a judge ran."""
+    names = [m for m in METRICS if m in metrics and metrics[m].notna().any()]
+    if "judge_win_rate" in names:
+        names.remove("win_rate")
+    return names
+
+
+def headline_win_rate(metrics: pd.DataFrame) -> str:
+    """The judge's win rate when a judge ran, else the offline one."""
+    return next(m for m in WIN_RATES if m in _metrics_present(metrics) or m == "win_rate")
+
+
+def _placeholder(text: str):
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    ax.axis("off")
+    return fig
 
 
 def metric_vs_fraction(metrics: pd.DataFrame, **_):
-    """Metric vs fraction per target: a line per (method, proxy), the full-data model as a dashed line."""
+    """Metric vs fraction per target: a line per (method, proxy), the full-data model as a dashed line.
+    The top row is the paper's headline: win rate against the full-data model (the LLM judge's when a
+    judge ran, with its bootstrap interval as a band) and the 50% line."""
     names = _metrics_present(metrics)
     targets = sorted(metrics["target"].unique())
     fig, axes = plt.subplots(len(names), len(targets), figsize=(4.5 * len(targets), 3.2 * len(names)), squeeze=False)
@@ -28,22 +53,96 @@ def metric_vs_fraction(metrics: pd.DataFrame, **_):
         for row, name in enumerate(names):
             ax = axes[row, col]
             for (display, selector), g in hard[hard["target"] == target].groupby(["display", "selector"]):
-                g = g.groupby("fraction")[name].mean()
+                g = g.groupby("fraction")
+                mean = g[name].mean()
                 label = display if selector == "none" else f"{display} ({selector})"
-                ax.plot(g.index * 100, g.values, marker="o", label=label)
+                line = ax.plot(mean.index * 100, mean.values, marker="o", label=label)[0]
+                if name == "judge_win_rate" and "judge_win_rate_lo" in hard:
+                    lo, hi = g["judge_win_rate_lo"].mean(), g["judge_win_rate_hi"].mean()
+                    ax.fill_between(lo.index * 100, lo.values, hi.values, color=line.get_color(), alpha=0.12)
             full = metrics[(metrics["target"] == target) & (metrics["subset"] == "full")][name]
-            if len(full):
+            if len(full) and full.notna().any():
                 ax.axhline(full.iloc[0], color="k", ls="--", lw=1, label="full data")
-            if name == "win_rate":
-                ax.axhline(0.5, color="grey", ls=":", lw=1)
+            if name in WIN_RATES:
+                ax.axhline(0.5, color="grey", ls=":", lw=1, label="50% (parity with full)")
             ax.set(xlabel="selected data (%)", ylabel=METRICS[name], title=f"target {target}")
     axes[0, -1].legend(fontsize=7, loc="best")
     return fig
 
 
-def transfer_heatmap(metrics: pd.DataFrame, metric: str = "win_rate", **_):
-    """Proxy x target: gain of LP(1)-selected data over the random baseline of the same scheme and size."""
-    metric = metric if metric in metrics else _metrics_present(metrics)[0]
+def smallest_parity_fraction(metrics: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per (target, method, proxy): the smallest hard fraction whose win rate (mean over seeds) reaches
+    50%, and the largest fraction tried (NaN smallest fraction = never reached)."""
+    hard = metrics[(metrics["part"] == "hard") & ~metrics["subset"].isin(["full", "base"])]
+    out = []
+    for (target, display, selector), g in hard.groupby(["target", "display", "selector"]):
+        rates = g.groupby("fraction")[column].mean().dropna()
+        reached = rates[rates >= 0.5]
+        out.append({"target": target, "display": display, "selector": selector,
+                    "fraction": reached.index.min() if len(reached) else np.nan,
+                    "largest_tried": rates.index.max() if len(rates) else np.nan})
+    return pd.DataFrame(out, columns=["target", "display", "selector", "fraction", "largest_tried"])
+
+
+def fraction_to_parity(metrics: pd.DataFrame, model_sizes: pd.DataFrame, **_):
+    """The smallest hard fraction that reaches a 50% win rate against the full-data model, against the
+    target's parameter count (the paper: it shrinks as the target grows). Open markers at the top:
+    no fraction tried reached 50%."""
+    column = headline_win_rate(metrics)
+    if column not in metrics or metrics[column].isna().all():
+        return _placeholder("no win rates in this study (evaluation.generate is off and no judge ran)")
+    parity = smallest_parity_fraction(metrics, column)
+    parity = parity.merge(model_sizes.rename(columns={"model": "target"}), on="target", how="left")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, ((display, selector), g) in enumerate(parity.groupby(["display", "selector"])):
+        g = g.sort_values("n_parameters")
+        color = f"C{i % 10}"
+        label = display if selector == "none" else f"{display} ({selector})"
+        ax.plot(g["n_parameters"], g["fraction"] * 100, marker="o", color=color, label=label)
+        missed = g[g["fraction"].isna()]
+        ax.scatter(missed["n_parameters"], [105] * len(missed), marker="o", facecolors="none", edgecolors=color)
+    ax.axhline(100, color="grey", ls=":", lw=1)
+    ax.set(xscale="log", ylim=(0, 110), xlabel="target parameters (log scale)",
+           ylabel="smallest fraction reaching 50% (%)",
+           title=f"data needed for parity with full ({'LLM judge' if column == 'judge_win_rate' else 'offline'})")
+    ax.text(0.01, 0.98, "open markers above 100%: not reached", transform=ax.transAxes, va="top", fontsize=7)
+    ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def thirds(metrics: pd.DataFrame, **_):
+    """Easy vs mid vs hard thirds by each score: win rate (and task metrics) per target."""
+    parts = ["easy", "mid", "hard"]
+    third = metrics[metrics["part"].isin(parts) & ((metrics["fraction"] - 1 / 3).abs() < 0.01)
+                    & (metrics["method"] != "random")]
+    if third.empty:
+        return _placeholder("no easy / mid / hard thirds in this study (grid.thirds is empty)")
+    names = [headline_win_rate(metrics)] + [m for m in ("exact_match", "rouge_l") if m in _metrics_present(metrics)]
+    names = [n for n in names if n in third and third[n].notna().any()] or ["heldout_ppl"]
+    targets = sorted(third["target"].unique())
+    fig, axes = plt.subplots(len(names), len(targets), figsize=(5 * len(targets), 3.2 * len(names)), squeeze=False)
+    for col, target in enumerate(targets):
+        at = third[third["target"] == target]
+        groups = sorted(at.groupby(["display", "selector"]).groups)
+        for row, name in enumerate(names):
+            ax = axes[row, col]
+            for k, part in enumerate(parts):
+                values = [at[(at["display"] == d) & (at["selector"] == s) & (at["part"] == part)][name].mean()
+                          for d, s in groups]
+                ax.bar(np.arange(len(groups)) + (k - 1) * 0.27, values, width=0.27, label=part)
+            if name in WIN_RATES:
+                ax.axhline(0.5, color="grey", ls=":", lw=1)
+            ax.set_xticks(range(len(groups)), [f"{d} ({s})" for d, s in groups], rotation=20, fontsize=7)
+            ax.set(ylabel=METRICS[name], title=f"target {target}: thirds")
+    axes[0, -1].legend(fontsize=7, title="third", title_fontsize=7)
+    return fig
+
+
+def transfer_heatmap(metrics: pd.DataFrame, metric: str | None = None, **_):
+    """Proxy x target: gain of LP(1)-selected data over the random baseline of the same scheme and size
+    (in the LLM judge's win rate when a judge ran, else the offline one)."""
+    metric = metric or headline_win_rate(metrics)
+    metric = metric if metric in metrics and metrics[metric].notna().any() else _metrics_present(metrics)[0]
     hard = metrics[(metrics["part"] == "hard") & metrics["method"].isin(["lp1", "random"])]
     fractions = sorted(hard["fraction"].unique())
     fig, axes = plt.subplots(1, len(fractions), figsize=(4 * len(fractions), 3.4), squeeze=False)
@@ -193,6 +292,8 @@ FIGURES = {
         lp_distribution,
         overlap,
         compute_cost,
+        fraction_to_parity,
+        thirds,
     )
 }
 

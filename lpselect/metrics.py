@@ -1,5 +1,7 @@
 """Metrics of a trained target from its predictions: held-out perplexity, exact match (overall and per
-difficulty level), and a per-prompt pairwise verdict against a reference model (pandas only)."""
+difficulty level), ROUGE-L F1 against the reference response, a per-prompt offline pairwise verdict
+against a reference model, and the win rate / winning score of judged W/T/L outcomes with seeded
+bootstrap confidence intervals."""
 
 import math
 
@@ -29,9 +31,59 @@ def pairwise_outcomes(pred: pd.DataFrame, ref: pd.DataFrame, tie_tolerance: floa
     return pd.Series(outcome, index=pred.index)
 
 
-def summarize(pred: pd.DataFrame, outcomes: pd.Series | None) -> dict:
-    """Metrics of one model: held-out perplexity, exact match overall and per difficulty, W/T/L."""
+def rouge_l(generations, references) -> list[float]:
+    """Per-row ROUGE-L F1 (rouge-score, Porter stemming) of each generation against its reference."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [scorer.score(str(ref), str(gen))["rougeL"].fmeasure for gen, ref in zip(generations, references)]
+
+
+def win_rate(outcomes) -> float:
+    """(W + T/2) / N of +1/0/-1 outcomes."""
+    o = np.asarray(outcomes, dtype=float)
+    return float(((o > 0).sum() + (o == 0).sum() / 2) / len(o)) if len(o) else float("nan")
+
+
+def winning_score(outcomes) -> float:
+    """(W - L) / N + 1 of +1/0/-1 outcomes: 1 is parity, 2 wins everything, 0 loses everything."""
+    o = np.asarray(outcomes, dtype=float)
+    return float(((o > 0).sum() - (o < 0).sum()) / len(o) + 1) if len(o) else float("nan")
+
+
+def bootstrap_ci(outcomes, stat, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0):
+    """Percentile bootstrap interval of stat(outcomes), resampling prompts with a seeded generator."""
+    o = np.asarray(outcomes, dtype=float)
+    if not len(o):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    samples = o[rng.integers(0, len(o), size=(n_resamples, len(o)))]
+    values = np.array([stat(s) for s in samples])
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def judged_summary(status: pd.Series, outcome: pd.Series, n_resamples: int, confidence: float, seed: int) -> dict:
+    """W/T/L, errors, win rate and winning score (with bootstrap CIs) over the prompts judged cleanly."""
+    ok = outcome[status == "ok"].astype(int).to_numpy()
+    wr_lo, wr_hi = bootstrap_ci(ok, win_rate, n_resamples, confidence, seed)
+    ws_lo, ws_hi = bootstrap_ci(ok, winning_score, n_resamples, confidence, seed)
+    return {
+        "n_prompts": int(len(status)), "n_judged": int(len(ok)),
+        "wins": int((ok > 0).sum()), "ties": int((ok == 0).sum()), "losses": int((ok < 0).sum()),
+        "malformed": int((status == "malformed").sum()), "errors": int((status == "error").sum()),
+        "win_rate": win_rate(ok), "win_rate_lo": wr_lo, "win_rate_hi": wr_hi,
+        "winning_score": winning_score(ok), "winning_score_lo": ws_lo, "winning_score_hi": ws_hi,
+        "confidence": confidence,
+    }
+
+
+def summarize(pred: pd.DataFrame, outcomes: pd.Series | None, references=None) -> dict:
+    """Metrics of one model: held-out perplexity, exact match overall and per difficulty, ROUGE-L F1
+    against `references` (when there are generations), W/T/L."""
     metrics = {"n_test": len(pred), "heldout_ppl": mean_perplexity(pred)}
+    if "generation" in pred and references is not None:
+        metrics["rouge_l"] = float(np.mean(rouge_l(pred["generation"], references)))
     if "exact_match" in pred:
         metrics["exact_match"] = float(pred["exact_match"].mean())
         if "difficulty" in pred:

@@ -160,16 +160,66 @@ def predict(model_dir, rows_path, cfg: dict, max_length: int, template: str, out
     write_csv(out_csv, frame)
 
 
-def evaluate(pred_csv, reference_csv, tie_tolerance: float, out_json) -> None:
+def evaluate(pred_csv, reference_csv, rows_path, tie_tolerance: float, out_json) -> None:
     from . import metrics
 
     pred = pd.read_csv(pred_csv, keep_default_na=False)
     outcomes = None
     if reference_csv:
         outcomes = metrics.pairwise_outcomes(pred, pd.read_csv(reference_csv, keep_default_na=False), tie_tolerance)
-    write_json(out_json, metrics.summarize(pred, outcomes))
+    references = None
+    if rows_path:
+        rows = {r["id"]: r["output"] for r in read_jsonl(rows_path)}
+        references = [rows[i] for i in pred["id"]]
+    write_json(out_json, metrics.summarize(pred, outcomes, references))
 
 
+def prepare_eval_set(spec: dict, out_jsonl) -> None:
+    from .responses import load_eval_set
+
+    write_jsonl(out_jsonl, load_eval_set(spec))
+
+
+def responses(rows_path, generator: str, out_json, pred_csv=None, model_dir=None, cfg=None, template="alpaca") -> None:
+    """The model's responses in AlpacaEval's format: taken from predict's greedy generations when they
+    exist for these rows, otherwise generated here (batched, greedy, cfg['max_new_tokens'])."""
+    from .prompts import build_prompt
+    from .responses import alpaca_eval_records
+
+    rows = read_jsonl(rows_path)
+    if pred_csv:
+        pred = pd.read_csv(pred_csv, keep_default_na=False)
+        if pred["id"].tolist() != [r["id"] for r in rows]:
+            raise ValueError(f"{pred_csv} and {rows_path} list different prompts")
+        outputs = pred["generation"].astype(str).tolist()
+    else:
+        from . import evaluation, models
+
+        model, tokenizer = models.load_model(model_dir)
+        prompts = [build_prompt(r, template) for r in rows]
+        outputs = evaluation.greedy_generate(model, tokenizer, prompts, cfg["batch_size"], cfg["max_new_tokens"])
+    log.info("%s: %d responses", generator, len(outputs))
+    write_json(out_json, alpaca_eval_records(rows, outputs, generator))
+
+
+def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_csv) -> None:
+    """Pairwise LLM judgement of a model's responses against the full-data model's, both orders."""
+    from . import judge as judging
+    from . import metrics
+
+    records = json.loads(Path(responses_json).read_text())
+    reference = json.loads(Path(reference_json).read_text())
+    client = judging.client_from_settings(cfg)
+    cache = judging.JudgementCache(cache_path)
+    table = judging.judge_pair(records, reference, client, cache, workers=cfg["workers"])
+    summary = metrics.judged_summary(table["status"], table["outcome"], cfg["bootstrap"], cfg["confidence"], cfg["seed"])
+    summary |= {"judge_model": cfg["model"], "generator": records[0]["generator"] if records else "",
+                "reference": reference[0]["generator"] if reference else ""}
+    log.info("W/T/L %d/%d/%d, %d malformed, %d errors: win rate %.3f [%.3f, %.3f], winning score %.3f",
+             summary["wins"], summary["ties"], summary["losses"], summary["malformed"], summary["errors"],
+             summary["win_rate"], summary["win_rate_lo"], summary["win_rate_hi"], summary["winning_score"])
+    write_csv(out_csv, table)
+    write_json(out_json, summary)
 
 
 def fetch_dump(source: str, dataset: str, model: str, out_paths) -> None:

@@ -39,6 +39,8 @@ def validate_config(config: dict, schema_path=SCHEMA) -> None:
 
 def _check_references(config: dict) -> None:
     if "dumps" in config:
+        if "judge" in config:
+            raise ConfigError("config key judge: a dumps study has no trained models to judge")
         models = config["dumps"]["models"]
         for i, pair in enumerate(config["dumps"]["pairs"]):
             for j, name in enumerate(pair):

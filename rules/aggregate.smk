@@ -32,5 +32,7 @@ rule aggregate:
         proxy_ledgers=lambda wildcards: {
             proxy: proxy_ledgers(wildcards.dataset, proxy) for proxy in GRID["proxies"]
         },
+        targets=GRID["targets"],
+        judged=judged_models() if JUDGE else [],
     script:
         "../workflow_scripts/aggregate.py"

@@ -9,7 +9,7 @@ min_version("9.0")
 # the library lives beside this workflow; installed in .venv, but importable from a plain checkout too
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from lpselect import study
+from lpselect import judge, study
 from lpselect.selection import SUBSET_PATTERN, Subset
 
 # Schema plus cross-references (unknown models, datasets), before any job starts.
@@ -35,7 +35,14 @@ else:
     EPOCHS = config["training"]["epochs"]
     DATASETS = GRID["datasets"]
     SCORED_MODELS = GRID["proxies"]
-    TABLES = ["metrics", "subsets", "composition", "rank_correlation", "compute"]
+    TABLES = [
+        "metrics",
+        "subsets",
+        "composition",
+        "rank_correlation",
+        "compute",
+        "model_sizes",
+    ]
     FIGURE_TABLES = {
         "metric_vs_fraction": ["metrics"],
         "transfer_heatmap": ["metrics"],
@@ -43,7 +50,16 @@ else:
         "trajectories": [],
         "composition": ["composition"],
         "compute_cost": ["compute"],
+        "fraction_to_parity": ["metrics", "model_sizes"],
+        "thirds": ["metrics"],
     }
+    EVAL = config["evaluation"]
+    EVAL_SET = EVAL.get("eval_set")
+    # None when no judge is configured (no `judge` block, or enabled: false)
+    JUDGE = judge.settings(config.get("judge"))
+    # responses: free when predict already generated for the held-out split; otherwise generated
+    # only when a named evaluation set or a judge asks for them
+    WRITE_RESPONSES = EVAL["generate"] or EVAL_SET is not None or JUDGE is not None
 FIGURES = list(FIGURE_TABLES)
 FIGURE_OPTIONS = {"pairs": config["dumps"]["pairs"]} if DUMPS_STUDY else {}
 MODEL_NAMES = "|".join(
@@ -97,6 +113,12 @@ def final_outputs():
     )
     if DUMPS_STUDY:
         outputs.append("results/dumps-summary.md")
+    elif WRITE_RESPONSES:
+        outputs += [
+            f"results/responses/{d}/{t}/{sel}/{sub}.json"
+            for d in DATASETS
+            for t, sel, sub in evaluated_models()
+        ]
     return outputs
 
 
@@ -153,13 +175,35 @@ def finetune_inputs(wildcards):
 def evaluate_inputs(wildcards):
     """Every model but the full-data one is judged against the full-data model."""
     inputs = {
-        "predictions": "results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv"
+        "predictions": "results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
+        "rows": "results/datasets/{dataset}/test.jsonl",
     }
     if wildcards.subset != "full":
         inputs["reference"] = (
             "results/eval/{dataset}/{target}/none/full/predictions.csv"
         )
     return inputs
+
+
+def eval_rows(wildcards):
+    if EVAL_SET:
+        return f"results/eval_sets/{EVAL_SET['name']}.jsonl"
+    return f"results/datasets/{wildcards.dataset}/test.jsonl"
+
+
+def responses_inputs(wildcards):
+    """Reuse predict's greedy generations when they cover the evaluation prompts; else generate."""
+    if EVAL["generate"] and not EVAL_SET:
+        return {
+            "rows": eval_rows(wildcards),
+            "predictions": "results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
+        }
+    return {"rows": eval_rows(wildcards), "model": model_to_evaluate(wildcards)}
+
+
+def judged_models():
+    """(target, selector, subset) of every model the judge compares with the full-data model."""
+    return [m for m in evaluated_models() if m[1:] != ("none", "full")]
 
 
 def evaluated_models():
@@ -201,4 +245,13 @@ def aggregate_inputs(wildcards):
             path for proxy in GRID["proxies"] for path in proxy_ledgers(d, proxy)
         ],
         "rows": f"results/datasets/{d}/train.jsonl",
+        "models": [f"results/models/{t}" for t in GRID["targets"]],
+        "judge": (
+            [
+                f"results/judge/{d}/{t}/{sel}/{sub}.json"
+                for t, sel, sub in judged_models()
+            ]
+            if JUDGE
+            else []
+        ),
     }

@@ -46,3 +46,75 @@ rule evaluate:
         tie_tolerance=config["evaluation"]["tie_tolerance"],
     script:
         "../workflow_scripts/evaluate.py"
+
+
+if EVAL_SET:
+
+    rule prepare_eval_set:
+        output:
+            f"results/eval_sets/{EVAL_SET['name']}.jsonl",
+        log:
+            f"results/logs/prepare_eval_set/{EVAL_SET['name']}.log",
+        conda:
+            "../envs/lpselect.yaml"
+        resources:
+            mem_mb=light("mem_mb"),
+            runtime=light("runtime"),
+        params:
+            spec=EVAL_SET,
+        script:
+            "../workflow_scripts/prepare_eval_set.py"
+
+
+rule responses:
+    input:
+        unpack(responses_inputs),
+    output:
+        "results/responses/{dataset}/{target}/{selector}/{subset}.json",
+    log:
+        "results/logs/responses/{dataset}/{target}/{selector}/{subset}.log",
+    benchmark:
+        "results/benchmarks/responses/{dataset}/{target}/{selector}/{subset}.tsv"
+    conda:
+        "../envs/lpselect.yaml"
+    threads: sized_threads
+    resources:
+        mem_mb=sized("extract", "mem_mb"),
+        runtime=sized("extract", "runtime"),
+        gpu=sized("extract", "gpus"),
+        gpu_model=sized("extract", "gpu_model"),
+        cpus_per_gpu=sized("extract", "cpus_per_gpu"),
+    params:
+        generator="{target}/{selector}/{subset}",
+        cfg=EVAL,
+        template=config["prompt_template"],
+    script:
+        "../workflow_scripts/responses.py"
+
+
+if JUDGE:
+
+    rule judge:
+        input:
+            responses="results/responses/{dataset}/{target}/{selector}/{subset}.json",
+            reference="results/responses/{dataset}/{target}/none/full.json",
+        output:
+            summary="results/judge/{dataset}/{target}/{selector}/{subset}.json",
+            verdicts="results/judge/{dataset}/{target}/{selector}/{subset}.csv",
+        log:
+            "results/logs/judge/{dataset}/{target}/{selector}/{subset}.log",
+        benchmark:
+            "results/benchmarks/judge/{dataset}/{target}/{selector}/{subset}.tsv"
+        wildcard_constraints:
+            subset=f"base|{SUBSET_PATTERN}",
+        conda:
+            "../envs/lpselect.yaml"
+        resources:
+            mem_mb=RES.get("judge", RES["light"])["mem_mb"],
+            runtime=RES.get("judge", RES["light"])["runtime"],
+        params:
+            cfg=JUDGE,
+            # not an output: Snakemake would delete it when a job fails, and it is what lets a job resume
+            cache="results/.cache/judge/{dataset}/{target}/{selector}/{subset}.jsonl",
+        script:
+            "../workflow_scripts/judge.py"

@@ -63,3 +63,20 @@ def run_snakemake(workdir, config: dict | None, *args, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+@pytest.fixture
+def fake_judge():
+    """A real OpenAI-compatible judge server on 127.0.0.1 (see fake_judge.py)."""
+    from fake_judge import FakeJudge
+
+    server = FakeJudge().start()
+    yield server
+    server.stop()
+
+
+def judge_config(base_url: str, **overrides) -> dict:
+    """A judge block for tests: fast retries, a short timeout, few bootstrap resamples."""
+    return {"enabled": True, "base_url": base_url, "model": "fake-judge", "api_key_env": "LPSELECT_TEST_JUDGE_KEY",
+            "timeout_s": 0.5, "max_attempts": 3, "backoff_s": 0.01, "max_backoff_s": 0.05, "workers": 1,
+            "bootstrap": 200, "confidence": 0.9, "seed": 3} | overrides

@@ -28,6 +28,13 @@ CONFIG_CASES = {
     "fraction above 1": (lambda c: c["grid"].update(fractions=[0.1, 1.5]), "grid.fractions[1]"),
     "missing key": (lambda c: c["training"].pop("learning_rate"), "training.learning_rate"),
     "unknown dataset": (lambda c: c["grid"].update(datasets=["nope"]), "grid.datasets[0]"),
+    "judge without model": (lambda c: c.update(judge={"enabled": True, "base_url": "http://h/v1"}), "judge.model"),
+    "judge url": (lambda c: c.update(judge={"enabled": True, "base_url": "h:80", "model": "m"}), "judge.base_url"),
+    "judge key variable": (
+        lambda c: c.update(judge={"enabled": False, "api_key_env": "sk-abc"}), "judge.api_key_env"
+    ),
+    "judge setting": (lambda c: c.update(judge={"enabled": False, "workers": 0}), "judge.workers"),
+    "eval set source": (lambda c: c["evaluation"].update(eval_set={"name": "v"}), "evaluation.eval_set"),
 }
 
 

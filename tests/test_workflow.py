@@ -7,7 +7,9 @@ import re
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run_snakemake, shrunken_config, snakemake_cmd
+from conftest import ROOT, judge_config, run_snakemake, shrunken_config, snakemake_cmd
+
+JUDGE_KEY = "sk-e2e-5e1f-never-in-logs"
 
 
 def job_counts(output: str) -> dict:
@@ -22,8 +24,22 @@ def test_default_dry_run_lists_the_whole_dag(workdir):
     # per target: 23 subsets (lp1, lp_app x 3 proxies x 2 fractions; clust_rand x 2; thirds 3 x 3) + full
     assert counts["select"] == 23
     assert counts["finetune_target"] == 2 * 24
-    assert counts["predict"] == counts["evaluate"] == 2 * 25  # + the untrained base
-    assert counts["figure"] == 5 and counts["aggregate"] == 1
+    assert counts["predict"] == counts["evaluate"] == counts["responses"] == 2 * 25  # + the untrained base
+    assert counts["figure"] == 8 and counts["aggregate"] == 1
+    assert "judge" not in counts  # no judge configured by default
+
+
+def test_dry_run_with_a_judge_and_a_named_eval_set(workdir):
+    config = shrunken_config() | {"judge": judge_config("http://127.0.0.1:9/v1")}
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    assert counts["judge"] == 4  # base, lp1 by 2 proxies, clust_rand: each against full
+    (workdir / "vicuna.jsonl").write_text('{"instruction": "Write a haiku"}\n')
+    config["evaluation"]["eval_set"] = {"name": "vicuna", "path": "vicuna.jsonl"}
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    counts = job_counts(out)
+    assert counts["prepare_eval_set"] == 1 and counts["responses"] == 5 and counts["judge"] == 4
+    config["judge"]["enabled"] = False
+    assert "judge" not in job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
 
 
 def test_lint_is_clean():
@@ -35,13 +51,17 @@ def test_lint_is_clean():
 
 
 @pytest.mark.slow
-def test_end_to_end_shrunken_study(workdir):
+def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     config = shrunken_config()
+    config["judge"] = judge_config(fake_judge.base_url, workers=2)
+    monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
     run_snakemake(workdir, config, "--cores", "2")
     results = workdir / "results"
-    for table in ("metrics", "subsets", "composition", "rank_correlation"):
+    for table in ("metrics", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
-    for figure in ("metric_vs_fraction", "transfer_heatmap", "rank_correlation", "trajectories", "composition"):
+    figures = ("metric_vs_fraction", "transfer_heatmap", "rank_correlation", "trajectories", "composition",
+               "fraction_to_parity", "thirds")
+    for figure in figures:
         assert (results / f"figures/synth/{figure}.png").stat().st_size > 1000
         assert (results / f"figures/synth/{figure}.pdf").exists()
 
@@ -51,6 +71,28 @@ def test_end_to_end_shrunken_study(workdir):
     base = metrics[metrics["subset"] == "base"].iloc[0]
     assert full["heldout_ppl"] < base["heldout_ppl"]  # training helped
     assert metrics["win_rate"].dropna().between(0, 1).all()
+    assert metrics["rouge_l"].between(0, 1).all()
+
+    # the LLM judge: every model but full against full, 8 prompts in 2 orders each
+    assert fake_judge.count == 4 * 8 * 2
+    judged = metrics[metrics["subset"] != "full"]
+    assert judged["judge_win_rate"].between(0, 1).all() and (judged["judge_errors"] == 0).all()
+    assert (judged["judge_win_rate_lo"] <= judged["judge_win_rate"]).all()
+    assert (judged["judge_winning_score"] <= judged["judge_winning_score_hi"]).all()
+    assert metrics.loc[metrics["subset"] == "full", "judge_win_rate"].isna().all()
+    assert pd.read_csv(results / "tables/synth/model_sizes.csv").set_index("model")["n_parameters"]["m-b"] > 1000
+    responses = json.loads((results / "responses/synth/m-b/m-a/lp1_cluster_0.5_hard_seed42.json").read_text())
+    assert len(responses) == 8 and set(responses[0]) == {"instruction", "output", "generator"}
+    assert responses[0]["generator"] == "m-b/m-a/lp1_cluster_0.5_hard_seed42"
+    assert {r["headers"]["Authorization"] for r in fake_judge.requests} == {f"Bearer {JUDGE_KEY}"}
+    for path in results.rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".json", ".jsonl", ".csv", ".tsv"):
+            assert JUDGE_KEY not in path.read_text(), path
+    # judge outputs lost: the cache answers, the judge server is not asked again
+    for path in (results / "judge").rglob("*.json"):
+        path.unlink()
+    run_snakemake(workdir, config, "--cores", "2")
+    assert fake_judge.count == 4 * 8 * 2
     assert not (results / ".state").exists() or not any((results / ".state").rglob("*.safetensors"))
 
     run_snakemake(workdir, config, "--report", "results/report.html")
@@ -69,7 +111,8 @@ def test_end_to_end_shrunken_study(workdir):
     more = copy.deepcopy(config)
     more["grid"]["fractions"] = [0.5, 0.25]
     counts = job_counts(run_snakemake(workdir, more, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"select", "finetune_target", "predict", "evaluate", "aggregate", "figure", "all"}
+    assert set(counts) == {"select", "finetune_target", "predict", "evaluate", "responses", "judge", "aggregate",
+                           "figure", "all"}
     assert counts["select"] == 3  # lp1 x 2 proxies + random
 
     sizes = pd.read_csv(results / "tables/synth/subsets.csv")

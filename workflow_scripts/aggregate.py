@@ -12,4 +12,6 @@ run_stage(
     outputs=dict(snakemake.output.items()),
     target_ledgers=snakemake.params.target_ledgers,
     proxy_ledgers=snakemake.params.proxy_ledgers,
+    judge_paths=dict(zip(map(tuple, snakemake.params.judged), snakemake.input.judge)),
+    model_dirs=dict(zip(snakemake.params.targets, snakemake.input.models)),
 )

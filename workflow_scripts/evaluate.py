@@ -6,6 +6,7 @@ run_stage(
     stages.evaluate,
     snakemake.input.predictions,
     snakemake.input.get("reference"),
+    snakemake.input.rows,
     snakemake.params.tie_tolerance,
     snakemake.output[0],
 )

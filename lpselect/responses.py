@@ -1,0 +1,66 @@
+"""Evaluation prompts and a model's responses in AlpacaEval's format: a JSON list of
+{instruction, output, generator}, the instruction carrying the row's input when it has one.
+
+The prompts are the dataset's held-out split by default, or a named evaluation set: a local .json /
+.jsonl file of instruction / input / output rows (output, the reference response, is optional), or a
+Hugging Face hub dataset loaded with `datasets.load_dataset`.
+"""
+
+import logging
+from pathlib import Path
+
+from .data import DatasetError, _iter_raw_rows
+
+log = logging.getLogger(__name__)
+
+
+def prompt_text(row: dict) -> str:
+    """The instruction as AlpacaEval shows it: the instruction, then the input when there is one."""
+    if row.get("input"):
+        return f"{row['instruction']}\n\n{row['input']}"
+    return row["instruction"]
+
+
+def alpaca_eval_records(rows: list[dict], outputs: list[str], generator: str) -> list[dict]:
+    if len(rows) != len(outputs):
+        raise ValueError(f"{len(rows)} prompts but {len(outputs)} responses")
+    return [{"instruction": prompt_text(r), "output": out, "generator": generator} for r, out in zip(rows, outputs)]
+
+
+def _eval_row(obj, where: str, field_map: dict | None) -> dict:
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    row = dict(obj)
+    for src, dst in (field_map or {}).items():
+        if src in row:
+            row[dst] = row.pop(src)
+    for field in ("instruction", "input", "output"):
+        value = row.get(field) or ""
+        if not isinstance(value, str):
+            raise DatasetError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
+        row[field] = value
+    if not row["instruction"].strip():
+        raise DatasetError(f"{where}: field 'instruction' is missing or empty")
+    return {k: row[k] for k in ("instruction", "input", "output")}
+
+
+def load_eval_set(spec: dict) -> list[dict]:
+    """Rows {id, instruction, input, output} of a named evaluation set (output may be empty)."""
+    name, field_map = spec["name"], spec.get("field_map")
+    if "path" in spec:
+        path = Path(spec["path"])
+        if not path.exists():
+            raise DatasetError(f"{path}: file not found")
+        raw = ((f"{path}: row {n}", obj) for n, obj in _iter_raw_rows(path))
+    else:
+        import datasets
+
+        loaded = datasets.load_dataset(spec["hub"], spec.get("subset"), split=spec.get("split", "test"))
+        raw = ((f"{spec['hub']}: row {n}", obj) for n, obj in enumerate(loaded, start=1))
+    rows = [{"id": f"{name}-{n:06d}", **_eval_row(obj, where, field_map)} for n, (where, obj) in enumerate(raw, 1)]
+    if spec.get("limit"):
+        rows = rows[: spec["limit"]]
+    if not rows:
+        raise DatasetError(f"evaluation set {name}: no rows")
+    log.info("evaluation set %s: %d prompts", name, len(rows))
+    return rows

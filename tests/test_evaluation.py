@@ -1,0 +1,111 @@
+"""Responses in AlpacaEval's format, named evaluation sets, ROUGE-L, parameter counts, and the
+evaluation figures with and without an LLM judge."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lpselect import aggregate, figures, metrics, models, stages
+from lpselect.data import DatasetError
+from lpselect.fileio import write_jsonl
+from lpselect.responses import alpaca_eval_records, load_eval_set
+
+
+def test_alpaca_eval_records_carry_the_input():
+    rows = [{"instruction": "Reverse", "input": "abc", "output": "cba"}, {"instruction": "Hi", "input": ""}]
+    out = alpaca_eval_records(rows, ["cba", "hello"], "m-b/m-a/lp1_cluster_0.5_hard_seed42")
+    assert out == [
+        {"instruction": "Reverse\n\nabc", "output": "cba", "generator": "m-b/m-a/lp1_cluster_0.5_hard_seed42"},
+        {"instruction": "Hi", "output": "hello", "generator": "m-b/m-a/lp1_cluster_0.5_hard_seed42"},
+    ]
+
+
+def test_named_eval_set_from_local_files(tmp_path):
+    path = tmp_path / "vicuna.jsonl"
+    path.write_text('{"prompt": "Write a poem"}\n{"prompt": "Sum", "input": "1 2", "output": "3"}\n')
+    rows = load_eval_set({"name": "vicuna", "path": str(path), "field_map": {"prompt": "instruction"}})
+    assert [r["id"] for r in rows] == ["vicuna-000001", "vicuna-000002"]
+    assert rows[0] == {"id": "vicuna-000001", "instruction": "Write a poem", "input": "", "output": ""}
+    as_json = tmp_path / "koala.json"
+    as_json.write_text(json.dumps([{"instruction": "a"}, {"instruction": "b"}, {"instruction": "c"}]))
+    assert len(load_eval_set({"name": "koala", "path": str(as_json), "limit": 2})) == 2
+    path.write_text('{"instruction": "  "}\n')
+    with pytest.raises(DatasetError, match="row 1: field 'instruction' is missing or empty"):
+        load_eval_set({"name": "bad", "path": str(path)})
+
+
+def test_responses_from_predictions_and_from_the_model(tmp_path, tiny_model, tiny_tokenizer):
+    rows = [{"id": f"r{i}", "instruction": f"Add {i} and 1", "input": "", "output": str(i + 1)} for i in range(3)]
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    pd.DataFrame({"id": ["r0", "r1", "r2"], "generation": ["1", "2", "NA"]}).to_csv(tmp_path / "p.csv", index=False)
+    stages.responses(tmp_path / "rows.jsonl", "t/none/full", tmp_path / "a.json", pred_csv=tmp_path / "p.csv")
+    out = json.loads((tmp_path / "a.json").read_text())
+    assert [r["output"] for r in out] == ["1", "2", "NA"] and out[0]["generator"] == "t/none/full"
+
+    models.save_model(tiny_model, tiny_tokenizer, tmp_path / "model")
+    cfg = {"batch_size": 2, "max_new_tokens": 3}
+    stages.responses(tmp_path / "rows.jsonl", "t/none/base", tmp_path / "b.json", model_dir=tmp_path / "model", cfg=cfg)
+    out = json.loads((tmp_path / "b.json").read_text())
+    assert len(out) == 3 and all(isinstance(r["output"], str) for r in out)
+
+
+def test_rouge_l_in_the_metrics(tmp_path):
+    assert metrics.rouge_l(["the cat sat", "", "42"], ["the cat sat", "x", "42"]) == [1.0, 0.0, 1.0]
+    pred = pd.DataFrame({"id": ["a", "b"], "loss": [1.0, 2.0], "n_tokens": [2, 2], "generation": ["one two", "x"],
+                         "exact_match": [0, 0]})
+    summary = metrics.summarize(pred, None, ["one two three", "y"])
+    assert summary["rouge_l"] == pytest.approx((0.8 + 0.0) / 2)
+
+
+def test_parameter_count_from_the_saved_folder(tmp_path, tiny_model, tiny_tokenizer):
+    models.save_model(tiny_model, tiny_tokenizer, tmp_path / "m")
+    assert aggregate.parameter_count(tmp_path / "m") == models.count_parameters(tiny_model)
+
+
+def metrics_frame(judge: bool) -> pd.DataFrame:
+    rows = []
+    for target, size_boost in (("small", 0.0), ("large", 0.2)):
+        rows.append({"target": target, "selector": "none", "subset": "full", "method": "full", "scheme": "",
+                     "fraction": 1.0, "part": "", "display": "full"})
+        for method, display, selector in (("lp1", "lp1", "p"), ("random", "clust_rand", "none")):
+            for fraction in (0.25, 0.5):
+                rows.append({"target": target, "selector": selector, "subset": f"{method}_{fraction}",
+                             "method": method, "scheme": "cluster", "fraction": fraction, "part": "hard",
+                             "display": display, "win_rate": 0.2 + fraction / 2 + size_boost})
+        for part, wr in (("easy", 0.2), ("mid", 0.3), ("hard", 0.45)):
+            rows.append({"target": target, "selector": "p", "subset": f"lp1_third_{part}", "method": "lp1",
+                         "scheme": "cluster", "fraction": 0.333, "part": part, "display": "lp1", "win_rate": wr})
+    frame = pd.DataFrame(rows)
+    frame["heldout_ppl"], frame["exact_match"], frame["rouge_l"] = 5.0, 0.1, 0.3
+    if judge:
+        frame["judge_win_rate"] = frame["win_rate"] + 0.05
+        frame["judge_win_rate_lo"], frame["judge_win_rate_hi"] = frame["judge_win_rate"] - 0.1, frame["judge_win_rate"] + 0.1
+    return frame
+
+
+@pytest.mark.parametrize("judge", [False, True])
+def test_evaluation_figures_with_and_without_a_judge(tmp_path, judge):
+    frame = metrics_frame(judge)
+    frame.to_csv(tmp_path / "metrics.csv", index=False)
+    pd.DataFrame({"model": ["small", "large"], "n_parameters": [1000, 8000]}).to_csv(tmp_path / "sizes.csv", index=False)
+    tables = {"metrics": tmp_path / "metrics.csv", "model_sizes": tmp_path / "sizes.csv"}
+    for name in ("metric_vs_fraction", "fraction_to_parity", "thirds", "transfer_heatmap"):
+        out = tmp_path / f"{name}.png"
+        figures.draw(name, {k: v for k, v in tables.items() if k in ("metrics", "model_sizes")}, {}, [out])
+        assert out.stat().st_size > 5000
+    column = figures.headline_win_rate(frame)
+    assert column == ("judge_win_rate" if judge else "win_rate")
+    parity = figures.smallest_parity_fraction(frame, column).set_index(["target", "display"])["fraction"]
+    # small target: 0.2 + f/2 never reaches 0.5; judged (+0.05) the hard third (0.45 + 0.05) does
+    assert parity[("large", "lp1")] == 0.25
+    assert parity[("small", "lp1")] == 0.333 if judge else np.isnan(parity[("small", "lp1")])
+
+
+def test_thirds_placeholder_without_thirds(tmp_path):
+    frame = metrics_frame(False)
+    frame = frame[~frame["subset"].str.contains("third")]
+    fig = figures.thirds(frame)
+    assert any("grid.thirds" in t.get_text() for t in fig.axes[0].texts)
+    assert np.isnan(figures.smallest_parity_fraction(frame.assign(win_rate=0.1), "win_rate")["fraction"]).all()

@@ -1,0 +1,13 @@
+from lpselect import stages
+from lpselect.jobs import run_stage
+
+run_stage(
+    snakemake.log[0],
+    stages.judge,
+    snakemake.input.responses,
+    snakemake.input.reference,
+    snakemake.params.cfg,
+    snakemake.params.cache,
+    snakemake.output.summary,
+    snakemake.output.verdicts,
+)

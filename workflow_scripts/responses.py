@@ -1,0 +1,15 @@
+from lpselect import stages
+from lpselect.jobs import run_stage
+
+run_stage(
+    snakemake.log[0],
+    stages.responses,
+    snakemake.input.rows,
+    snakemake.params.generator,
+    snakemake.output[0],
+    pred_csv=snakemake.input.get("predictions"),
+    model_dir=snakemake.input.get("model"),
+    cfg=snakemake.params.cfg,
+    template=snakemake.params.template,
+    threads=snakemake.threads,
+)
