@@ -5,12 +5,14 @@ import logging
 import os
 import sys
 
+from . import devices
 from .data import DatasetError
 from .fileio import setup_job_logging
 
 
-def run_stage(log_path, stage, *args, threads: int | None = None, **kwargs) -> None:
+def run_stage(log_path, stage, *args, threads: int | None = None, gpus: int = 0, **kwargs) -> None:
     console = sys.stderr
+    devices.assign(gpus)  # before torch initialises CUDA
     # progress bars go to a log file: one line every few seconds rather than one per step
     os.environ.setdefault("TQDM_MININTERVAL", "5")
     log = setup_job_logging(log_path)
@@ -18,6 +20,8 @@ def run_stage(log_path, stage, *args, threads: int | None = None, **kwargs) -> N
         import torch
 
         torch.set_num_threads(threads)
+    if gpus:
+        log.info("GPUs: CUDA_VISIBLE_DEVICES=%s", os.environ.get("CUDA_VISIBLE_DEVICES"))
     try:
         stage(*args, **kwargs)
     except DatasetError as err:

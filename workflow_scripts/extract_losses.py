@@ -12,4 +12,5 @@ run_stage(
     snakemake.output.losses,
     snakemake.output.ledger,
     threads=snakemake.threads,
+    gpus=snakemake.resources.get("gpu", 0),
 )

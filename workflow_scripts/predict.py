@@ -11,4 +11,5 @@ run_stage(
     snakemake.params.template,
     snakemake.output[0],
     threads=snakemake.threads,
+    gpus=snakemake.resources.get("gpu", 0),
 )

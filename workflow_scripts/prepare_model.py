@@ -13,4 +13,5 @@ run_stage(
     max_length=snakemake.params.max_length,
     template=snakemake.params.template,
     threads=snakemake.threads,
+    gpus=snakemake.resources.get("gpu", 0),
 )

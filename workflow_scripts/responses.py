@@ -12,4 +12,5 @@ run_stage(
     cfg=snakemake.params.cfg,
     template=snakemake.params.template,
     threads=snakemake.threads,
+    gpus=snakemake.resources.get("gpu", 0),
 )

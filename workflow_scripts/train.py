@@ -21,4 +21,5 @@ run_stage(
     snakemake.params.state,
     snakemake.output.ledger,
     threads=snakemake.threads,
+    gpus=snakemake.resources.get("gpu", 0),
 )
