@@ -31,6 +31,10 @@ def _iter_raw_rows(path: Path):
                     yield lineno, json.loads(line)
                 except json.JSONDecodeError as err:
                     raise DatasetError(f"{path}: row {lineno}: broken JSON line ({err.msg})") from None
+    elif path.suffix == ".parquet":
+        import pandas as pd
+
+        yield from enumerate(pd.read_parquet(path).to_dict("records"), start=1)
     elif path.suffix == ".json":
         try:
             rows = json.loads(path.read_text())
@@ -40,7 +44,7 @@ def _iter_raw_rows(path: Path):
             raise DatasetError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
         yield from enumerate(rows, start=1)
     else:
-        raise DatasetError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl or .json)")
+        raise DatasetError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json or .parquet)")
 
 
 def validate_row(obj, where: str, field_map: dict | None = None) -> dict:
@@ -78,6 +82,32 @@ def load_local_rows(path, prefix: str, field_map: dict | None = None) -> list[di
     if not rows:
         raise DatasetError(f"{path}: no rows")
     log.info("read %d rows from %s", len(rows), path)
+    return rows
+
+
+def load_hub_rows(hub_id: str, split: str, prefix: str, subset=None, field_map=None) -> list[dict]:
+    """Rows of a Hugging Face dataset (a hub id, or a local dataset folder) through datasets.load_dataset;
+    ids are `{prefix}-{row number}` in the dataset's order."""
+    import datasets
+
+    loaded = datasets.load_dataset(hub_id, subset, split=split)
+    rows = [
+        {"id": f"{prefix}-{n:06d}", **validate_row(obj, f"{hub_id} ({split}): row {n}", field_map)}
+        for n, obj in enumerate(loaded, start=1)
+    ]
+    if not rows:
+        raise DatasetError(f"{hub_id} ({split}): no rows")
+    log.info("read %d rows from %s (%s)", len(rows), hub_id, split)
+    return rows
+
+
+def take_slice(rows: list[dict], limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[dict]:
+    """A reproducible slice: the first `limit` rows, or `sample` rows drawn with `seed` (source order kept)."""
+    if limit:
+        rows = rows[:limit]
+    if sample and sample < len(rows):
+        keep = np.sort(np.random.default_rng(seed).choice(len(rows), size=sample, replace=False))
+        rows = [rows[i] for i in keep]
     return rows
 
 

@@ -25,7 +25,7 @@ def greedy_generate(model, tokenizer, prompts: list[str], batch_size: int, max_n
     outputs = [""] * len(prompts)
     for start in tqdm(range(0, len(order), batch_size), desc="generate", mininterval=5):
         idx = order[start : start + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(model.device)
         generated = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,

@@ -49,6 +49,7 @@ def _label_logits(model, hidden, positions):
 @torch.inference_mode()
 def batch_token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response-token cross-entropy and response-token count per sample of one padded batch."""
+    batch = {k: v.to(model.device) for k, v in batch.items()}
     hidden = model.get_decoder()(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
     ).last_hidden_state
@@ -58,28 +59,40 @@ def batch_token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     logits = _label_logits(model, hidden[:, :-1], positions)
     token_nll = F.cross_entropy(logits, targets[positions], reduction="none")
     sample_of_token = positions.nonzero()[:, 0]
-    sums = torch.zeros(len(targets), dtype=torch.float64).index_add_(0, sample_of_token, token_nll.double())
+    sums = torch.zeros(len(targets), dtype=torch.float64, device=token_nll.device)
+    sums.index_add_(0, sample_of_token, token_nll.double())
     return sums, positions.sum(dim=1)
 
 
-def per_sample_losses(model, examples: list[dict], batch_size: int, pad_id: int, desc="losses") -> pd.DataFrame:
-    """One row per example (input order): id, n_tokens, loss (mean response NLL), perplexity."""
+def per_sample_losses(
+    model, examples: list[dict], batch_size: int, pad_id: int, desc="losses", rank: int = 0, world: int = 1
+) -> pd.DataFrame:
+    """One row per example (input order): id, n_tokens, loss (mean response NLL), perplexity.
+
+    With world > 1, this process scores only every world-th batch starting at `rank` and returns those
+    rows; concatenated and sorted by `index`, the parts of all ranks are exactly the single-process
+    table (whole batches are split, so nothing is padded or counted twice).
+    """
     model.eval()
+    batches = length_sorted_batches([len(e["input_ids"]) for e in examples], batch_size)[rank::world]
+    mine = np.sort(np.concatenate(batches)) if batches else np.array([], dtype=int)
     sums = np.zeros(len(examples))
     counts = np.zeros(len(examples), dtype=np.int64)
-    batches = length_sorted_batches([len(e["input_ids"]) for e in examples], batch_size)
     for idx in tqdm(batches, desc=desc, mininterval=5):
         s, c = batch_token_losses(model, pad_batch([examples[i] for i in idx], pad_id))
-        sums[idx], counts[idx] = s.numpy(), c.numpy()
-    if (counts == 0).any():
-        bad = [examples[i]["id"] for i in np.flatnonzero(counts == 0)[:5]]
+        sums[idx], counts[idx] = s.cpu().numpy(), c.cpu().numpy()
+    if (counts[mine] == 0).any():
+        bad = [examples[i]["id"] for i in mine[counts[mine] == 0][:5]]
         raise ValueError(f"samples without response tokens: {bad}")
-    loss = sums / counts
-    return pd.DataFrame(
+    loss = sums[mine] / counts[mine]
+    frame = pd.DataFrame(
         {
-            "id": [e["id"] for e in examples],
-            "n_tokens": counts,
+            "id": [examples[i]["id"] for i in mine],
+            "n_tokens": counts[mine],
             "loss": loss,
             "perplexity": np.exp(loss),
         }
     )
+    if world > 1:
+        frame.insert(0, "index", mine)
+    return frame

@@ -2,6 +2,7 @@
 Hugging Face folder; both are then ordinary folders loaded with AutoModelForCausalLM/AutoTokenizer."""
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -59,12 +60,32 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def load_model(path, dtype=torch.float32, trust_remote_code: bool = False):
-    """Model and tokenizer from a local folder (or a hub id), ready for training or scoring."""
+def count_parameters_on_disk(model_dir) -> int:
+    """Parameters of a saved model, from its safetensors headers (no weights are loaded)."""
+    from .aggregate import parameter_count
+
+    return parameter_count(model_dir)
+
+
+def default_device() -> torch.device:
+    """This process's GPU (LOCAL_RANK under torchrun) if there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def load_tokenizer(path, trust_remote_code: bool = False):
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def load_model(path, dtype=torch.float32, trust_remote_code: bool = False, device=None):
+    """Model (on `device`, default: this process's GPU or the CPU) and tokenizer from a local folder
+    or a hub id, ready for scoring (the Trainer places models it trains itself)."""
+    tokenizer = load_tokenizer(path, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
-    return model, tokenizer
+    return model.to(device or default_device()), tokenizer
 
 
 def save_model(model, tokenizer, path) -> None:

@@ -24,8 +24,11 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out) -> None:
     """Normalized rows with stable ids, split into train and held-out test."""
     if spec["source"] == "synthetic":
         rows = synthetic.generate(spec["n_per_level"], spec["levels"], spec.get("seed", 0))
+    elif spec["source"] == "hub":
+        rows = data.load_hub_rows(spec["path"], spec.get("split", "train"), name, spec.get("subset"), spec.get("field_map"))
     else:
         rows = data.load_local_rows(spec["path"], prefix=name, field_map=spec.get("field_map"))
+    rows = data.take_slice(rows, spec.get("limit"), spec.get("sample"), spec.get("seed", 0))
     train, test = data.split_rows(rows, spec["test_size"], spec.get("seed", 0))
     log.info("%s: %d train rows, %d test rows", name, len(train), len(test))
     write_jsonl(train_out, train)
@@ -76,13 +79,13 @@ def _training_examples(model_dir, rows_path, subset_path, max_length, template):
     from . import models
     from .tokenization import encode_rows
 
-    model, tokenizer = models.load_model(model_dir)
+    tokenizer = models.load_tokenizer(model_dir)
     rows = read_jsonl(rows_path)
     if subset_path:
         keep = set(json.loads(Path(subset_path).read_text())["ids"])
         rows = [r for r in rows if r["id"] in keep]
     log.info("training on %d rows", len(rows))
-    return model, tokenizer, encode_rows(rows, tokenizer, max_length, template)
+    return tokenizer, encode_rows(rows, tokenizer, max_length, template)
 
 
 def train_model(
@@ -96,34 +99,61 @@ def train_model(
     epoch_outputs: dict,
     state_dir,
     ledger_out,
+    processes: int = 1,
 ) -> None:
-    """Fine-tune; epoch_outputs maps each epoch to keep to its output folder (proxy: all, target: last)."""
-    from . import ledger, models, training
+    """Fine-tune; epoch_outputs maps each epoch to keep to its output folder (proxy: all, target: last).
+    With processes > 1 the training runs data-parallel in that many ranks (one per GPU)."""
+    from . import distributed, ledger, models, training
 
     watch = ledger.Stopwatch()
-    model, tokenizer, examples = _training_examples(model_dir, rows_path, subset_path, max_length, template)
-    saved = training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep=list(epoch_outputs))
+    tokenizer, examples = _training_examples(model_dir, rows_path, subset_path, max_length, template)
+    epochs = sorted(epoch_outputs)
+    if processes > 1:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        examples_path = Path(state_dir) / "examples.json"
+        examples_path.write_text(json.dumps(examples))
+        args = {"model_dir": str(model_dir), "examples_path": str(examples_path), "hp": hp, "seed": seed,
+                "state_dir": str(state_dir), "epochs_to_keep": epochs}
+        distributed.launch("train", args, processes)
+        saved = {e: Path(state_dir) / f"epoch-{e}" for e in epochs}
+    else:
+        model, _ = models.load_model(model_dir, device="cpu")  # the Trainer places it
+        saved = training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep=epochs)
     tokens = hp["epochs"] * sum(len(e["input_ids"]) for e in examples)
-    watch.record(ledger_out, "train", models.count_parameters(model), tokens, samples=len(examples), epochs=hp["epochs"])
+    n_params = models.count_parameters_on_disk(saved[epochs[-1]])
+    watch.record(ledger_out, "train", n_params, tokens, samples=len(examples), epochs=hp["epochs"], processes=processes)
     log_src = Path(state_dir) / "train_log.json"
-    last_out = Path(epoch_outputs[max(epoch_outputs)])
     moves = {saved[e]: out for e, out in epoch_outputs.items()}
-    training.publish(state_dir, moves | {log_src: last_out / "train_log.json"})
+    training.publish(state_dir, moves | {log_src: Path(epoch_outputs[epochs[-1]]) / "train_log.json"})
 
 
 def extract_losses(
-    model_dir, rows_path, batch_size: int, max_length: int, template: str, out_csv, ledger_out
+    model_dir, rows_path, batch_size: int, max_length: int, template: str, out_csv, ledger_out, processes: int = 1
 ) -> None:
-    from . import ledger, losses, models
+    """Per-sample response losses of one model on the rows; with processes > 1, one rank per GPU."""
+    from . import distributed, ledger, losses, models
     from .tokenization import encode_rows
 
     watch = ledger.Stopwatch()
-    model, tokenizer = models.load_model(model_dir)
+    tokenizer = models.load_tokenizer(model_dir)
     examples = encode_rows(read_jsonl(rows_path), tokenizer, max_length, template)
-    frame = losses.per_sample_losses(model, examples, batch_size, tokenizer.pad_token_id, desc=str(model_dir))
+    if processes > 1:
+        examples_path = Path(f"{out_csv}.examples.json")
+        examples_path.write_text(json.dumps(examples))
+        args = {"model_dir": str(model_dir), "examples_path": str(examples_path), "batch_size": batch_size,
+                "part_prefix": str(out_csv)}
+        try:
+            distributed.launch("extract", args, processes)
+            frame = distributed.merge_parts(out_csv, processes)
+        finally:
+            examples_path.unlink()
+    else:
+        model, _ = models.load_model(model_dir)
+        frame = losses.per_sample_losses(model, examples, batch_size, tokenizer.pad_token_id, desc=str(model_dir))
     write_csv(out_csv, frame)
     tokens = sum(len(e["input_ids"]) for e in examples)
-    watch.record(ledger_out, "forward", models.count_parameters(model), tokens, samples=len(examples))
+    watch.record(ledger_out, "forward", models.count_parameters_on_disk(model_dir), tokens, samples=len(examples),
+                 processes=processes)
 
 
 def score(loss_csvs: list, rows_path, seed: int, out_csv) -> None:

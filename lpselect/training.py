@@ -7,9 +7,11 @@ checkpoint, and the caller removes the state folder once the outputs are in plac
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -18,22 +20,31 @@ log = logging.getLogger(__name__)
 
 
 class SaveEachEpoch(TrainerCallback):
-    """Save the model (weights and tokenizer, no optimizer) after every epoch as state/epoch-{e}."""
+    """Save the model (weights and tokenizer, no optimizer) after every epoch as state/epoch-{e}.
+    Trainer.save_model gathers sharded (FSDP) weights and writes from the main process only."""
 
-    def __init__(self, state_dir: Path, tokenizer, epochs_to_keep):
-        self.state_dir, self.tokenizer, self.epochs_to_keep = state_dir, tokenizer, set(epochs_to_keep)
+    def __init__(self, state_dir: Path, epochs_to_keep):
+        self.state_dir, self.epochs_to_keep, self.trainer = state_dir, set(epochs_to_keep), None
 
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+    def on_epoch_end(self, args, state, control, **kwargs):
         epoch = round(state.epoch)
         if epoch in self.epochs_to_keep:
             out = self.state_dir / f"epoch-{epoch}"
-            model.save_pretrained(out)
-            self.tokenizer.save_pretrained(out)
+            self.trainer.save_model(str(out))
             log.info("saved epoch %d model to %s", epoch, out)
 
 
 def training_arguments(hp: dict, output_dir: Path, seed: int) -> TrainingArguments:
+    """The config's hyper-parameters; under torchrun with several processes, data-parallel training
+    (FSDP as the config says on GPUs, plain DDP over gloo on CPUs)."""
+    distributed = {}
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        if torch.cuda.is_available():
+            distributed = {"fsdp": hp.get("fsdp", "")}
+        else:
+            distributed = {"ddp_backend": "gloo"}
     return TrainingArguments(
+        **distributed,
         output_dir=str(output_dir),
         num_train_epochs=hp["epochs"],
         learning_rate=hp["learning_rate"],
@@ -65,20 +76,23 @@ def train(model, tokenizer, examples: list[dict], hp: dict, state_dir, seed: int
     dataset = Dataset.from_dict(
         {"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples]}
     )
+    saver = SaveEachEpoch(state_dir, epochs_to_keep)
     trainer = Trainer(
         model=model,
         args=training_arguments(hp, checkpoints, seed),
         train_dataset=dataset,
         data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True),
         processing_class=tokenizer,
-        callbacks=[SaveEachEpoch(state_dir, tokenizer, epochs_to_keep)],
+        callbacks=[saver],
     )
+    saver.trainer = trainer
     last = get_last_checkpoint(str(checkpoints))
     if last:
         log.info("resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)
     history = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
-    (state_dir / "train_log.json").write_text(json.dumps(history, indent=1))
+    if trainer.is_world_process_zero():
+        (state_dir / "train_log.json").write_text(json.dumps(history, indent=1))
     return {e: state_dir / f"epoch-{e}" for e in sorted(epochs_to_keep)}
 
 

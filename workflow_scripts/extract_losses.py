@@ -13,4 +13,6 @@ run_stage(
     snakemake.output.ledger,
     threads=snakemake.threads,
     gpus=snakemake.resources.get("gpu", 0),
+    # one process per GPU of the job (data-parallel inside the job)
+    processes=max(1, snakemake.resources.get("gpu", 0)),
 )

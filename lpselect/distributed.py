@@ -1,0 +1,66 @@
+"""Jobs with several processes (one per GPU): the job's own process launches N ranks with torchrun,
+waits, then merges and publishes what they wrote. Training is data-parallel through the Trainer
+(FSDP full_shard on GPUs as the paper did, DDP over gloo on CPUs); loss extraction gives each rank
+every N-th length-sorted batch and merges the parts back into sample order.
+
+    python -m lpselect.distributed <task> '<json arguments>'     (run by torchrun, not by hand)
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def rank_and_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def launch(task: str, args: dict, processes: int) -> None:
+    """Run `task` in `processes` ranks on this node and wait for all of them."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           "-m", "lpselect.distributed", task, json.dumps(args)]
+    log.info("launching %d processes: %s", processes, " ".join(cmd[:6]))
+    subprocess.run(cmd, check=True)
+
+
+def _train(model_dir, examples_path, hp, seed, state_dir, epochs_to_keep):
+    from . import models, training
+
+    model, _ = models.load_model(model_dir, device="cpu")
+    tokenizer = models.load_tokenizer(model_dir)
+    examples = json.loads(Path(examples_path).read_text())
+    training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep)
+
+
+def _extract(model_dir, examples_path, batch_size, part_prefix):
+    from . import losses, models
+
+    rank, world = rank_and_world()
+    model, tokenizer = models.load_model(model_dir)
+    examples = json.loads(Path(examples_path).read_text())
+    frame = losses.per_sample_losses(model, examples, batch_size, tokenizer.pad_token_id, f"rank {rank}", rank, world)
+    frame.to_csv(f"{part_prefix}.part-{rank}.csv", index=False)
+
+
+TASKS = {"train": _train, "extract": _extract}
+
+
+def merge_parts(part_prefix, world: int):
+    """The ranks' loss tables as one table in sample order; the part files are removed."""
+    import pandas as pd
+
+    parts = [Path(f"{part_prefix}.part-{r}.csv") for r in range(world)]
+    frame = pd.concat([pd.read_csv(p) for p in parts]).sort_values("index").drop(columns="index")
+    for p in parts:
+        p.unlink()
+    return frame.reset_index(drop=True)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s rank %(process)d %(name)s: %(message)s")
+    TASKS[sys.argv[1]](**json.loads(sys.argv[2]))
