@@ -107,3 +107,23 @@ def test_light_rules_stay_local():
     text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
     local = {name.strip() for block in re.findall(r"localrules:\n((?:    .*\n)+)", text) for name in block.split(",")}
     assert {"aggregate", "figure", "select", "evaluate", "dump_tables", "dump_summary"} <= local - {""}
+
+
+def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
+    import shutil
+
+    shutil.copytree(ROOT / "profiles", workdir / "profiles")
+    shutil.copytree(ROOT / "configs", workdir / "configs")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "sacct", "sacctmgr", "sshare", "scontrol", "squeue", "sinfo"):
+        (bin_dir / name).write_text(STAND_IN.format(body=""))
+        (bin_dir / name).chmod(0o755)
+    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(tmp_path / "calls.log")}
+    args = ["-n", "--quiet", "rules", "--workflow-profile", "profiles/slurm", "--jobs", "100",
+            "--configfile", "configs/paper.yaml"]
+    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"^finetune_target\s+1568$", proc.stdout, re.M), proc.stdout[-2000:]
+    calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
+    assert "sbatch" not in calls  # a dry run submits nothing
