@@ -47,24 +47,26 @@ def _iter_raw_rows(path: Path):
         raise DatasetError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json or .parquet)")
 
 
-def validate_row(obj, where: str, field_map: dict | None = None) -> dict:
-    """Check one raw row and return it as {instruction, input, output, ...extras}."""
+def validate_row(obj, where: str, field_map: dict | None = None, require_output: bool = True) -> dict:
+    """Check one raw row and return it as {instruction, input, output, ...extras}; evaluation prompts
+    (require_output=False) may come without a reference output."""
     if not isinstance(obj, dict):
         raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     row = dict(obj)
     for src, dst in (field_map or {}).items():
         if src in row:
             row[dst] = row.pop(src)
-    for field in REQUIRED_FIELDS:
+    required = REQUIRED_FIELDS if require_output else ("instruction",)
+    for field in required:
         if field not in row:
             raise DatasetError(f"{where}: field {field!r} is missing")
-    row.setdefault("input", "")
-    if row["input"] is None:
-        row["input"] = ""
+    for field in ("input", "output"):
+        if row.get(field) is None:
+            row[field] = ""
     for field in TEXT_FIELDS:
         if not isinstance(row[field], str):
             raise DatasetError(f"{where}: field {field!r} must be a string, got {type(row[field]).__name__}")
-    for field in REQUIRED_FIELDS:
+    for field in required:
         if not row[field].strip():
             raise DatasetError(f"{where}: field {field!r} is empty")
     return row

@@ -9,7 +9,7 @@ Hugging Face hub dataset loaded with `datasets.load_dataset`.
 import logging
 from pathlib import Path
 
-from .data import DatasetError, _iter_raw_rows
+from .data import TEXT_FIELDS, DatasetError, _iter_raw_rows, validate_row
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +28,8 @@ def alpaca_eval_records(rows: list[dict], outputs: list[str], generator: str) ->
 
 
 def _eval_row(obj, where: str, field_map: dict | None) -> dict:
-    if not isinstance(obj, dict):
-        raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    row = dict(obj)
-    for src, dst in (field_map or {}).items():
-        if src in row:
-            row[dst] = row.pop(src)
-    for field in ("instruction", "input", "output"):
-        value = row.get(field) or ""
-        if not isinstance(value, str):
-            raise DatasetError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
-        row[field] = value
-    if not row["instruction"].strip():
-        raise DatasetError(f"{where}: field 'instruction' is missing or empty")
-    return {k: row[k] for k in ("instruction", "input", "output")}
+    row = validate_row(obj, where, field_map, require_output=False)
+    return {k: row[k] for k in TEXT_FIELDS}
 
 
 def load_eval_set(spec: dict) -> list[dict]:
