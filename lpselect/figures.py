@@ -152,7 +152,8 @@ def transfer_heatmap(metrics: pd.DataFrame, metric: str | None = None, **_):
         lp = at[at["method"] == "lp1"].copy()
         lp["gain"] = [r[metric] - rand.get((r["target"], r["scheme"]), np.nan) for _, r in lp.iterrows()]
         grid = lp.pivot_table(index="selector", columns="target", values="gain", aggfunc="mean")
-        lim = np.nanmax(np.abs(grid.values)) if grid.size else 1
+        lim = np.nanmax(np.abs(grid.values)) if grid.size and np.isfinite(grid.values).any() else 0
+        lim = lim or 1.0  # an all-zero (or empty) grid still needs a colour range
         im = ax.imshow(grid.values, cmap="RdBu", vmin=-lim, vmax=lim)
         for (i, j), v in np.ndenumerate(grid.values):
             ax.text(j, i, f"{v:+.3f}", ha="center", va="center", fontsize=8)
