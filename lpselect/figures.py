@@ -152,8 +152,12 @@ def transfer_heatmap(metrics: pd.DataFrame, metric: str | None = None, **_):
         lp = at[at["method"] == "lp1"].copy()
         lp["gain"] = [r[metric] - rand.get((r["target"], r["scheme"]), np.nan) for _, r in lp.iterrows()]
         grid = lp.pivot_table(index="selector", columns="target", values="gain", aggfunc="mean")
-        lim = np.nanmax(np.abs(grid.values)) if grid.size and np.isfinite(grid.values).any() else 0
-        lim = lim or 1.0  # an all-zero (or empty) grid still needs a colour range
+        if grid.empty:
+            ax.text(0.5, 0.5, "no LP(1) and random subsets\nof this size", ha="center", va="center")
+            ax.axis("off")
+            continue
+        lim = np.nanmax(np.abs(grid.values)) if np.isfinite(grid.values).any() else 0
+        lim = lim or 1.0  # an all-zero grid still needs a colour range
         im = ax.imshow(grid.values, cmap="RdBu", vmin=-lim, vmax=lim)
         for (i, j), v in np.ndenumerate(grid.values):
             ax.text(j, i, f"{v:+.3f}", ha="center", va="center", fontsize=8)
