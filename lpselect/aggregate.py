@@ -4,14 +4,12 @@ proxies, and the parameter count of every target."""
 
 import itertools
 import json
-import math
-import struct
 from pathlib import Path
 
 import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 
-from .fileio import read_jsonl, write_csv
+from .fileio import parameter_count, read_jsonl, write_csv
 from .selection import REFERENCES, Subset
 
 SUBSET_FIELDS = ("method", "scheme", "fraction", "part", "seed")
@@ -85,21 +83,6 @@ def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFr
             out.append({"score": column, "model_a": a, "model_b": b,
                         "kendall_tau": kendalltau(x, y).statistic, "spearman": spearmanr(x, y).statistic})
     return pd.DataFrame(out)
-
-
-def parameter_count(model_dir) -> int:
-    """Parameters of a saved model, from its safetensors headers (no weights are loaded)."""
-    total = 0
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{model_dir}: no .safetensors files to count parameters from")
-    for path in files:
-        with open(path, "rb") as f:
-            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-        for name, info in header.items():
-            if name != "__metadata__":
-                total += math.prod(info["shape"])
-    return total
 
 
 def model_sizes(model_dirs: dict) -> pd.DataFrame:

@@ -1,9 +1,12 @@
-"""Small I/O helpers: atomic writes (a failed job leaves no partial file) and job logging."""
+"""Small I/O helpers: atomic writes (a failed job leaves no partial file), job logging, and the parameter
+count of a saved model read from its safetensors headers."""
 
 import contextlib
 import json
 import logging
+import math
 import os
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -59,3 +62,18 @@ def setup_job_logging(log_path=None) -> logging.Logger:
         force=True,
     )
     return logging.getLogger("lpselect")
+
+
+def parameter_count(model_dir) -> int:
+    """Parameters of a saved model, from its safetensors headers (no weights are loaded)."""
+    total = 0
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no .safetensors files to count parameters from")
+    for path in files:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        for name, info in header.items():
+            if name != "__metadata__":
+                total += math.prod(info["shape"])
+    return total

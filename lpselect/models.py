@@ -52,19 +52,12 @@ def build_fresh_model(spec: dict, tokenizer, seed: int) -> LlamaForCausalLM:
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    log.info("fresh model: %d parameters", count_parameters(model))
     return model
 
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
-
-def count_parameters_on_disk(model_dir) -> int:
-    """Parameters of a saved model, from its safetensors headers (no weights are loaded)."""
-    from .aggregate import parameter_count
-
-    return parameter_count(model_dir)
 
 
 def default_device() -> torch.device:

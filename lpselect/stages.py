@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import data, scoring, selection, synthetic
-from .fileio import read_jsonl, write_csv, write_json, write_jsonl
+from .fileio import parameter_count, read_jsonl, write_csv, write_json, write_jsonl
 
 # torch, transformers and scikit-learn are imported inside the stages that need them: light jobs
 # (select, score, evaluate) then start in a fraction of a second, which matters over hundreds of jobs.
@@ -120,7 +120,7 @@ def train_model(
         model, _ = models.load_model(model_dir, device="cpu")  # the Trainer places it
         saved = training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep=epochs)
     tokens = hp["epochs"] * sum(len(e["input_ids"]) for e in examples)
-    n_params = models.count_parameters_on_disk(saved[epochs[-1]])
+    n_params = parameter_count(saved[epochs[-1]])
     watch.record(ledger_out, "train", n_params, tokens, samples=len(examples), epochs=hp["epochs"], processes=processes)
     log_src = Path(state_dir) / "train_log.json"
     moves = {saved[e]: out for e, out in epoch_outputs.items()}
@@ -152,7 +152,7 @@ def extract_losses(
         frame = losses.per_sample_losses(model, examples, batch_size, tokenizer.pad_token_id, desc=str(model_dir))
     write_csv(out_csv, frame)
     tokens = sum(len(e["input_ids"]) for e in examples)
-    watch.record(ledger_out, "forward", models.count_parameters_on_disk(model_dir), tokens, samples=len(examples),
+    watch.record(ledger_out, "forward", parameter_count(model_dir), tokens, samples=len(examples),
                  processes=processes)
 
 
