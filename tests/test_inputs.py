@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lpselect import stages
-from lpselect.data import DatasetError
+from lpselect.data import DatasetError, load_local_rows
 from lpselect.study import ConfigError, validate_config
 
 from conftest import ROOT, run_snakemake
@@ -97,3 +97,17 @@ def test_local_dataset_loads_with_stable_ids(tmp_path):
     test = [json.loads(x) for x in (tmp_path / "test.jsonl").read_text().splitlines()]
     assert len(train) == 3 and len(test) == 2
     assert sorted(r["id"] for r in train + test) == [f"mine-{i:06d}" for i in range(1, 6)]
+
+
+def test_drop_empty_skips_and_counts_empty_rows(tmp_path, caplog):
+    path = tmp_path / "data.jsonl"
+    lines = [ROW, ROW | {"output": " "}, ROW | {"instruction": ""}, ROW | {"output": "bye"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with caplog.at_level("WARNING"):
+        rows = load_local_rows(path, "mine", drop_empty=True)
+    assert [r["id"] for r in rows] == ["mine-000001", "mine-000004"]
+    assert f"{path}: dropped 2 rows with an empty field (drop_empty): rows [2, 3]" in caplog.text
+    # other errors still stop, whatever drop_empty says
+    path.write_text(json.dumps(ROW) + "\n" + DATA_CASES["non-string"][0] + "\n")
+    with pytest.raises(DatasetError, match="row 2: field 'output' must be a string"):
+        load_local_rows(path, "mine", drop_empty=True)
