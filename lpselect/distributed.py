@@ -37,13 +37,16 @@ def _train(model_dir, examples_path, hp, seed, state_dir, epochs_to_keep):
     training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep)
 
 
-def _extract(model_dir, examples_path, batch_size, part_prefix):
+def _extract(model_dir, examples_path, cfg, part_prefix):
     from . import losses, models
 
     rank, world = rank_and_world()
     model, tokenizer = models.load_model(model_dir)
     examples = json.loads(Path(examples_path).read_text())
-    frame = losses.per_sample_losses(model, examples, batch_size, tokenizer.pad_token_id, f"rank {rank}", rank, world)
+    frame = losses.per_sample_losses(
+        model, examples, cfg["batch_size"], tokenizer.pad_token_id, f"rank {rank}", rank, world,
+        max_tokens=cfg.get("max_tokens"), bf16=cfg.get("bf16", False),
+    )
     frame.to_csv(f"{part_prefix}.part-{rank}.csv", index=False)
 
 

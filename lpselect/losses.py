@@ -1,9 +1,13 @@
 """Per-sample response perplexity, P = exp(mean cross-entropy over the response tokens).
 
-Samples are batched in length order so little is padded, and the output projection runs only on the
-positions that carry a label, so the full (batch x length x vocabulary) logits tensor is never built.
-Right padding with an attention mask keeps a sample's value independent of its batch neighbours.
+Samples are batched in length order so little is padded (optionally up to a token budget, so short
+samples share big batches), and the output projection runs only on the positions that carry a label,
+so the full (batch x length x vocabulary) logits tensor is never built. Right padding with an attention
+mask keeps a sample's value independent of its batch neighbours. `bf16` runs the model under bfloat16
+autocast (CPU or GPU); the cross-entropy itself is always float32.
 """
+
+import contextlib
 
 import logging
 
@@ -18,10 +22,23 @@ from .tokenization import IGNORE_INDEX
 log = logging.getLogger(__name__)
 
 
-def length_sorted_batches(lengths, batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length (stable, so the grouping is deterministic)."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+def length_sorted_batches(lengths, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length (stable, so the grouping is deterministic):
+    `batch_size` samples each, or with `max_tokens` as many as fit that padded size (samples x longest),
+    so short samples fill big batches and the matrix products stay large."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")
+    if not max_tokens:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, current = [], []
+    for i in order:
+        # ascending order: the sample being added is the longest of its batch
+        if current and (len(current) + 1) * lengths[i] > max_tokens:
+            batches.append(np.array(current))
+            current = []
+        current.append(i)
+    batches.append(np.array(current))
+    return batches
 
 
 def pad_batch(examples, pad_id: int) -> dict:
@@ -46,10 +63,9 @@ def _label_logits(model, hidden, positions):
     return logits
 
 
-@torch.inference_mode()
-def batch_token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed response-token cross-entropy and response-token count per sample of one padded batch."""
-    batch = {k: v.to(model.device) for k, v in batch.items()}
+def response_token_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 cross-entropy of every labelled token of a padded batch (flat), and the boolean mask of
+    where those tokens sit in the shifted labels. Used with gradients by the trainer too."""
     hidden = model.get_decoder()(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
     ).last_hidden_state
@@ -57,7 +73,23 @@ def batch_token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     targets = batch["labels"][:, 1:]
     positions = targets != IGNORE_INDEX
     logits = _label_logits(model, hidden[:, :-1], positions)
-    token_nll = F.cross_entropy(logits, targets[positions], reduction="none")
+    return F.cross_entropy(logits, targets[positions], reduction="none"), positions
+
+
+def autocast(model, bf16: bool):
+    """bfloat16 autocast on the model's device type, or nothing."""
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=model.device.type, dtype=torch.bfloat16)
+
+
+@torch.inference_mode()
+def batch_token_losses(model, batch: dict, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response-token cross-entropy and response-token count per sample of one padded batch."""
+    batch = {k: v.to(model.device) for k, v in batch.items()}
+    with autocast(model, bf16):
+        token_nll, positions = response_token_nll(model, batch)
+    targets = batch["labels"][:, 1:]
     sample_of_token = positions.nonzero()[:, 0]
     sums = torch.zeros(len(targets), dtype=torch.float64, device=token_nll.device)
     sums.index_add_(0, sample_of_token, token_nll.double())
@@ -65,7 +97,15 @@ def batch_token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def per_sample_losses(
-    model, examples: list[dict], batch_size: int, pad_id: int, desc="losses", rank: int = 0, world: int = 1
+    model,
+    examples: list[dict],
+    batch_size: int,
+    pad_id: int,
+    desc="losses",
+    rank: int = 0,
+    world: int = 1,
+    max_tokens: int | None = None,
+    bf16: bool = False,
 ) -> pd.DataFrame:
     """One row per example (input order): id, n_tokens, loss (mean response NLL), perplexity.
 
@@ -74,12 +114,12 @@ def per_sample_losses(
     table (whole batches are split, so nothing is padded or counted twice).
     """
     model.eval()
-    batches = length_sorted_batches([len(e["input_ids"]) for e in examples], batch_size)[rank::world]
+    batches = length_sorted_batches([len(e["input_ids"]) for e in examples], batch_size, max_tokens)[rank::world]
     mine = np.sort(np.concatenate(batches)) if batches else np.array([], dtype=int)
     sums = np.zeros(len(examples))
     counts = np.zeros(len(examples), dtype=np.int64)
     for idx in tqdm(batches, desc=desc, mininterval=5):
-        s, c = batch_token_losses(model, pad_batch([examples[i] for i in idx], pad_id))
+        s, c = batch_token_losses(model, pad_batch([examples[i] for i in idx], pad_id), bf16)
         sums[idx], counts[idx] = s.cpu().numpy(), c.cpu().numpy()
     if (counts[mine] == 0).any():
         bad = [examples[i]["id"] for i in mine[counts[mine] == 0][:5]]

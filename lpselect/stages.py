@@ -132,9 +132,10 @@ def train_model(
 
 
 def extract_losses(
-    model_dir, rows_path, batch_size: int, max_length: int, template: str, out_csv, ledger_out, processes: int = 1
+    model_dir, rows_path, cfg: dict, max_length: int, template: str, out_csv, ledger_out, processes: int = 1
 ) -> None:
-    """Per-sample response losses of one model on the rows; with processes > 1, one rank per GPU."""
+    """Per-sample response losses of one model on the rows (`cfg`: the config's extraction section);
+    with processes > 1, one rank per GPU."""
     from . import distributed, ledger, losses, models
     from .tokenization import encode_rows
 
@@ -144,7 +145,7 @@ def extract_losses(
     if processes > 1:
         examples_path = Path(f"{out_csv}.examples.json")
         examples_path.write_text(json.dumps(examples))
-        args = {"model_dir": str(model_dir), "examples_path": str(examples_path), "batch_size": batch_size,
+        args = {"model_dir": str(model_dir), "examples_path": str(examples_path), "cfg": cfg,
                 "part_prefix": str(out_csv)}
         try:
             distributed.launch("extract", args, processes)
@@ -153,7 +154,10 @@ def extract_losses(
             examples_path.unlink()
     else:
         model, _ = models.load_model(model_dir)
-        frame = losses.per_sample_losses(model, examples, batch_size, tokenizer.pad_token_id, desc=str(model_dir))
+        frame = losses.per_sample_losses(
+            model, examples, cfg["batch_size"], tokenizer.pad_token_id, str(model_dir),
+            max_tokens=cfg.get("max_tokens"), bf16=cfg.get("bf16", False),
+        )
     write_csv(out_csv, frame)
     tokens = sum(len(e["input_ids"]) for e in examples)
     watch.record(ledger_out, "forward", parameter_count(model_dir), tokens, samples=len(examples),

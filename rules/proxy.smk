@@ -53,7 +53,7 @@ rule extract_losses:
         gpu_model=sized("extract", "gpu_model"),
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
-        batch_size=config["extraction"]["batch_size"],
+        extraction=config["extraction"],
         max_length=config["max_length"],
         template=config["prompt_template"],
     script:

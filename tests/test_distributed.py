@@ -24,7 +24,7 @@ def base(tmp_path_factory):
 
 
 def test_two_rank_extraction_equals_one_process_in_order_and_count(base):
-    args = (base / "base", base / "rows.jsonl", 5, 512, "alpaca")
+    args = (base / "base", base / "rows.jsonl", {"batch_size": 5}, 512, "alpaca")
     stages.extract_losses(*args, base / "one.csv", base / "one.json", processes=1)
     stages.extract_losses(*args, base / "two.csv", base / "two.json", processes=2)
     one, two = pd.read_csv(base / "one.csv"), pd.read_csv(base / "two.csv")

@@ -1,9 +1,12 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from lpselect.losses import batch_token_losses, pad_batch, per_sample_losses
+from lpselect.losses import batch_token_losses, length_sorted_batches, pad_batch, per_sample_losses
+from lpselect.models import build_fresh_model
+from lpselect.training import build_trainer
 from lpselect.tokenization import IGNORE_INDEX, encode_row
 
 ROW = {"id": "r1", "instruction": "Reverse the letters of the word.", "input": "abc", "output": "cba"}
@@ -60,3 +63,46 @@ def test_batch_losses_count_only_response_tokens(tiny_model, tiny_tokenizer):
     examples = [encode_row(r, tiny_tokenizer, 512) for r in (ROW, LONG)]
     _, counts = batch_token_losses(tiny_model, pad_batch(examples, tiny_tokenizer.pad_token_id))
     assert counts.tolist() == [sum(label != IGNORE_INDEX for label in e["labels"][1:]) for e in examples]
+
+
+def test_token_budget_batches_cover_every_sample_once_within_budget():
+    lengths = [5, 40, 3, 12, 12, 7, 100, 1, 64, 9]
+    fixed = length_sorted_batches(lengths, batch_size=3)
+    assert [len(b) for b in fixed] == [3, 3, 3, 1]
+    budget = length_sorted_batches(lengths, batch_size=3, max_tokens=64)
+    assert sorted(np.concatenate(budget).tolist()) == list(range(len(lengths)))
+    for batch in budget:
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 64
+    assert [len(b) for b in budget] == [5, 2, 1, 1, 1]  # short samples share a batch; 100 > budget goes alone
+    assert [list(b) for b in budget] == [list(b) for b in length_sorted_batches(lengths, 3, max_tokens=64)]
+
+
+def test_token_budget_and_bf16_give_the_same_values(tiny_model, tiny_tokenizer):
+    examples = [encode_row(r, tiny_tokenizer, 512) for r in (ROW, LONG, NO_INPUT)] * 3
+    pad = tiny_tokenizer.pad_token_id
+    fixed = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad)
+    budget = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad, max_tokens=200)
+    assert np.allclose(budget["loss"], fixed["loss"], rtol=1e-5)
+    bf16 = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad, bf16=True)
+    assert list(bf16["id"]) == list(fixed["id"])
+    assert np.allclose(bf16["loss"], fixed["loss"], rtol=2e-2)
+    assert not np.array_equal(bf16["loss"], fixed["loss"])  # bf16 really ran
+
+
+def test_response_loss_trainer_matches_the_stock_trainer(tiny_tokenizer, tmp_path):
+    """Same seed and data: the response-position loss gives the stock Trainer's loss curve and weights."""
+    examples = [encode_row(r, tiny_tokenizer, 512) for r in (ROW, LONG, NO_INPUT)] * 4
+    hp = {"epochs": 2, "learning_rate": 1e-2, "lr_scheduler": "constant", "warmup_ratio": 0.0, "weight_decay": 0.0,
+          "batch_size": 4, "gradient_accumulation_steps": 2, "logging_steps": 1}
+    runs = {}
+    for response_loss in (False, True):
+        model = build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, tiny_tokenizer, 0)
+        trainer = build_trainer(model, tiny_tokenizer, examples, hp, tmp_path / str(response_loss), 0,
+                                response_loss=response_loss)
+        assert type(trainer).__name__ == ("ResponseLossTrainer" if response_loss else "Trainer")
+        trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        runs[response_loss] = (losses, torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert len(runs[True][0]) == 4  # 3 batches of 4 per epoch, 2 per step
+    assert np.allclose(runs[True][0], runs[False][0], rtol=1e-5)
+    assert torch.allclose(runs[True][1], runs[False][1], atol=1e-5)

@@ -6,7 +6,7 @@ run_stage(
     stages.extract_losses,
     snakemake.input.model,
     snakemake.input.rows,
-    snakemake.params.batch_size,
+    snakemake.params.extraction,
     snakemake.params.max_length,
     snakemake.params.template,
     snakemake.output.losses,
