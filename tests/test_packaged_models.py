@@ -52,6 +52,9 @@ def test_per_sample_losses_of_real_rows(converted):
     examples = encode_rows(rows, tokenizer, max_length=256)
     table = losses.per_sample_losses(model, examples, batch_size=4, pad_id=tokenizer.pad_token_id)
     assert list(table["id"]) == [r["id"] for r in rows]
+    # SmolLM2 pads with its EOS token: the response's EOS must still be a label
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    assert all(e["labels"][-1] == tokenizer.eos_token_id for e in examples if len(e["input_ids"]) < 256)
     for example, (_, got) in zip(examples, table.iterrows()):
         ids = torch.tensor([example["input_ids"]])
         labels = torch.tensor([example["labels"]])

@@ -65,3 +65,19 @@ def test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid(workdir):
     assert counts["finetune_target"] == models * datasets * per_target
     assert counts["predict"] == models * datasets * (per_target + 1)
     assert seconds < 60, seconds  # the issue asks for under 30 s on a laptop; CI machines vary
+
+
+def test_real_small_models_config_pairs_every_proxy_with_every_target(workdir):
+    """SmolLM2 and gemma-3 from their packages, each as proxy and target: one proxy run per model
+    serves both targets, and the clust_rand subset (no proxy) is shared."""
+    config = yaml.safe_load((ROOT / "configs/real-small.yaml").read_text())
+    validate_config(config)
+    assert {m["source"] for m in config["models"].values()} == {"gguf"}
+    assert set(config["grid"]["proxies"]) == set(config["grid"]["targets"]) == set(config["models"])
+    (workdir / "configs").mkdir()
+    (workdir / "configs/real-small.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(workdir, None, "-n", "--quiet", "rules", "--configfile", "configs/real-small.yaml")
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M) if m[1] != "total"}
+    assert counts["prepare_model"] == 2 and counts["train_proxy"] == 2
+    assert counts["extract_losses"] == 2 * (config["training"]["epochs"] + 1)
+    assert counts["finetune_target"] == 2 * (2 + 1 + 1)  # per target: lp1 from each proxy, clust_rand, full
