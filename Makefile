@@ -33,7 +33,7 @@ install-models: $(VENV)/.models-installed
 run: install
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/default
 
-# the real-small-models study (configs/real-small.yaml): about N hours on 2 CPU cores
+# the real-small-models study (configs/real-small.yaml): about an hour on 2 CPU cores
 run-small: install install-models
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/default --configfile configs/real-small.yaml
 

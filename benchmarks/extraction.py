@@ -34,7 +34,8 @@ def arguments(argv=None):
     parser.add_argument("--rows", default=str(common.DEFAULT_ROWS), help="a local Alpaca-format JSONL")
     parser.add_argument("--n", type=int, default=512, help="rows to score")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=4096, help="ours: padded tokens per batch (0: fixed batches)")
+    parser.add_argument("--max-tokens", type=int, default=0,
+                        help="ours: padded tokens per batch instead of --batch-size samples (0: off)")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-probe", action="store_true", help="skip the batch 8 x 512 memory probe")
