@@ -1,14 +1,13 @@
 """Per-sample response perplexity, P = exp(mean cross-entropy over the response tokens).
 
 Samples are batched in length order so little is padded (optionally up to a token budget, so short
-samples share big batches), and the output projection runs only on the positions that carry a label,
-so the full (batch x length x vocabulary) logits tensor is never built. Right padding with an attention
+samples share big batches), and the output projection and cross-entropy run only on the positions that
+carry a label, a chunk at a time, so memory does not grow with batch x length x vocabulary. Right padding with an attention
 mask keeps a sample's value independent of its batch neighbours. `bf16` runs the model under bfloat16
 autocast (CPU or GPU); the cross-entropy itself is always float32.
 """
 
 import contextlib
-
 import logging
 
 import numpy as np
@@ -54,9 +53,14 @@ def pad_batch(examples, pad_id: int) -> dict:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def _label_logits(model, hidden, positions):
-    """Logits of the selected hidden states only (softcapping applied where the model has it)."""
-    logits = model.get_output_embeddings()(hidden[positions]).float()
+# Logits are built for at most this many (position x vocabulary) entries at a time (256 MB in float32):
+# 1365 positions of SmolLM2's 49k vocabulary, 256 of gemma-3's 262k.
+LOGITS_CHUNK_ELEMENTS = 2**26
+
+
+def _logits(model, hidden):
+    """Float32 logits of some hidden states (softcapping applied where the model has it)."""
+    logits = model.get_output_embeddings()(hidden).float()
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
@@ -65,15 +69,23 @@ def _label_logits(model, hidden, positions):
 
 def response_token_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 cross-entropy of every labelled token of a padded batch (flat), and the boolean mask of
-    where those tokens sit in the shifted labels. Used with gradients by the trainer too."""
+    where those tokens sit in the shifted labels. Used with gradients by the trainer too.
+
+    The output projection and the cross-entropy run on the labelled positions only, in chunks, so
+    memory stays flat in batch x length x vocabulary."""
     hidden = model.get_decoder()(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
     ).last_hidden_state
     # position t predicts token t+1: shift labels left
     targets = batch["labels"][:, 1:]
     positions = targets != IGNORE_INDEX
-    logits = _label_logits(model, hidden[:, :-1], positions)
-    return F.cross_entropy(logits, targets[positions], reduction="none"), positions
+    selected, labels = hidden[:, :-1][positions], targets[positions]
+    chunk = max(1, LOGITS_CHUNK_ELEMENTS // model.get_output_embeddings().out_features)
+    nll = [
+        F.cross_entropy(_logits(model, selected[i : i + chunk]), labels[i : i + chunk], reduction="none")
+        for i in range(0, len(labels), chunk)
+    ]
+    return (torch.cat(nll) if nll else selected.new_zeros(0, dtype=torch.float32)), positions
 
 
 def autocast(model, bf16: bool):

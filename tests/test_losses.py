@@ -106,3 +106,14 @@ def test_response_loss_trainer_matches_the_stock_trainer(tiny_tokenizer, tmp_pat
     assert len(runs[True][0]) == 4  # 3 batches of 4 per epoch, 2 per step
     assert np.allclose(runs[True][0], runs[False][0], rtol=1e-5)
     assert torch.allclose(runs[True][1], runs[False][1], atol=1e-5)
+
+
+def test_chunked_cross_entropy_gives_the_same_values(tiny_model, tiny_tokenizer, monkeypatch):
+    from lpselect import losses
+
+    examples = [encode_row(r, tiny_tokenizer, 512) for r in (ROW, LONG, NO_INPUT)]
+    whole = per_sample_losses(tiny_model, examples, batch_size=3, pad_id=tiny_tokenizer.pad_token_id)
+    monkeypatch.setattr(losses, "LOGITS_CHUNK_ELEMENTS", 3 * tiny_model.config.vocab_size)  # 3 positions a chunk
+    chunked = per_sample_losses(tiny_model, examples, batch_size=3, pad_id=tiny_tokenizer.pad_token_id)
+    assert whole["n_tokens"].sum() > 9
+    assert np.allclose(chunked["loss"], whole["loss"], rtol=1e-6)
