@@ -1,7 +1,6 @@
 """What the benchmarks share: the models they run, the real rows they read, the machine's matmul peak,
 and peak-memory measurement (Linux: /proc/self/clear_refs resets the VmHWM high-water mark)."""
 
-import json
 import platform
 import re
 import time
@@ -11,7 +10,6 @@ import torch
 import yaml
 
 from lpselect import data, models
-from lpselect.tokenization import encode_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / ".models"  # converted packaged models (git-ignored)
@@ -46,10 +44,6 @@ def load_model(name: str, rows: list[dict]):
         tokenizer = models.train_tokenizer(rows, config["fresh_models"]["vocab_size"])
         return models.build_fresh_model(spec, tokenizer, config["seed"]).eval(), tokenizer
     return models.load_model(name, device="cpu")
-
-
-def encode(rows, tokenizer, max_length: int) -> list[dict]:
-    return encode_rows(rows, tokenizer, max_length)
 
 
 def matmul_peak(dtype=torch.float32, n: int = 2048, seconds: float = 3.0) -> float:
@@ -102,11 +96,6 @@ def machine() -> dict:
             break
     return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
-
-
-def write_json(path, result: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(result, indent=1))
 
 
 GB = 1024**3

@@ -22,8 +22,9 @@ import common
 from reference import reference_perplexities
 
 from lpselect import losses, models
+from lpselect.fileio import write_json
 from lpselect.prompts import build_prompt
-from lpselect.tokenization import IGNORE_INDEX
+from lpselect.tokenization import IGNORE_INDEX, encode_rows
 
 TOLERANCE = 1e-4
 
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     rows = common.load_rows(args.rows, args.n)
     model, tokenizer = common.load_model(args.model, rows)
     model.eval()
-    examples = common.encode(rows, tokenizer, args.max_length)
+    examples = encode_rows(rows, tokenizer, args.max_length)
     tokens = sum(len(e["input_ids"]) for e in examples)
     params = models.count_parameters(model)
     footprint = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -82,8 +83,9 @@ def main(argv=None) -> int:
           f"matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s", flush=True)
 
     def ours(bf16):
-        return losses.per_sample_losses(model, examples, args.batch_size, tokenizer.pad_token_id, "ours",
-                                        max_tokens=args.max_tokens or None, bf16=bf16)["perplexity"].to_numpy()
+        cfg = {"batch_size": args.batch_size, "max_tokens": args.max_tokens or None, "bf16": bf16}
+        return losses.per_sample_losses(model, examples, pad_id=tokenizer.pad_token_id, desc="ours",
+                                        **losses.extraction_options(cfg))["perplexity"].to_numpy()
 
     runs = {}
     for name, fn in [("ours_fp32", lambda: ours(False)), ("ours_bf16", lambda: ours(True)),
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
         print(f"  memory at batch {probe['batch']}: ours +{probe['ours_rise_gb']:.2f} GB, reference "
               f"+{probe['reference_rise_gb']:.2f} GB over the loaded model ({footprint / common.GB:.2f} GB)", flush=True)
     if args.out:
-        common.write_json(args.out, result)
+        write_json(args.out, result)
     if rel.max() > TOLERANCE:
         print(f"per-sample perplexities differ: max relative difference {rel.max():.2e} > {TOLERANCE}", file=sys.stderr)
         return 1

@@ -20,6 +20,8 @@ import torch
 import common
 
 from lpselect import losses
+from lpselect.fileio import write_json
+from lpselect.tokenization import encode_rows
 from lpselect.training import build_trainer
 
 
@@ -40,7 +42,7 @@ def arguments(argv=None):
 
 def train_once(args, rows, sampling: str, response_loss: bool) -> dict:
     model, tokenizer = common.load_model(args.model, rows)  # fresh weights for every run
-    examples = common.encode(rows, tokenizer, args.max_length)
+    examples = encode_rows(rows, tokenizer, args.max_length)
     hp = {"epochs": args.epochs, "learning_rate": args.learning_rate, "lr_scheduler": "cosine", "warmup_ratio": 0.03,
           "weight_decay": 0.0, "batch_size": args.batch_size, "gradient_accumulation_steps": 1, "sampling": sampling,
           "logging_steps": 1}
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
               "final_loss_rel_diff": abs(runs["ours"]["final_mean_loss"] / runs["trainer_defaults"]["final_mean_loss"] - 1)}
     print(f"  speedup {result['speedup']:.2f}x; final loss differs by {result['final_loss_rel_diff']:.2%}", flush=True)
     if args.out:
-        common.write_json(args.out, result)
+        write_json(args.out, result)
     return 0
 
 

@@ -44,8 +44,8 @@ def _extract(model_dir, examples_path, cfg, part_prefix):
     model, tokenizer = models.load_model(model_dir)
     examples = json.loads(Path(examples_path).read_text())
     frame = losses.per_sample_losses(
-        model, examples, cfg["batch_size"], tokenizer.pad_token_id, f"rank {rank}", rank, world,
-        max_tokens=cfg.get("max_tokens"), bf16=cfg.get("bf16", False),
+        model, examples, pad_id=tokenizer.pad_token_id, desc=f"rank {rank}", rank=rank, world=world,
+        **losses.extraction_options(cfg),
     )
     frame.to_csv(f"{part_prefix}.part-{rank}.csv", index=False)
 

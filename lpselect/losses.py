@@ -2,8 +2,8 @@
 
 Samples are batched in length order so little is padded (optionally up to a token budget, so short
 samples share big batches), and the output projection and cross-entropy run only on the positions that
-carry a label, a chunk at a time, so memory does not grow with batch x length x vocabulary. Right padding with an attention
-mask keeps a sample's value independent of its batch neighbours. `bf16` runs the model under bfloat16
+carry a label, a chunk at a time, so memory does not grow with batch x length x vocabulary. Right padding
+with an attention mask keeps a sample's value independent of its batch neighbours. `bf16` runs the model under bfloat16
 autocast (CPU or GPU); the cross-entropy itself is always float32.
 """
 
@@ -101,11 +101,15 @@ def batch_token_losses(model, batch: dict, bf16: bool = False) -> tuple[torch.Te
     batch = {k: v.to(model.device) for k, v in batch.items()}
     with autocast(model, bf16):
         token_nll, positions = response_token_nll(model, batch)
-    targets = batch["labels"][:, 1:]
     sample_of_token = positions.nonzero()[:, 0]
-    sums = torch.zeros(len(targets), dtype=torch.float64, device=token_nll.device)
+    sums = torch.zeros(len(positions), dtype=torch.float64, device=token_nll.device)
     sums.index_add_(0, sample_of_token, token_nll.double())
     return sums, positions.sum(dim=1)
+
+
+def extraction_options(cfg: dict) -> dict:
+    """per_sample_losses' batching arguments from the config's `extraction` section."""
+    return {"batch_size": cfg["batch_size"], "max_tokens": cfg.get("max_tokens"), "bf16": cfg.get("bf16", False)}
 
 
 def per_sample_losses(

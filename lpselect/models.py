@@ -105,7 +105,6 @@ def convert_gguf(spec: dict, out_dir) -> tuple:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-
 def default_device() -> torch.device:
     """This process's GPU (LOCAL_RANK under torchrun) if there is one, else the CPU."""
     if torch.cuda.is_available():

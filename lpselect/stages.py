@@ -155,8 +155,7 @@ def extract_losses(
     else:
         model, _ = models.load_model(model_dir)
         frame = losses.per_sample_losses(
-            model, examples, cfg["batch_size"], tokenizer.pad_token_id, str(model_dir),
-            max_tokens=cfg.get("max_tokens"), bf16=cfg.get("bf16", False),
+            model, examples, pad_id=tokenizer.pad_token_id, desc=str(model_dir), **losses.extraction_options(cfg)
         )
     write_csv(out_csv, frame)
     tokens = sum(len(e["input_ids"]) for e in examples)
