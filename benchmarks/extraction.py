@@ -5,9 +5,11 @@ in one process.
     python benchmarks/extraction.py --model smollm2          # or gemma, default, or a model folder
     python benchmarks/extraction.py --model gemma --rows my.jsonl --n 512 --threads 2
 
-Prints tokens/s, wall time, peak memory and the ratios, after checking that both give the same
-per-sample perplexities (relative difference at most 1e-4; the run fails otherwise), and writes them
-as JSON (--out). See benchmarks/RESULTS.md for recorded runs.
+The methods take turns over --blocks blocks of the rows (ours batches within each block), so drift in
+the machine's speed during the run weighs on them alike. Prints tokens/s, wall time, peak memory and
+the ratios, after checking that both give the same per-sample perplexities (relative difference at most
+1e-4; the run fails otherwise), and writes them as JSON (--out). See benchmarks/RESULTS.md for recorded
+runs.
 """
 
 import argparse
@@ -37,8 +39,12 @@ def arguments(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=0,
                         help="ours: padded tokens per batch instead of --batch-size samples (0: off)")
+    parser.add_argument("--no-share-prefix", action="store_true",
+                        help="ours: run every sample's template itself (extraction.share_prefix: false)")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--blocks", type=int, default=4,
+                        help="the methods take turns over this many blocks of rows (each batches within its block)")
     parser.add_argument("--skip-probe", action="store_true", help="skip the batch 8 x 512 memory probe")
     parser.add_argument("--out", help="JSON file for the numbers")
     return parser.parse_args(argv)
@@ -82,20 +88,29 @@ def main(argv=None) -> int:
     print(f"{args.model}: {params / 1e6:.1f}M parameters, vocab {len(tokenizer)}, {len(rows)} rows, {tokens} tokens; "
           f"matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s", flush=True)
 
-    def ours(bf16):
-        cfg = {"batch_size": args.batch_size, "max_tokens": args.max_tokens or None, "bf16": bf16}
-        return losses.per_sample_losses(model, examples, pad_id=tokenizer.pad_token_id, desc="ours",
+    def ours(block, bf16):
+        cfg = {"batch_size": args.batch_size, "max_tokens": args.max_tokens or None, "bf16": bf16,
+               "share_prefix": not args.no_share_prefix}
+        return losses.per_sample_losses(model, block, pad_id=tokenizer.pad_token_id, desc="ours",
                                         **losses.extraction_options(cfg))["perplexity"].to_numpy()
 
+    methods = {"ours_fp32": lambda block: ours(block, False), "ours_bf16": lambda block: ours(block, True),
+               "reference": lambda block: np.array(reference_perplexities(model, tokenizer, block, args.batch_size))}
+    # The methods take turns over blocks of rows, so a machine that speeds up or slows down during the
+    # run (shared CPUs do) weighs on all of them alike.
+    parts = {name: [] for name in methods}
+    for block in np.array_split(np.arange(len(examples)), args.blocks):
+        for name, fn in methods.items():
+            parts[name].append(common.timed(fn, [examples[i] for i in block]))
     runs = {}
-    for name, fn in [("ours_fp32", lambda: ours(False)), ("ours_bf16", lambda: ours(True)),
-                     ("reference", lambda: np.array(reference_perplexities(model, tokenizer, examples, args.batch_size)))]:
-        values, seconds, memory = common.timed(fn)
-        runs[name] = {"values": values, "seconds": seconds, "tokens_per_s": tokens / seconds,
-                      "peak_gb": memory.peak / common.GB, "rise_gb": memory.rise / common.GB,
+    for name, measured in parts.items():
+        seconds = sum(m[1] for m in measured)
+        runs[name] = {"values": np.concatenate([m[0] for m in measured]), "seconds": seconds,
+                      "tokens_per_s": tokens / seconds, "peak_gb": max(m[2].peak for m in measured) / common.GB,
+                      "rise_gb": max(m[2].rise for m in measured) / common.GB,
                       "matmul_share": 2 * params * tokens / seconds / (peak16 if "bf16" in name else peak32)}
-        print(f"  {name:10s} {seconds:8.1f} s {tokens / seconds:8.0f} tokens/s  peak {memory.peak / common.GB:5.2f} GB "
-              f"(+{memory.rise / common.GB:.2f})  {runs[name]['matmul_share']:.0%} of matmul peak", flush=True)
+        print(f"  {name:10s} {seconds:8.1f} s {tokens / seconds:8.0f} tokens/s  peak {runs[name]['peak_gb']:5.2f} GB "
+              f"(+{runs[name]['rise_gb']:.2f})  {runs[name]['matmul_share']:.0%} of matmul peak", flush=True)
 
     ref, fp32, bf16 = (runs[k]["values"] for k in ("reference", "ours_fp32", "ours_bf16"))
     rel = np.abs(fp32 - ref) / ref

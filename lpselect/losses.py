@@ -3,12 +3,19 @@
 Samples are batched in length order so little is padded (optionally up to a token budget, so short
 samples share big batches), and the output projection and cross-entropy run only on the positions that
 carry a label, a chunk at a time, so memory does not grow with batch x length x vocabulary. Right padding
-with an attention mask keeps a sample's value independent of its batch neighbours. `bf16` runs the model under bfloat16
-autocast (CPU or GPU); the cross-entropy itself is always float32.
+with an attention mask keeps a sample's value independent of its batch neighbours. `bf16` runs the model
+under bfloat16 autocast (CPU or GPU); the cross-entropy itself is always float32.
+
+`share_prefix` groups samples by the prompt template they start with; the prefix a whole batch shares
+(Alpaca's template is ~25 of a sample's ~115 tokens) runs once per distinct prefix, and its key/value
+cache stands in for those tokens in every batch that starts with it: the same numbers (causal attention
+makes a prefix's states independent of what follows) for about a fifth less compute.
 """
 
 import contextlib
+import copy
 import logging
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -21,12 +28,22 @@ from .tokenization import IGNORE_INDEX
 log = logging.getLogger(__name__)
 
 
-def length_sorted_batches(lengths, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+def length_sorted_batches(lengths, batch_size: int, max_tokens: int | None = None, groups=None) -> list[np.ndarray]:
     """Indices grouped into batches of similar length (stable, so the grouping is deterministic):
     `batch_size` samples each, or with `max_tokens` as many as fit that padded size (samples x longest),
-    so short samples fill big batches and the matrix products stay large."""
+    so short samples fill big batches and the matrix products stay large. With `groups` (a label per
+    sample), a batch never mixes labels."""
     lengths = np.asarray(lengths)
-    order = np.argsort(lengths, kind="stable")
+    if groups is None:
+        groups = np.zeros(len(lengths), dtype=int)
+    batches = []
+    for label in np.unique(groups):
+        members = np.flatnonzero(groups == label)
+        batches += _split(members[np.argsort(lengths[members], kind="stable")], lengths, batch_size, max_tokens)
+    return batches
+
+
+def _split(order, lengths, batch_size, max_tokens) -> list[np.ndarray]:
     if not max_tokens:
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     batches, current = [], []
@@ -38,6 +55,46 @@ def length_sorted_batches(lengths, batch_size: int, max_tokens: int | None = Non
         current.append(i)
     batches.append(np.array(current))
     return batches
+
+
+# Prefixes longer than this are not looked for when grouping samples by template.
+TEMPLATE_SEARCH_TOKENS = 128
+
+
+def prompt_end(example) -> int:
+    """Index of the first labelled token: everything before it is prompt."""
+    return next((i for i, label in enumerate(example["labels"]) if label != IGNORE_INDEX), len(example["labels"]))
+
+
+def template_groups(examples, min_count: int) -> np.ndarray:
+    """A label per sample: the longest prompt prefix it shares with at least `min_count` samples
+    (its template, e.g. one of Alpaca's two), or -1 where none is shared that widely. Labels number
+    the prefixes in order of first appearance, so the grouping is deterministic."""
+    # a rolling hash names every prefix; a rare collision could only merge groups (batches run slower,
+    # never wrong: the prefix actually shared is recomputed from the tokens of each batch)
+    hashes = []
+    for e in examples:
+        h, row = 0, []
+        for token in e["input_ids"][: min(prompt_end(e), TEMPLATE_SEARCH_TOKENS)]:
+            h = hash((h, token))
+            row.append(h)
+        hashes.append(row)
+    counts = Counter(h for row in hashes for h in row)
+    names, labels = {}, []
+    for row in hashes:
+        shared = next((h for h in reversed(row) if counts[h] >= min_count), None)
+        labels.append(-1 if shared is None else names.setdefault(shared, len(names)))
+    return np.array(labels, dtype=int)
+
+
+def shared_prefix_length(batch: dict) -> int:
+    """How many leading tokens every sample of a padded batch has in common, stopping before the last
+    position whose output is needed (the one that predicts the batch's first labelled token)."""
+    ids, labels = batch["input_ids"], batch["labels"]
+    same = (ids == ids[:1]).all(dim=0).long().cumprod(dim=0).sum().item()
+    labelled = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+    first_label = labelled[0].item() if len(labelled) else ids.shape[1]
+    return max(0, min(same, first_label - 1))
 
 
 def pad_batch(examples, pad_id: int) -> dict:
@@ -67,17 +124,25 @@ def _logits(model, hidden):
     return logits
 
 
-def response_token_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def response_token_nll(model, batch: dict, past=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 cross-entropy of every labelled token of a padded batch (flat), and the boolean mask of
     where those tokens sit in the shifted labels. Used with gradients by the trainer too.
 
     The output projection and the cross-entropy run on the labelled positions only, in chunks, so
-    memory stays flat in batch x length x vocabulary."""
+    memory stays flat in batch x length x vocabulary. `past`, the key/value cache of a prefix every row
+    shares (prefix_cache), stands in for the batch's first tokens: only the rest run, and the mask's
+    positions start after the prefix."""
+    prefix = past.get_seq_length() if past is not None else 0
+    if past is not None:
+        past.batch_repeat_interleave(len(batch["input_ids"]))
     hidden = model.get_decoder()(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        input_ids=batch["input_ids"][:, prefix:],
+        attention_mask=batch["attention_mask"],
+        cache=past,
+        use_cache=past is not None,
     ).last_hidden_state
     # position t predicts token t+1: shift labels left
-    targets = batch["labels"][:, 1:]
+    targets = batch["labels"][:, prefix + 1 :]
     positions = targets != IGNORE_INDEX
     selected, labels = hidden[:, :-1][positions], targets[positions]
     chunk = max(1, LOGITS_CHUNK_ELEMENTS // model.get_output_embeddings().out_features)
@@ -95,12 +160,34 @@ def autocast(model, bf16: bool):
     return torch.autocast(device_type=model.device.type, dtype=torch.bfloat16)
 
 
+# Distinct prefixes whose caches one extraction keeps (a few templates; more only for unusual data).
+MAX_CACHED_PREFIXES = 64
+
+
+def prefix_cache(model, prefix_ids: torch.Tensor, store: dict):
+    """A fresh copy of the key/value cache of one row of prefix tokens, run once per distinct prefix
+    (a template serves many batches) and kept in `store`."""
+    key = tuple(prefix_ids.tolist())
+    if key not in store:
+        if len(store) >= MAX_CACHED_PREFIXES:
+            store.clear()
+        store[key] = model.get_decoder()(input_ids=prefix_ids[None], use_cache=True).cache
+    # the forward pass extends the cache it is given, so each batch gets its own copy
+    return copy.deepcopy(store[key])
+
+
 @torch.inference_mode()
-def batch_token_losses(model, batch: dict, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed response-token cross-entropy and response-token count per sample of one padded batch."""
+def batch_token_losses(
+    model, batch: dict, bf16: bool = False, prefixes: dict | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response-token cross-entropy and response-token count per sample of one padded batch.
+    With `prefixes` (a dict kept across batches), the tokens every row starts with run from a cached
+    key/value prefix."""
     batch = {k: v.to(model.device) for k, v in batch.items()}
+    shared = shared_prefix_length(batch) if prefixes is not None else 0
     with autocast(model, bf16):
-        token_nll, positions = response_token_nll(model, batch)
+        past = prefix_cache(model, batch["input_ids"][0, :shared], prefixes) if shared else None
+        token_nll, positions = response_token_nll(model, batch, past)
     sample_of_token = positions.nonzero()[:, 0]
     sums = torch.zeros(len(positions), dtype=torch.float64, device=token_nll.device)
     sums.index_add_(0, sample_of_token, token_nll.double())
@@ -109,7 +196,12 @@ def batch_token_losses(model, batch: dict, bf16: bool = False) -> tuple[torch.Te
 
 def extraction_options(cfg: dict) -> dict:
     """per_sample_losses' batching arguments from the config's `extraction` section."""
-    return {"batch_size": cfg["batch_size"], "max_tokens": cfg.get("max_tokens"), "bf16": cfg.get("bf16", False)}
+    return {
+        "batch_size": cfg["batch_size"],
+        "max_tokens": cfg.get("max_tokens"),
+        "bf16": cfg.get("bf16", False),
+        "share_prefix": cfg.get("share_prefix", True),
+    }
 
 
 def per_sample_losses(
@@ -122,6 +214,7 @@ def per_sample_losses(
     world: int = 1,
     max_tokens: int | None = None,
     bf16: bool = False,
+    share_prefix: bool = True,
 ) -> pd.DataFrame:
     """One row per example (input order): id, n_tokens, loss (mean response NLL), perplexity.
 
@@ -130,12 +223,16 @@ def per_sample_losses(
     table (whole batches are split, so nothing is padded or counted twice).
     """
     model.eval()
-    batches = length_sorted_batches([len(e["input_ids"]) for e in examples], batch_size, max_tokens)[rank::world]
+    # a template shared by a tenth of the samples (and at least a batch of them) gets batches of its own
+    groups = template_groups(examples, max(batch_size, len(examples) // 10)) if share_prefix else None
+    lengths = [len(e["input_ids"]) for e in examples]
+    batches = length_sorted_batches(lengths, batch_size, max_tokens, groups)[rank::world]
     mine = np.sort(np.concatenate(batches)) if batches else np.array([], dtype=int)
     sums = np.zeros(len(examples))
     counts = np.zeros(len(examples), dtype=np.int64)
+    prefixes = {} if share_prefix else None
     for idx in tqdm(batches, desc=desc, mininterval=5):
-        s, c = batch_token_losses(model, pad_batch([examples[i] for i in idx], pad_id), bf16)
+        s, c = batch_token_losses(model, pad_batch([examples[i] for i in idx], pad_id), bf16, prefixes)
         sums[idx], counts[idx] = s.cpu().numpy(), c.cpu().numpy()
     if (counts[mine] == 0).any():
         bad = [examples[i]["id"] for i in mine[counts[mine] == 0][:5]]

@@ -117,3 +117,72 @@ def test_chunked_cross_entropy_gives_the_same_values(tiny_model, tiny_tokenizer,
     chunked = per_sample_losses(tiny_model, examples, batch_size=3, pad_id=tiny_tokenizer.pad_token_id)
     assert whole["n_tokens"].sum() > 9
     assert np.allclose(chunked["loss"], whole["loss"], rtol=1e-6)
+
+
+def template_examples(tokenizer, n=24):
+    """Rows with and without an input, so both Alpaca templates occur, in mixed order; no two
+    instructions start alike, so the templates are the only prefixes they share."""
+    words = "apple bring cross drive every fold grow hold iron jump keep lift move name open pull quit rest sort turn use view wash yell"
+    rows = [
+        {"id": f"t{i}", "instruction": f"{word.capitalize()} {i} times.", "input": "" if i % 3 == 0 else f"{i} {word}",
+         "output": " ".join([word] * (1 + i % 5))}
+        for i, word in enumerate(words.split()[:n])
+    ]
+    return [encode_row(r, tokenizer, 512) for r in rows]
+
+
+def test_template_groups_separate_the_two_alpaca_templates(tiny_tokenizer):
+    from lpselect.losses import template_groups
+
+    examples = template_examples(tiny_tokenizer)
+    groups = template_groups(examples, min_count=4)
+    has_input = np.array([i % 3 != 0 for i in range(len(examples))])
+    assert set(groups) == {0, 1}
+    assert len(set(groups[has_input])) == 1 and len(set(groups[~has_input])) == 1
+    assert template_groups(examples, min_count=len(examples) + 1).tolist() == [-1] * len(examples)
+
+
+def test_shared_prefix_stops_before_the_first_predicted_position(tiny_tokenizer):
+    from lpselect.losses import prompt_end, shared_prefix_length
+
+    same = encode_row(ROW, tiny_tokenizer, 512)
+    batch = pad_batch([same, same], tiny_tokenizer.pad_token_id)
+    assert shared_prefix_length(batch) == prompt_end(same) - 1
+    different = pad_batch([same, encode_row(NO_INPUT, tiny_tokenizer, 512)], tiny_tokenizer.pad_token_id)
+    assert 0 < shared_prefix_length(different) < prompt_end(same) - 1
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_sharing_the_template_prefix_gives_the_same_values(tiny_model, tiny_tokenizer, bf16, monkeypatch):
+    from lpselect import losses
+
+    examples = template_examples(tiny_tokenizer)
+    pad = tiny_tokenizer.pad_token_id
+    shared_tokens = []
+    real = losses.shared_prefix_length
+    monkeypatch.setattr(losses, "shared_prefix_length", lambda b: shared_tokens.append(real(b)) or shared_tokens[-1])
+    plain = per_sample_losses(tiny_model, examples, batch_size=4, pad_id=pad, bf16=bf16, share_prefix=False)
+    shared = per_sample_losses(tiny_model, examples, batch_size=4, pad_id=pad, bf16=bf16, share_prefix=True)
+    assert min(shared_tokens) >= 10  # every batch ran its template once
+    assert list(shared["id"]) == list(plain["id"]) and list(shared["n_tokens"]) == list(plain["n_tokens"])
+    assert np.allclose(shared["loss"], plain["loss"], rtol=1e-5 if not bf16 else 1e-2)
+
+
+def test_prefix_sharing_with_sliding_window_attention(tiny_tokenizer):
+    """Gemma-3 mixes sliding-window and full attention layers; a window shorter than the samples must
+    see the same tokens whether the prefix came from the cache or not."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=len(tiny_tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, sliding_window=6,
+        layer_types=["sliding_attention", "full_attention"], pad_token_id=tiny_tokenizer.pad_token_id,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config).eval()
+    examples = template_examples(tiny_tokenizer, 12)
+    pad = tiny_tokenizer.pad_token_id
+    plain = per_sample_losses(model, examples, batch_size=4, pad_id=pad, share_prefix=False)
+    shared = per_sample_losses(model, examples, batch_size=4, pad_id=pad, share_prefix=True)
+    assert np.allclose(shared["loss"], plain["loss"], rtol=1e-5)
