@@ -41,6 +41,8 @@ def arguments(argv=None):
                         help="ours: padded tokens per batch instead of --batch-size samples (0: off)")
     parser.add_argument("--no-share-prefix", action="store_true",
                         help="ours: run every sample's template itself (extraction.share_prefix: false)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also time ours fp32 without the shared prefix, taking turns with the others")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--blocks", type=int, default=4,
@@ -88,14 +90,16 @@ def main(argv=None) -> int:
     print(f"{args.model}: {params / 1e6:.1f}M parameters, vocab {len(tokenizer)}, {len(rows)} rows, {tokens} tokens; "
           f"matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s", flush=True)
 
-    def ours(block, bf16):
+    def ours(block, bf16, share_prefix=not args.no_share_prefix):
         cfg = {"batch_size": args.batch_size, "max_tokens": args.max_tokens or None, "bf16": bf16,
-               "share_prefix": not args.no_share_prefix}
+               "share_prefix": share_prefix}
         return losses.per_sample_losses(model, block, pad_id=tokenizer.pad_token_id, desc="ours",
                                         **losses.extraction_options(cfg))["perplexity"].to_numpy()
 
     methods = {"ours_fp32": lambda block: ours(block, False), "ours_bf16": lambda block: ours(block, True),
                "reference": lambda block: np.array(reference_perplexities(model, tokenizer, block, args.batch_size))}
+    if args.ablation:
+        methods["ours_fp32_unshared"] = lambda block: ours(block, False, share_prefix=False)
     # The methods take turns over blocks of rows, so a machine that speeds up or slows down during the
     # run (shared CPUs do) weighs on all of them alike.
     parts = {name: [] for name in methods}
@@ -109,7 +113,7 @@ def main(argv=None) -> int:
                       "tokens_per_s": tokens / seconds, "peak_gb": max(m[2].peak for m in measured) / common.GB,
                       "rise_gb": max(m[2].rise for m in measured) / common.GB,
                       "matmul_share": 2 * params * tokens / seconds / (peak16 if "bf16" in name else peak32)}
-        print(f"  {name:10s} {seconds:8.1f} s {tokens / seconds:8.0f} tokens/s  peak {runs[name]['peak_gb']:5.2f} GB "
+        print(f"  {name:18s} {seconds:8.1f} s {tokens / seconds:8.0f} tokens/s  peak {runs[name]['peak_gb']:5.2f} GB "
               f"(+{runs[name]['rise_gb']:.2f})  {runs[name]['matmul_share']:.0%} of matmul peak", flush=True)
 
     ref, fp32, bf16 = (runs[k]["values"] for k in ("reference", "ours_fp32", "ours_bf16"))
@@ -126,6 +130,9 @@ def main(argv=None) -> int:
         "median_rel_diff_bf16": float(np.median(rel_bf16)),
         "spearman_bf16": float(spearmanr(bf16, fp32).statistic),
     }
+    if args.ablation:
+        result["shared_prefix_speedup"] = runs["ours_fp32_unshared"]["seconds"] / runs["ours_fp32"]["seconds"]
+        print(f"  the shared prefix alone: {result['shared_prefix_speedup']:.2f}x", flush=True)
     print(f"  speedup fp32 {result['speedup_fp32']:.2f}x (max rel diff {rel.max():.1e}), "
           f"bf16 {result['speedup_bf16']:.2f}x (median rel diff {result['median_rel_diff_bf16']:.1e}, "
           f"Spearman {result['spearman_bf16']:.4f})", flush=True)
