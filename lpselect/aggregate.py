@@ -6,20 +6,29 @@ import itertools
 import json
 from pathlib import Path
 
+import logging
+
+import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau, spearmanr
+from scipy.stats import kendalltau, spearmanr, t
 
 from .fileio import parameter_count, read_jsonl, write_csv
-from .selection import REFERENCES, Subset
+from .selection import Subset
 
-SUBSET_FIELDS = ("method", "scheme", "fraction", "part", "seed")
+log = logging.getLogger(__name__)
+
+SUBSET_FIELDS = ("method", "scheme", "chunks", "fraction", "part", "seed")
 
 
 def describe(selector: str, subset: str) -> dict:
-    """Columns that say what a trained model is: method, scheme, fraction, part, seed, display name."""
-    if subset in REFERENCES:
-        return {"method": subset, "scheme": "", "fraction": 1.0 if subset == "full" else 0.0, "part": "",
-                "seed": None, "display": subset}
+    """Columns that say what a trained model is: method, scheme, chunks, nominal fraction, part, seed,
+    display name. The references are the full-data fine-tunes (full_seed<N>) and the untrained base."""
+    if subset == "base":
+        return {"method": "base", "scheme": "", "chunks": 0, "fraction": 0.0, "part": "", "seed": None,
+                "display": "base"}
+    if subset.startswith("full_seed"):
+        return {"method": "full", "scheme": "", "chunks": 1, "fraction": 1.0, "part": "",
+                "seed": int(subset.removeprefix("full_seed")), "display": "full"}
     s = Subset.parse(subset)
     return {f: getattr(s, f) for f in SUBSET_FIELDS} | {"display": s.display}
 
@@ -46,16 +55,55 @@ def metrics_table(models, metrics_paths, subset_sizes: pd.DataFrame, judge_paths
         rows.append({"target": target, "selector": selector, "subset": subset} | describe(selector, subset) | metrics)
     table = pd.DataFrame(rows)
     sizes = subset_sizes[["selector", "subset", "n_selected", "realized_fraction"]]
-    return table.merge(sizes, on=["selector", "subset"], how="left")
+    table = table.merge(sizes, on=["selector", "subset"], how="left")
+    # the references' realized share: all the data, or none
+    table["realized_fraction"] = table["realized_fraction"].fillna(table["fraction"])
+    return table
+
+
+# the columns that identify a trained model up to its seed
+SETTING = ["target", "selector", "display", "method", "scheme", "chunks", "fraction", "part"]
+
+
+def seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval of the mean over seeds (NaN bounds with fewer than two seeds)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, np.nan, np.nan
+    half = t.ppf((1 + confidence) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return mean, mean - half, mean + half
+
+
+def over_seeds(metrics: pd.DataFrame, columns) -> pd.DataFrame:
+    """Per setting (a model up to its seed): number of seeds, mean realized fraction, and for every
+    column its mean and 95% interval over seeds (`<col>`, `<col>_seed_lo`, `<col>_seed_hi`)."""
+    out = []
+    for key, g in metrics.groupby(SETTING, dropna=False, sort=True):
+        row = dict(zip(SETTING, key)) | {"n_seeds": g["seed"].nunique(dropna=False),
+                                         "realized_fraction": g["realized_fraction"].mean()}
+        for col in (c for c in columns if c in g):
+            row[col], row[f"{col}_seed_lo"], row[f"{col}_seed_hi"] = seed_interval(g[col])
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def subset_sizes(subset_paths) -> tuple[pd.DataFrame, dict]:
-    rows, members = [], {}
+    """One row per subset (sizes and flags), with `same_rows_as` naming an earlier subset of the same
+    selector with exactly the same rows (two settings that select one set are worth a warning)."""
+    rows, members, first = [], {}, {}
     for path in subset_paths:
         sub = json.loads(Path(path).read_text())
         selector = Path(path).parent.name
         members[(selector, sub["subset"])] = sub["ids"]
-        rows.append({"selector": selector} | {k: v for k, v in sub.items() if k != "ids"})
+        twin = first.setdefault((selector, tuple(sub["ids"])), sub["subset"])
+        if twin != sub["subset"]:
+            log.warning("%s/%s selects exactly the rows of %s/%s", selector, sub["subset"], selector, twin)
+        rows.append({"selector": selector} | {k: v for k, v in sub.items() if k != "ids"}
+                    | {"same_rows_as": twin if twin != sub["subset"] else ""})
     return pd.DataFrame(rows), members
 
 
@@ -64,7 +112,7 @@ def composition(members: dict, rows: list[dict], factors=("difficulty", "task"))
     out = []
     for factor in (f for f in factors if f in rows[0]):
         level = {r["id"]: r[factor] for r in rows}
-        for (selector, subset), ids in ({("none", "full"): list(level)} | members).items():
+        for (selector, subset), ids in ({("none", "all data"): list(level)} | members).items():
             counts = pd.Series([level[i] for i in ids]).value_counts(normalize=True).sort_index()
             out += [
                 {"selector": selector, "subset": subset, "factor": factor, "level": lv, "share": share}
@@ -102,14 +150,23 @@ def write_tables(
     judge_paths: dict | None = None,
     model_dirs: dict | None = None,
 ) -> None:
-    write_csv(outputs["compute"], compute_table(target_ledgers, proxy_ledgers))
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
-    write_csv(outputs["metrics"], metrics_table(models, metrics_paths, sizes, judge_paths))
+    compute = compute_table(target_ledgers, proxy_ledgers)
+    compute = compute.merge(sizes[["selector", "subset", "realized_fraction"]], on=["selector", "subset"], how="left")
+    compute["realized_fraction"] = compute["realized_fraction"].fillna(compute["fraction"])
+    write_csv(outputs["compute"], compute)
+    metrics = metrics_table(models, metrics_paths, sizes, judge_paths)
+    write_csv(outputs["metrics"], metrics)
+    write_csv(outputs["seeds"], over_seeds(metrics, SEED_METRICS))
     if "model_sizes" in outputs:
         write_csv(outputs["model_sizes"], model_sizes(model_dirs or {}))
     write_csv(outputs["composition"], composition(members, read_jsonl(rows_path)))
     write_csv(outputs["rank_correlation"], rank_correlations(score_paths))
+
+
+# metrics summarised over seeds (those a study has)
+SEED_METRICS = ("judge_win_rate", "win_rate", "exact_match", "rouge_l", "heldout_ppl")
 
 
 def hardest_ids(scores: pd.DataFrame, fraction: float, column: str = "lp1") -> set:
@@ -147,26 +204,60 @@ def write_dump_tables(score_paths: dict, fractions, outputs: dict) -> None:
     write_csv(outputs["trajectories"], perplexity_trajectories(score_paths))
 
 
-def dumps_summary(tables: dict, pairs, fraction: float = 0.1) -> str:
-    """Markdown: per dataset, Kendall tau (LP(1), LP_app) and hardest-10% overlap of proxy -> target pairs."""
+def pair_agreement(proxy: pd.DataFrame, target: pd.DataFrame, fraction: float) -> dict:
+    """Kendall tau of LP(1) and of LP_app, and the share of the target's hardest `fraction` by LP(1)
+    that the proxy also puts in its hardest, for two score tables over the same rows."""
+    hard_p, hard_t = hardest_ids(proxy, fraction), hardest_ids(target, fraction)
+    return {"tau_lp1": kendalltau(proxy["lp1"], target["lp1"]).statistic,
+            "tau_lp_app": kendalltau(proxy["lp_app"], target["lp_app"]).statistic,
+            "overlap": len(hard_p & hard_t) / len(hard_t)}
+
+
+def dumps_summary(tables: dict, pairs, unscorable: str, fraction: float = 0.1) -> str:
+    """Markdown: per dataset, the unscorable rows per model, and Kendall tau (LP(1), LP_app) and
+    hardest-10% overlap of proxy -> target pairs, on all rows (as published) and without the union of
+    the unscorable rows. `tables` maps a dataset to {"scores": {model: all-rows score table},
+    "unscorable": counts table}."""
+    from .dumps import scorable_in_every_model
+
+    used = "all rows, as published" if unscorable == "keep" else "the rows scorable in every model"
     lines = [
         "# The paper's released perplexities, re-analysed",
         "",
+        "Unscorable rows have perplexity exactly 1.0 before training and after every epoch: the official",
+        "code's value for a sample whose prompt filled the 512-token window (no response token scored).",
+        "LP(1) makes them 0, so they rank among the hardest. The tables, score tables and figures of this",
+        f"run use {used} (config key dumps.unscorable: {unscorable}).",
+        "",
+        "## Unscorable rows",
+        "",
+        "| dataset | rows | " + " | ".join(pd.read_csv(next(iter(tables.values()))["unscorable"])["model"]) + " |",
+    ]
+    lines.append("| --- " * (lines[-1].count("|") - 1) + "|")
+    for dataset, paths in tables.items():
+        counts = pd.read_csv(paths["unscorable"])
+        lines.append(f"| {dataset} | {counts['n_rows'].iloc[0]} | " + " | ".join(map(str, counts["unscorable"])) + " |")
+    lines += [
+        "",
+        "## Proxy -> target agreement, with and without the unscorable rows",
+        "",
         "Kendall tau between the LP(1) and LP_app rankings of a proxy and a target, and the share of the",
-        f"target's hardest {fraction:.0%} by LP(1) that the proxy also puts in its hardest {fraction:.0%}.",
+        f"target's hardest {fraction:.0%} by LP(1) that the proxy also puts in its hardest {fraction:.0%}:",
+        "*all* = every row, as published; *scorable* = without the rows unscorable in any model of the dataset.",
         "The paper reports a Kendall tau of about 0.52 between OPT-350M and Llama-2-13B (LP(1), Alpaca).",
         "",
-        f"| dataset | proxy | target | tau LP(1) | tau LP_app | overlap hardest {fraction:.0%} |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| dataset | proxy | target | tau LP(1) all | scorable | tau LP_app all | scorable "
+        f"| overlap hardest {fraction:.0%} all | scorable |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for dataset, paths in tables.items():
-        corr, overlap = pd.read_csv(paths["rank_correlation"]), pd.read_csv(paths["overlap"])
+        scores = {model: pd.read_csv(path) for model, path in paths["scores"].items()}
+        usable, _ = scorable_in_every_model(scores, "exclude")
         for proxy, target in pairs:
-            tau = corr[(corr["model_a"] == proxy) & (corr["model_b"] == target)].set_index("score")["kendall_tau"]
-            ov = overlap[(overlap["proxy"] == proxy) & (overlap["target"] == target)
-                         & ((overlap["fraction"] - fraction).abs() < 1e-9)]["overlap"]
-            lines.append(f"| {dataset} | {proxy} | {target} | {tau['lp1']:.3f} | {tau['lp_app']:.3f} | "
-                         f"{ov.iloc[0]:.3f} |")
+            both = [pair_agreement(scores[proxy][rows], scores[target][rows], fraction)
+                    for rows in (slice(None), usable)]
+            cells = [f"{version[k]:.3f}" for k in ("tau_lp1", "tau_lp_app", "overlap") for version in both]
+            lines.append(f"| {dataset} | {proxy} | {target} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -186,15 +277,17 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
         proxy: {k: sum(_ledger(p)[k] for p in paths) for k in ("flops", "wall_s")}
         for proxy, paths in proxy_ledgers.items()
     }
-    full = {t: _ledger(p) for (t, sel, sub), p in target_ledgers.items() if sub == "full"}
+    full = {(t, describe(sel, sub)["seed"]): _ledger(p)
+            for (t, sel, sub), p in target_ledgers.items() if sub.startswith("full_seed")}
     rows = []
     for (target, selector, subset), path in target_ledgers.items():
         own = _ledger(path)
         select = proxy_cost.get(selector, {"flops": 0.0, "wall_s": 0.0})
         row = {"target": target, "selector": selector, "subset": subset} | describe(selector, subset)
+        reference = full[(target, row["seed"])]  # the full-data model of the same seed
         for k in ("flops", "wall_s"):
             total = own[k] + select[k]
             row |= {f"target_{k}": own[k], f"selection_{k}": select[k], f"total_{k}": total,
-                    f"full_{k}": full[target][k], f"{k}_vs_full": total / full[target][k]}
+                    f"full_{k}": reference[k], f"{k}_vs_full": total / reference[k]}
         rows.append(row | {"target_tokens": own["tokens"], "device": own["device"]})
     return pd.DataFrame(rows)

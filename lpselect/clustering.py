@@ -60,6 +60,10 @@ def assign_clusters(rows: list[dict], cfg: dict) -> np.ndarray:
     n_clusters, seed = cfg["n_clusters"], cfg["seed"]
     vectors = embed([cluster_text(r) for r in rows], cfg)
     k = min(n_clusters, len(rows))
-    labels = KMeans(n_clusters=k, random_state=seed, n_init=10).fit_predict(vectors)
+    if n_clusters >= len(rows) / 2:
+        log.warning("%d clusters for %d rows: with at least one row per cluster, every hard subset holds at "
+                    "least %d rows (%.0f%%); set n_clusters lower for this dataset", n_clusters, len(rows), k,
+                    100 * k / len(rows))
+    labels = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit_predict(vectors)  # as the official code
     log.info("%d rows in %d clusters (sizes %d..%d)", len(rows), k, np.bincount(labels).min(), np.bincount(labels).max())
     return labels

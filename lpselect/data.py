@@ -76,9 +76,9 @@ def validate_row(obj, where: str, field_map: dict | None = None, require_output:
     return row
 
 
-def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool) -> list[dict]:
+def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool, stats: dict | None) -> list[dict]:
     """Validated rows with ids `{prefix}-{row number}`; empty rows are skipped and counted only when
-    `drop_empty` says so."""
+    `drop_empty` says so (`stats["dropped_empty"]`)."""
     rows, dropped = [], []
     for rowno, obj in numbered_rows:
         try:
@@ -87,6 +87,8 @@ def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool) -
             if not drop_empty:
                 raise
             dropped.append(rowno)
+    if stats is not None:
+        stats["dropped_empty"] = len(dropped)
     if dropped:
         log.warning("%s: dropped %d rows with an empty field (drop_empty): rows %s", where, len(dropped), dropped[:20])
     if not rows:
@@ -94,23 +96,25 @@ def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool) -
     return rows
 
 
-def load_local_rows(path, prefix: str, field_map: dict | None = None, drop_empty: bool = False) -> list[dict]:
+def load_local_rows(path, prefix: str, field_map: dict | None = None, drop_empty: bool = False,
+                    stats: dict | None = None) -> list[dict]:
     """Read and validate every row of a local file; ids are `{prefix}-{row number}` (stable)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: file not found")
-    rows = _validated(_iter_raw_rows(path), path, prefix, field_map, drop_empty)
+    rows = _validated(_iter_raw_rows(path), path, prefix, field_map, drop_empty, stats)
     log.info("read %d rows from %s", len(rows), path)
     return rows
 
 
-def load_hub_rows(hub_id: str, split: str, prefix: str, subset=None, field_map=None, drop_empty=False) -> list[dict]:
+def load_hub_rows(hub_id: str, split: str, prefix: str, subset=None, field_map=None, drop_empty=False,
+                  stats: dict | None = None) -> list[dict]:
     """Rows of a Hugging Face dataset (a hub id, or a local dataset folder) through datasets.load_dataset;
     ids are `{prefix}-{row number}` in the dataset's order."""
     import datasets
 
     loaded = datasets.load_dataset(hub_id, subset, split=split)
-    rows = _validated(enumerate(loaded, start=1), f"{hub_id} ({split})", prefix, field_map, drop_empty)
+    rows = _validated(enumerate(loaded, start=1), f"{hub_id} ({split})", prefix, field_map, drop_empty, stats)
     log.info("read %d rows from %s (%s)", len(rows), hub_id, split)
     return rows
 
@@ -125,12 +129,37 @@ def take_slice(rows: list[dict], limit: int | None = None, sample: int | None = 
     return rows
 
 
+def duplicate_groups(rows: list[dict]) -> np.ndarray:
+    """Per row, the position of the first row with the same instruction, input and output."""
+    first = {}
+    return np.array([first.setdefault(tuple(r[f] for f in TEXT_FIELDS), i) for i, r in enumerate(rows)], dtype=int)
+
+
+def drop_duplicates(rows: list[dict]) -> list[dict]:
+    """All but the first of each group of exact duplicates dropped (source order kept)."""
+    groups = duplicate_groups(rows)
+    return [r for i, r in enumerate(rows) if groups[i] == i]
+
+
 def split_rows(rows: list[dict], test_size: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """A seeded random held-out split; both parts keep the source order."""
+    """A seeded random held-out split that keeps exact duplicates on one side (a test row must not be
+    trained on); both parts keep the source order. Rows are visited in a seeded random order and the
+    held-out part takes each row's whole duplicate group while it fits, so without duplicates it is the
+    first `test_size` rows of that order."""
     if not 0 < test_size < len(rows):
         raise DatasetError(f"test_size {test_size} must be between 1 and {len(rows) - 1}")
-    order = np.random.default_rng(seed).permutation(len(rows))
-    test_idx = set(order[:test_size].tolist())
+    groups = duplicate_groups(rows)
+    members = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    test_idx, seen = set(), set()
+    for i in np.random.default_rng(seed).permutation(len(rows)).tolist():
+        if len(test_idx) == test_size:
+            break
+        if groups[i] in seen or len(test_idx) + len(members[groups[i]]) > test_size:
+            continue
+        seen.add(groups[i])
+        test_idx.update(members[groups[i]])
     train = [r for i, r in enumerate(rows) if i not in test_idx]
     test = [r for i, r in enumerate(rows) if i in test_idx]
     return train, test

@@ -44,7 +44,7 @@ def _extract(model_dir, examples_path, cfg, part_prefix):
     model, tokenizer = models.load_model(model_dir)
     examples = json.loads(Path(examples_path).read_text())
     frame = losses.per_sample_losses(
-        model, examples, pad_id=tokenizer.pad_token_id, desc=f"rank {rank}", rank=rank, world=world,
+        model, examples, pad_id=tokenizer.pad_token_id, desc=f"{model_dir} rank {rank}", rank=rank, world=world,
         **losses.extraction_options(cfg),
     )
     frame.to_csv(f"{part_prefix}.part-{rank}.csv", index=False)

@@ -89,10 +89,37 @@ def fetch(source: str, dataset: str, model: str, out_paths) -> None:
 
 
 def epoch_losses(paths, dataset: str) -> list[pd.DataFrame]:
-    """The dumps of one model as per-epoch frames in the format scoring.score_table takes."""
+    """The dumps of one model as per-epoch frames in the format scoring.score_table takes.
+
+    `scorable` is False (on every epoch's frame) for a row whose perplexity is exactly 1.0 at every
+    epoch: the official code's value for a sample with no scored response token (its prompt filled the
+    512-token window), not a measurement. The perplexities are kept as published.
+    """
     arrays = [load_perplexities(p) for p in paths]
     for path, values in zip(paths[1:], arrays[1:]):
         if len(values) != len(arrays[0]):
             raise DumpError(f"{path}: {len(values)} values, but {paths[0]} has {len(arrays[0])}")
     ids = [f"{dataset}-{i:06d}" for i in range(len(arrays[0]))]  # position in the original dataset
-    return [pd.DataFrame({"id": ids, "perplexity": values}) for values in arrays]
+    scorable = ~np.all(np.stack(arrays) == 1.0, axis=0)
+    return [pd.DataFrame({"id": ids, "perplexity": values, "scorable": scorable}) for values in arrays]
+
+
+def scorable_in_every_model(tables: dict, unscorable: str) -> tuple[pd.Series, pd.DataFrame]:
+    """Rows kept for every model of one dataset, and the count of unscorable rows per model.
+
+    tables maps a model to its all-rows score table (with `scorable`). A row unscorable in any model is
+    dropped for all (unscorable="exclude"), so every model ranks the same rows; "keep" keeps all rows,
+    as the paper published them.
+    """
+    ids = next(iter(tables.values()))["id"]
+    for model, table in tables.items():
+        if not table["id"].equals(ids):
+            raise DumpError(f"{model}: its score table lists other samples than {next(iter(tables))}'s")
+    usable = pd.concat([t["scorable"].astype(bool) for t in tables.values()], axis=1).all(axis=1)
+    counts = pd.DataFrame(
+        [{"model": m, "unscorable": int((~t["scorable"].astype(bool)).sum())} for m, t in tables.items()]
+        + [{"model": "union", "unscorable": int((~usable).sum())}]
+    )
+    counts["n_rows"] = len(ids)
+    counts["n_kept"] = int(usable.sum()) if unscorable == "exclude" else len(ids)
+    return (usable if unscorable == "exclude" else pd.Series(True, index=ids.index)), counts

@@ -8,21 +8,45 @@ import torch
 from tqdm.auto import tqdm
 
 from .losses import per_sample_losses
-from .prompts import build_prompt
-from .tokenization import encode_rows
+from .tokenization import encode_prompt, encode_rows
 
 log = logging.getLogger(__name__)
 
 EXTRA_COLUMNS = ("task", "difficulty")
 
 
+# tokenizers that name no limit report int(1e30) as their model_max_length
+NO_LIMIT = 10**9
+
+
+def context_length(model, tokenizer) -> int | None:
+    """How many positions the model can attend to: its config's max_position_embeddings (OPT's learned
+    positions index past it with an error) and the tokenizer's model_max_length where that names a limit."""
+    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [n for n in limits if n and n < NO_LIMIT]
+    return min(limits) if limits else None
+
+
 @torch.inference_mode()
-def greedy_generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
-    """Greedy continuations, batched in length order with left padding."""
+def greedy_generate(
+    model, tokenizer, rows: list[dict], batch_size: int, max_new_tokens: int, template: str = "alpaca"
+) -> list[str]:
+    """Greedy continuations of the rows' prompts, batched in length order with left padding. A prompt
+    too long for itself and max_new_tokens to fit the model's context is cut inside its text, as in
+    training (tokenization.encode_prompt), so its template and "### Response:" survive."""
+    context = context_length(model, tokenizer)
+    budget = None if context is None else context - max_new_tokens
+    encoded = [encode_prompt(r, tokenizer, budget, template) for r in rows]
+    too_long = [r["id"] for r, (ids, _) in zip(rows, encoded) if budget is not None and len(ids) > budget]
+    if too_long:
+        raise ValueError(f"the bare prompt template and max_new_tokens {max_new_tokens} do not fit the model's "
+                         f"{context}-token context (rows {too_long[:5]})")
+    log.info("%d of %d prompts cut to fit %s new tokens in a %s-token context",
+             sum(cut for _, cut in encoded), len(rows), max_new_tokens, context)
+    encoded = [ids for ids, _ in encoded]
     tokenizer.padding_side = "left"
-    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
     order = np.argsort([len(e) for e in encoded], kind="stable")
-    outputs = [""] * len(prompts)
+    outputs = [""] * len(rows)
     for start in tqdm(range(0, len(order), batch_size), desc="generate", mininterval=5):
         idx = order[start : start + batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(model.device)
@@ -48,8 +72,7 @@ def predict(model, tokenizer, rows: list[dict], cfg: dict, template: str = "alpa
         if col in rows[0]:
             frame[col] = [r[col] for r in rows]
     if cfg["generate"]:
-        prompts = [build_prompt(r, template) for r in rows]
-        frame["generation"] = greedy_generate(model, tokenizer, prompts, cfg["batch_size"], cfg["max_new_tokens"])
+        frame["generation"] = greedy_generate(model, tokenizer, rows, cfg["batch_size"], cfg["max_new_tokens"], template)
         frame["exact_match"] = [
             int(g.strip() == r["output"].strip()) for g, r in zip(frame["generation"], rows)
         ]

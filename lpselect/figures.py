@@ -42,41 +42,50 @@ def _placeholder(text: str):
 
 
 def metric_vs_fraction(metrics: pd.DataFrame, **_):
-    """Metric vs fraction per target: a line per (method, proxy), the full-data model as a dashed line.
-    The top row is the paper's headline: win rate against the full-data model (the LLM judge's when a
-    judge ran, with its bootstrap interval as a band) and the 50% line."""
+    """Metric vs realized fraction (selected rows / all rows) per target: a line per (method, proxy),
+    the mean over seeds with its 95% interval as a band (with one seed, the LLM judge's bootstrap interval
+    when a judge ran), the full-data model as a dashed line. The top row is the paper's headline: win
+    rate against the full-data model and the 50% line."""
+    from .aggregate import over_seeds
+
     names = _metrics_present(metrics)
+    summary = over_seeds(metrics, names + [f"{n}_{b}" for n in WIN_RATES for b in ("lo", "hi")])
     targets = sorted(metrics["target"].unique())
     fig, axes = plt.subplots(len(names), len(targets), figsize=(4.5 * len(targets), 3.2 * len(names)), squeeze=False)
-    hard = metrics[metrics["part"] == "hard"]
+    hard = summary[summary["part"] == "hard"]
     for col, target in enumerate(targets):
         for row, name in enumerate(names):
             ax = axes[row, col]
             for (display, selector), g in hard[hard["target"] == target].groupby(["display", "selector"]):
-                g = g.groupby("fraction")
-                mean = g[name].mean()
+                g = g.sort_values("realized_fraction")
+                x = g["realized_fraction"] * 100
                 label = display if selector == "none" else f"{display} ({selector})"
-                line = ax.plot(mean.index * 100, mean.values, marker="o", label=label)[0]
-                if name == "judge_win_rate" and "judge_win_rate_lo" in hard:
-                    lo, hi = g["judge_win_rate_lo"].mean(), g["judge_win_rate_hi"].mean()
-                    ax.fill_between(lo.index * 100, lo.values, hi.values, color=line.get_color(), alpha=0.12)
-            full = metrics[(metrics["target"] == target) & (metrics["subset"] == "full")][name]
+                line = ax.plot(x, g[name], marker="o", label=label)[0]
+                lo, hi = g[f"{name}_seed_lo"], g[f"{name}_seed_hi"]
+                if lo.isna().all() and name == "judge_win_rate" and "judge_win_rate_lo" in g:
+                    lo, hi = g["judge_win_rate_lo"], g["judge_win_rate_hi"]
+                if lo.notna().any():
+                    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
+            full = metrics[(metrics["target"] == target) & (metrics["method"] == "full")][name]
             if len(full) and full.notna().any():
-                ax.axhline(full.iloc[0], color="k", ls="--", lw=1, label="full data")
+                ax.axhline(full.mean(), color="k", ls="--", lw=1, label="full data")
             if name in WIN_RATES:
                 ax.axhline(0.5, color="grey", ls=":", lw=1, label="50% (parity with full)")
-            ax.set(xlabel="selected data (%)", ylabel=METRICS[name], title=f"target {target}")
+            ax.set(xlabel="selected data (% of rows, realized)", ylabel=METRICS[name], title=f"target {target}")
     axes[0, -1].legend(fontsize=7, loc="best")
+    fig.text(0.01, 0.005, "bands: 95% interval over seeds" if summary["n_seeds"].max() > 1
+             else "one seed: no interval over seeds", fontsize=7)
     return fig
 
 
 def smallest_parity_fraction(metrics: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Per (target, method, proxy): the smallest hard fraction whose win rate (mean over seeds) reaches
-    50%, and the largest fraction tried (NaN smallest fraction = never reached)."""
-    hard = metrics[(metrics["part"] == "hard") & ~metrics["subset"].isin(["full", "base"])]
+    """Per (target, method, proxy): the smallest realized hard fraction whose win rate (mean over seeds)
+    reaches 50%, and the largest fraction tried (NaN smallest fraction = never reached)."""
+    hard = metrics[(metrics["part"] == "hard") & ~metrics["method"].isin(["full", "base"])]
     out = []
     for (target, display, selector), g in hard.groupby(["target", "display", "selector"]):
-        rates = g.groupby("fraction")[column].mean().dropna()
+        by_k = g.groupby("chunks")[[column, "realized_fraction"]].mean().dropna()
+        rates = by_k.set_index("realized_fraction")[column].sort_index()
         reached = rates[rates >= 0.5]
         out.append({"target": target, "display": display, "selector": selector,
                     "fraction": reached.index.min() if len(reached) else np.nan,
@@ -103,7 +112,7 @@ def fraction_to_parity(metrics: pd.DataFrame, model_sizes: pd.DataFrame, **_):
         ax.scatter(missed["n_parameters"], [105] * len(missed), marker="o", facecolors="none", edgecolors=color)
     ax.axhline(100, color="grey", ls=":", lw=1)
     ax.set(xscale="log", ylim=(0, 110), xlabel="target parameters (log scale)",
-           ylabel="smallest fraction reaching 50% (%)",
+           ylabel="smallest realized fraction\nreaching 50% (%)",
            title=f"data needed for parity with full ({'LLM judge' if column == 'judge_win_rate' else 'offline'})")
     ax.text(0.01, 0.98, "open markers above 100%: not reached", transform=ax.transAxes, va="top", fontsize=7)
     ax.legend(fontsize=7, loc="lower left")
@@ -113,8 +122,7 @@ def fraction_to_parity(metrics: pd.DataFrame, model_sizes: pd.DataFrame, **_):
 def thirds(metrics: pd.DataFrame, **_):
     """Easy vs mid vs hard thirds by each score: win rate (and task metrics) per target."""
     parts = ["easy", "mid", "hard"]
-    third = metrics[metrics["part"].isin(parts) & ((metrics["fraction"] - 1 / 3).abs() < 0.01)
-                    & (metrics["method"] != "random")]
+    third = metrics[metrics["part"].isin(parts) & (metrics["chunks"] == 3) & (metrics["method"] != "random")]
     if third.empty:
         return _placeholder("no easy / mid / hard thirds in this study (grid.thirds is empty)")
     names = [headline_win_rate(metrics)] + [m for m in ("exact_match", "rouge_l") if m in _metrics_present(metrics)]
@@ -148,6 +156,7 @@ def transfer_heatmap(metrics: pd.DataFrame, metric: str | None = None, **_):
     fig, axes = plt.subplots(1, len(fractions), figsize=(4 * len(fractions), 3.4), squeeze=False)
     for ax, frac in zip(axes[0], fractions):
         at = hard[hard["fraction"] == frac]
+        realized = at["realized_fraction"] * 100
         rand = at[at["method"] == "random"].groupby(["target", "scheme"])[metric].mean()
         lp = at[at["method"] == "lp1"].copy()
         lp["gain"] = [r[metric] - rand.get((r["target"], r["scheme"]), np.nan) for _, r in lp.iterrows()]
@@ -163,7 +172,9 @@ def transfer_heatmap(metrics: pd.DataFrame, metric: str | None = None, **_):
             ax.text(j, i, f"{v:+.3f}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30)
         ax.set_yticks(range(grid.shape[0]), grid.index)
-        ax.set(xlabel="target", ylabel="proxy", title=f"{frac * 100:.3g}%: {metric} gain over random")
+        ax.set(xlabel="target", ylabel="proxy",
+               title=f"1/{round(1 / frac)} per cluster ({realized.min():.3g}-{realized.max():.3g}% of rows):\n"
+                     f"{metric} gain over random")
         fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
 
@@ -270,17 +281,17 @@ def composition(composition: pd.DataFrame, **_):
 
 def compute_cost(compute: pd.DataFrame, **_):
     """Cost of selection + subset training relative to training on all the data, per target."""
-    hard = compute[(compute["part"] == "hard") | (compute["subset"] == "full")]
-    targets = sorted(hard["target"].unique())
+    hard = compute[compute["part"] == "hard"]
+    targets = sorted(compute["target"].unique())
     fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.6), squeeze=False)
     for ax, target in zip(axes[0], targets):
-        at = hard[(hard["target"] == target) & (hard["subset"] != "full")]
+        at = hard[hard["target"] == target]
         for (display, selector), g in at.groupby(["display", "selector"]):
-            g = g.groupby("fraction")[["flops_vs_full", "wall_s_vs_full"]].mean()
+            g = g.groupby("realized_fraction")[["flops_vs_full", "wall_s_vs_full"]].mean()
             label = display if selector == "none" else f"{display} ({selector})"
             ax.plot(g.index * 100, g["flops_vs_full"], marker="o", label=label)
         ax.axhline(1.0, color="k", ls="--", lw=1, label="full data")
-        ax.set(xlabel="selected data (%)", ylabel="FLOPs (selection + training) / full",
+        ax.set(xlabel="selected data (% of rows, realized)", ylabel="FLOPs (selection + training) / full",
                title=f"target {target}")
     axes[0, -1].legend(fontsize=7)
     return fig

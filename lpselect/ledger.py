@@ -3,6 +3,10 @@ device, peak memory), so a study can state what selection saved against training
 
 FLOPs follow the usual estimates: 6 * N * T for training (forward and backward), 2 * N * T for a
 forward pass, with N parameters and T processed (non-padding) tokens.
+
+A training entry also states its batch recipe: global_batch_size (samples per optimizer step) =
+batch_size (per process) x gradient_accumulation_steps x processes, so runs on different GPU counts
+can be checked to have trained alike.
 """
 
 import resource

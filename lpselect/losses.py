@@ -216,7 +216,10 @@ def per_sample_losses(
     bf16: bool = False,
     share_prefix: bool = True,
 ) -> pd.DataFrame:
-    """One row per example (input order): id, n_tokens, loss (mean response NLL), perplexity.
+    """One row per example (input order): id, n_tokens, loss (mean response NLL), perplexity and
+    truncated (from encode_row). A sample left without a response token to score gets n_tokens 0 and
+    NaN loss and perplexity (not exp(0) = 1, which would rank it); a non-finite value of any other
+    sample means a diverged model and raises ValueError naming the samples and `desc`.
 
     With world > 1, this process scores only every world-th batch starting at `rank` and returns those
     rows; concatenated and sorted by `index`, the parts of all ranks are exactly the single-process
@@ -234,16 +237,21 @@ def per_sample_losses(
     for idx in tqdm(batches, desc=desc, mininterval=5):
         s, c = batch_token_losses(model, pad_batch([examples[i] for i in idx], pad_id), bf16, prefixes)
         sums[idx], counts[idx] = s.cpu().numpy(), c.cpu().numpy()
-    if (counts[mine] == 0).any():
-        bad = [examples[i]["id"] for i in mine[counts[mine] == 0][:5]]
-        raise ValueError(f"samples without response tokens: {bad}")
-    loss = sums[mine] / counts[mine]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        loss = sums[mine] / counts[mine]  # 0 / 0 = NaN for samples without a response token
+        perplexity = np.exp(loss)
+    diverged = (counts[mine] > 0) & ~(np.isfinite(loss) & np.isfinite(perplexity))
+    if diverged.any():
+        bad = [examples[i]["id"] for i in mine[diverged][:5]]
+        raise ValueError(f"{desc}: non-finite loss or perplexity for {diverged.sum()} samples (a diverged model?), "
+                         f"first {bad}")
     frame = pd.DataFrame(
         {
             "id": [examples[i]["id"] for i in mine],
             "n_tokens": counts[mine],
             "loss": loss,
-            "perplexity": np.exp(loss),
+            "perplexity": perplexity,
+            "truncated": [bool(examples[i].get("truncated", False)) for i in mine],
         }
     )
     if world > 1:

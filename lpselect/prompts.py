@@ -14,9 +14,12 @@ ALPACA_NO_INPUT = (
 TEMPLATES = {"alpaca": (ALPACA_WITH_INPUT, ALPACA_NO_INPUT)}
 
 
-def build_prompt(row: dict, template: str = "alpaca") -> str:
-    """The prompt for one row; rows with an empty input use the template's no-input variant."""
+def prompt_format(row: dict, template: str = "alpaca") -> str:
+    """The format string for one row: rows with an empty input use the template's no-input variant."""
     with_input, no_input = TEMPLATES[template]
-    if row.get("input"):
-        return with_input.format(instruction=row["instruction"], input=row["input"])
-    return no_input.format(instruction=row["instruction"])
+    return with_input if row.get("input") else no_input
+
+
+def build_prompt(row: dict, template: str = "alpaca") -> str:
+    """The prompt for one row."""
+    return prompt_format(row, template).format(instruction=row["instruction"], input=row.get("input", ""))

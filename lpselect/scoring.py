@@ -32,18 +32,43 @@ def random_scores(ids, seed: int) -> np.ndarray:
 HARDEST_FIRST = {"lp1": 1, "lp_app": 1, "ppl0": -1, "random": 1}
 
 
-def score_table(epoch_losses: list[pd.DataFrame], seed: int) -> pd.DataFrame:
-    """One row per sample: p0..pn, lp1, lp_app, ppl0 (= p0, high is hard) and random."""
+def scorable_rows(epoch_losses: list[pd.DataFrame]) -> np.ndarray:
+    """Which samples carry a measurement: the frames' own `scorable` (the paper's dumps mark their
+    P = 1 sentinel rows), else a response token scored in every epoch (`n_tokens`), else all."""
+    if any("scorable" in f for f in epoch_losses):
+        return np.logical_and.reduce([f["scorable"].astype(bool).to_numpy() for f in epoch_losses if "scorable" in f])
+    if "n_tokens" in epoch_losses[0]:
+        return np.logical_and.reduce([f["n_tokens"].to_numpy() > 0 for f in epoch_losses])
+    return np.ones(len(epoch_losses[0]), dtype=bool)
+
+
+def score_table(epoch_losses: list[pd.DataFrame], seed: int, names=None) -> pd.DataFrame:
+    """One row per sample: p0..pn, lp1, lp_app, ppl0 (= p0, high is hard), random, scorable, and
+    truncated (epoch 0's) when the losses carry it. Unscorable samples keep the perplexities they
+    have (NaN from our extraction, so NaN scores; the dumps' published 1.0); a non-finite perplexity
+    of a scorable sample (a diverged model) raises ValueError naming the samples and the epoch
+    (or `names[epoch]`, e.g. its file)."""
+    names = names or [f"epoch {e}" for e in range(len(epoch_losses))]
     ids = epoch_losses[0]["id"]
     for e, frame in enumerate(epoch_losses):
         if not frame["id"].equals(ids):
-            raise ValueError(f"epoch {e} losses list other samples than epoch 0")
-    p = np.column_stack([f["perplexity"].to_numpy() for f in epoch_losses])
+            raise ValueError(f"{names[e]} losses list other samples than {names[0]}")
+    p = np.column_stack([f["perplexity"].to_numpy(dtype=float) for f in epoch_losses])
+    scorable = scorable_rows(epoch_losses)
+    for e in range(p.shape[1]):
+        bad = scorable & ~np.isfinite(p[:, e])
+        if bad.any():
+            raise ValueError(f"{names[e]}: non-finite perplexity for {bad.sum()} scorable samples "
+                             f"(a diverged model?), first {ids[bad].head(5).tolist()}")
     table = pd.DataFrame({"id": ids})
     for e in range(p.shape[1]):
         table[f"p{e}"] = p[:, e]
-    table["lp1"] = learning_percentage(p, 1)
-    table["lp_app"] = learning_percentage_approx(p[:, 0], p[:, 1])
+    with np.errstate(invalid="ignore"):  # NaN rows (unscorable) give NaN scores
+        table["lp1"] = learning_percentage(p, 1)
+        table["lp_app"] = learning_percentage_approx(p[:, 0], p[:, 1])
     table["ppl0"] = p[:, 0]
     table["random"] = random_scores(ids, seed)
+    table["scorable"] = scorable
+    if "truncated" in epoch_losses[0]:
+        table["truncated"] = epoch_losses[0]["truncated"].astype(bool).to_numpy()
     return table

@@ -9,6 +9,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import data, scoring, selection, synthetic
@@ -20,21 +21,33 @@ from .fileio import parameter_count, read_jsonl, write_csv, write_json, write_js
 log = logging.getLogger(__name__)
 
 
-def prepare_dataset(name: str, spec: dict, train_out, test_out) -> None:
-    """Normalized rows with stable ids, split into train and held-out test."""
+def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> None:
+    """Normalized rows with stable ids, split into train and held-out test; what was dropped or found
+    (empty rows, exact duplicates) is counted in the log and in `stats_out`."""
+    stats = {"dataset": name, "dropped_empty": 0}
     if spec["source"] == "synthetic":
         rows = synthetic.generate(spec["n_per_level"], spec["levels"], spec.get("seed", 0))
     elif spec["source"] == "hub":
-        rows = data.load_hub_rows(
-            spec["path"], spec.get("split", "train"), name, spec.get("subset"), spec.get("field_map"), spec.get("drop_empty", False)
-        )
+        rows = data.load_hub_rows(spec["path"], spec.get("split", "train"), name, spec.get("subset"),
+                                  spec.get("field_map"), spec.get("drop_empty", False), stats)
     else:
-        rows = data.load_local_rows(spec["path"], name, spec.get("field_map"), spec.get("drop_empty", False))
+        rows = data.load_local_rows(spec["path"], name, spec.get("field_map"), spec.get("drop_empty", False), stats)
     rows = data.take_slice(rows, spec.get("limit"), spec.get("sample"), spec.get("seed", 0))
+    groups = data.duplicate_groups(rows)
+    stats |= {"n_rows": len(rows), "duplicates": int((groups != np.arange(len(rows))).sum())}
+    if spec.get("dedupe", False):
+        rows = data.drop_duplicates(rows)
+    stats["deduplicated"] = stats["n_rows"] - len(rows)
+    if stats["duplicates"]:
+        log.warning("%s: %d rows repeat an earlier row exactly (instruction, input, output); %s", name,
+                    stats["duplicates"], "dropped (dedupe)" if stats["deduplicated"] else
+                    "kept, each group on one side of the split (set dedupe: true to drop them)")
     train, test = data.split_rows(rows, spec["test_size"], spec.get("seed", 0))
+    stats |= {"n_train": len(train), "n_test": len(test)}
     log.info("%s: %d train rows, %d test rows", name, len(train), len(test))
     write_jsonl(train_out, train)
     write_jsonl(test_out, test)
+    write_json(stats_out, stats)
 
 
 def build_tokenizer(train_rows_path, vocab_size: int, template: str, out_dir) -> None:
@@ -125,7 +138,9 @@ def train_model(
         saved = training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep=epochs)
     tokens = hp["epochs"] * sum(len(e["input_ids"]) for e in examples)
     n_params = parameter_count(saved[epochs[-1]])
-    watch.record(ledger_out, "train", n_params, tokens, samples=len(examples), epochs=hp["epochs"], processes=processes)
+    watch.record(ledger_out, "train", n_params, tokens, samples=len(examples), epochs=hp["epochs"], processes=processes,
+                 global_batch_size=hp["global_batch_size"], batch_size=hp["batch_size"],
+                 gradient_accumulation_steps=training.accumulation_steps(hp, processes))
     log_src = Path(state_dir) / "train_log.json"
     moves = {saved[e]: out for e, out in epoch_outputs.items()}
     training.publish(state_dir, moves | {log_src: Path(epoch_outputs[epochs[-1]]) / "train_log.json"})
@@ -157,6 +172,8 @@ def extract_losses(
         frame = losses.per_sample_losses(
             model, examples, pad_id=tokenizer.pad_token_id, desc=str(model_dir), **losses.extraction_options(cfg)
         )
+    log.info("%s: %d samples, %d truncated to %d tokens, %d unscorable (no response token left: NaN loss)",
+             model_dir, len(frame), frame["truncated"].sum(), max_length, (frame["n_tokens"] == 0).sum())
     write_csv(out_csv, frame)
     tokens = sum(len(e["input_ids"]) for e in examples)
     watch.record(ledger_out, "forward", parameter_count(model_dir), tokens, samples=len(examples),
@@ -164,7 +181,9 @@ def extract_losses(
 
 
 def score(loss_csvs: list, rows_path, seed: int, out_csv) -> None:
-    table = scoring.score_table([pd.read_csv(p) for p in loss_csvs], seed)
+    table = scoring.score_table([pd.read_csv(p) for p in loss_csvs], seed, names=[str(p) for p in loss_csvs])
+    log.info("%s: %d samples, %d unscorable (NaN scores), %d truncated", out_csv, len(table),
+             (~table["scorable"]).sum(), table["truncated"].sum() if "truncated" in table else 0)
     rows = read_jsonl(rows_path)
     if "difficulty" in rows[0]:  # ground truth of the synthetic default, kept for the figures
         table.insert(1, "difficulty", [r["difficulty"] for r in rows])
@@ -183,9 +202,10 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json) -> N
     subset = selection.Subset.parse(subset_name)
     ids = pd.Series([r["id"] for r in read_jsonl(rows_path)])
     scores = pd.read_csv(scores_csv) if scores_csv else None
-    clusters = pd.read_csv(clusters_csv)["cluster"] if clusters_csv else None
+    clusters = pd.read_csv(clusters_csv) if clusters_csv else None
     chosen = selection.select(subset, ids, scores, clusters)
-    log.info("%s: %d of %d rows (%.3f)", subset_name, chosen["n_selected"], chosen["n_total"], chosen["realized_fraction"])
+    log.info("%s: %d of %d rows (%.3f, nominal %.3f)", subset_name, chosen["n_selected"], chosen["n_total"],
+             chosen["realized_fraction"], chosen["fraction"])
     write_json(out_json, chosen)
 
 
@@ -219,8 +239,8 @@ def prepare_eval_set(spec: dict, out_jsonl) -> None:
 
 def responses(rows_path, generator: str, out_json, pred_csv=None, model_dir=None, cfg=None, template="alpaca") -> None:
     """The model's responses in AlpacaEval's format: taken from predict's greedy generations when they
-    exist for these rows, otherwise generated here (batched, greedy, cfg['max_new_tokens'])."""
-    from .prompts import build_prompt
+    exist for these rows, otherwise generated here (batched, greedy, cfg['max_new_tokens'], prompts cut
+    to fit the model's context as evaluation.greedy_generate does)."""
     from .responses import alpaca_eval_records
 
     rows = read_jsonl(rows_path)
@@ -233,8 +253,7 @@ def responses(rows_path, generator: str, out_json, pred_csv=None, model_dir=None
         from . import evaluation, models
 
         model, tokenizer = models.load_model(model_dir)
-        prompts = [build_prompt(r, template) for r in rows]
-        outputs = evaluation.greedy_generate(model, tokenizer, prompts, cfg["batch_size"], cfg["max_new_tokens"])
+        outputs = evaluation.greedy_generate(model, tokenizer, rows, cfg["batch_size"], cfg["max_new_tokens"], template)
     log.info("%s: %d responses", generator, len(outputs))
     write_json(out_json, alpaca_eval_records(rows, outputs, generator))
 
@@ -269,9 +288,26 @@ def score_dump(paths, dataset: str, seed: int, out_csv) -> None:
     """The workflow's score table, from the paper's released per-epoch perplexities."""
     from . import dumps
 
-    table = scoring.score_table(dumps.epoch_losses(list(paths), dataset), seed)
-    log.info("%s: %d samples, median LP(1) %.3f", out_csv, len(table), table["lp1"].median())
+    frames = dumps.epoch_losses(list(paths), dataset)
+    table = scoring.score_table(frames, seed)
+    # the paper's values stay (P = 1, LP(1) = 0); score_table may carry `scorable` itself, same values
+    table["scorable"] = frames[0]["scorable"].to_numpy()
+    log.info("%s: %d samples, %d unscorable (P = 1.0 at every epoch), median LP(1) %.3f",
+             out_csv, len(table), (~table["scorable"]).sum(), table["lp1"].median())
     write_csv(out_csv, table)
+
+
+def dump_scorable(all_rows: dict, unscorable: str, out_scores: dict, out_counts) -> None:
+    """Per model, the score table on the rows the study uses (config key dumps.unscorable), and the
+    count of unscorable rows per model and of their union."""
+    from . import dumps
+
+    tables = {model: pd.read_csv(path) for model, path in all_rows.items()}
+    keep, counts = dumps.scorable_in_every_model(tables, unscorable)
+    log.info("unscorable rows (%s):\n%s", unscorable, counts.to_string(index=False))
+    for model, table in tables.items():
+        write_csv(out_scores[model], table[keep])
+    write_csv(out_counts, counts)
 
 
 def dump_tables(score_paths: dict, fractions, outputs: dict) -> None:
@@ -284,8 +320,8 @@ def dump_tables(score_paths: dict, fractions, outputs: dict) -> None:
     aggregate.write_dump_tables(score_paths, fractions, outputs)
 
 
-def dump_summary(tables: dict, pairs, out_md) -> None:
+def dump_summary(tables: dict, pairs, unscorable: str, out_md) -> None:
     from . import aggregate
     from .fileio import write_text
 
-    write_text(out_md, aggregate.dumps_summary(tables, pairs))
+    write_text(out_md, aggregate.dumps_summary(tables, pairs, unscorable))

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .selection import PARTS, Subset
+from .selection import PARTS, Subset, chunks_for, fraction_error, full_reference
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -57,6 +57,7 @@ def _check_references(config: dict) -> None:
     for i, name in enumerate(grid["datasets"]):
         if name not in datasets:
             raise ConfigError(f"config key grid.datasets[{i}]: unknown dataset {name!r} (not under datasets)")
+    _check_fractions(grid["fractions"])
     for i, method in enumerate(grid["thirds"]):
         if method == "random":
             raise ConfigError(f"config key grid.thirds[{i}]: thirds need a score method, not 'random'")
@@ -65,6 +66,36 @@ def _check_references(config: dict) -> None:
         raise ConfigError(f"config key fresh_models is missing (needed by fresh model {fresh[0]!r})")
     if fresh and config["fresh_models"]["tokenizer_dataset"] not in datasets:
         raise ConfigError("config key fresh_models.tokenizer_dataset: must name a dataset under datasets")
+    _check_batch(config)
+
+
+def _check_batch(config: dict) -> None:
+    """Every model must reach training.global_batch_size with whole accumulation steps on the GPU
+    count its resources row gives it (one process per GPU), so no job fails after it has started."""
+    hp = config["training"]
+    for name in dict.fromkeys(config["grid"]["proxies"] + config["grid"]["targets"]):
+        gpus = size_resources(config, name, "train")["gpus"]
+        per_step = hp["batch_size"] * max(1, gpus)
+        if hp["global_batch_size"] % per_step:
+            raise ConfigError(
+                f"config key training.global_batch_size: {hp['global_batch_size']} is not a multiple of "
+                f"training.batch_size x processes = {hp['batch_size']} x {max(1, gpus)} for model {name!r} "
+                f"({gpus} GPUs in resources.by_model_size)"
+            )
+
+
+def _check_fractions(fractions) -> None:
+    """Each fraction must name the k-chunk share it selects, and no two may select the same rows."""
+    seen = {}
+    for i, fraction in enumerate(fractions):
+        why = fraction_error(fraction)
+        if why:
+            raise ConfigError(f"config key grid.fractions[{i}]: {why}")
+        k = chunks_for(fraction)
+        if k in seen:
+            raise ConfigError(f"config key grid.fractions[{i}]: {fraction} selects the same rows as "
+                              f"grid.fractions[{seen[k]}] = {fractions[seen[k]]} (both the first of {k} chunks)")
+        seen[k] = i
 
 
 def load_config(path) -> dict:
@@ -74,22 +105,41 @@ def load_config(path) -> dict:
 
 
 def subsets(grid: dict) -> list[tuple[str, str]]:
-    """Every (selector, subset name) of the grid; random subsets do not depend on a proxy ('none')."""
+    """Every (selector, subset name) of the grid; random subsets do not depend on a proxy ('none').
+    Names say what determines the rows, so a fraction and a third that select the same rows are one."""
     out = set()
     for method, scheme, fraction, seed in product(grid["methods"], grid["schemes"], grid["fractions"], grid["seeds"]):
         selectors = ["none"] if method == "random" else grid["proxies"]
-        out.update((sel, Subset(method, scheme, fraction, "hard", seed).name) for sel in selectors)
+        out.update((sel, Subset.from_fraction(method, scheme, fraction, "hard", seed).name) for sel in selectors)
     for method, scheme, part, seed, proxy in product(
         grid["thirds"], grid["schemes"], PARTS, grid["seeds"], grid["proxies"]
     ):
-        out.add((proxy, Subset(method, scheme, 1 / 3, part, seed).name))
+        out.add((proxy, Subset(method, scheme, 3, part, seed).name))
     return sorted(out)
+
+
+def references(grid: dict) -> list[str]:
+    """The reference models of every target: a full-data fine-tune per seed, and the untrained base."""
+    return [full_reference(s) for s in grid["seeds"]] + (["base"] if "base" in grid["references"] else [])
 
 
 def trained_models(grid: dict) -> list[tuple[str, str]]:
     """(selector, subset name) of every model evaluated per target, references included."""
-    refs = [("none", r) for r in grid["references"]]
-    return refs + subsets(grid)
+    return [("none", r) for r in references(grid)] + subsets(grid)
+
+
+def pairwise_reference(grid: dict, subset: str) -> str | None:
+    """The full-data model a model is compared with: the one trained with the same seed (the base
+    model, which has no seed, with the first seed's); None for the full-data models themselves."""
+    if subset.startswith("full_seed"):
+        return None
+    seed = grid["seeds"][0] if subset == "base" else Subset.parse(subset).seed
+    return full_reference(seed)
+
+
+def n_clusters(config: dict, dataset: str) -> int:
+    """The dataset's own cluster count, or the study's."""
+    return config["datasets"][dataset].get("n_clusters", config["clustering"]["n_clusters"])
 
 
 def model_parameters(config: dict, name: str) -> float | None:

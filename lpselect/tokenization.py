@@ -2,36 +2,93 @@
 
 import logging
 
-from .prompts import build_prompt
+from .prompts import prompt_format
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # the label value torch's cross-entropy skips
 
 
-def encode_row(row: dict, tokenizer, max_length: int, template: str = "alpaca") -> dict:
-    """input_ids and labels for one row: [prompt][response][EOS], labels -100 on the prompt.
+def _longest_fitting(encode, n: int, budget: int) -> list[int] | None:
+    """encode(k) for the largest k <= n found whose ids number at most `budget`, or None when not even
+    encode(0) fits. Binary search on k: token counts grow with the characters kept, and where they
+    locally do not, a slightly shorter cut is kept (every returned encoding was checked)."""
+    best = encode(0)
+    if len(best) > budget:
+        return None
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        ids = encode(mid)
+        if len(ids) <= budget:
+            lo, best = mid, ids
+        else:
+            hi = mid - 1
+    return best
 
-    Prompt and response are tokenized separately so the loss mask matches the text exactly.
-    Over max_length, the response is cut at the end (as the paper's code does); a prompt so long
-    that no response token would remain is cut at its start instead, so every sample keeps
-    response tokens to score.
+
+def encode_prompt(row: dict, tokenizer, max_tokens: int | None = None, template: str = "alpaca") -> tuple[list, bool]:
+    """The prompt's token ids (with the tokenizer's BOS, if it adds one) and whether they were cut.
+
+    Over `max_tokens`, the prompt is cut inside the row's text, never at its start, so BOS, the
+    template and "### Response:" survive: the input is shortened from its end first (its beginning
+    is usually what the instruction refers to), then the instruction. The row keeps its template
+    variant even when its input is cut to nothing. When even the bare template is over `max_tokens`,
+    the bare template is returned: callers decide what to do with the excess.
     """
-    prompt_ids = tokenizer(build_prompt(row, template), add_special_tokens=True)["input_ids"]
+    fmt = prompt_format(row, template)
+    instruction, text = row["instruction"], row.get("input", "")
+
+    def encode(instruction, text):
+        return tokenizer(fmt.format(instruction=instruction, input=text), add_special_tokens=True)["input_ids"]
+
+    ids = encode(instruction, text)
+    if max_tokens is None or len(ids) <= max_tokens:
+        return ids, False
+    fitted = _longest_fitting(lambda k: encode(instruction, text[:k]), len(text), max_tokens)
+    if fitted is None:
+        fitted = _longest_fitting(lambda k: encode(instruction[:k], ""), len(instruction), max_tokens)
+    return (encode("", "") if fitted is None else fitted), True
+
+
+def encode_row(row: dict, tokenizer, max_length: int, template: str = "alpaca") -> dict:
+    """input_ids and labels for one row: [prompt][response][EOS], labels -100 on the prompt, and
+    `truncated` (whether the prompt or the response was cut to fit max_length).
+
+    Prompt and response are tokenized separately so the loss mask matches the text exactly (the
+    paper's code tokenizes them jointly; with SentencePiece the response then starts without its
+    word-boundary mark). Over max_length, the response keeps at least a quarter of the window (all
+    of it when shorter) and is cut at its end, as in the paper's code; the prompt gets the rest and
+    is cut inside its text (encode_prompt). Only when the bare template does not leave that quarter
+    does the response get less, possibly nothing: such a sample has no token to score.
+    """
+    prompt_ids, _ = encode_prompt(row, tokenizer, None, template)
     response_ids = tokenizer(row["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    if len(prompt_ids) + len(response_ids) > max_length:
+    truncated = len(prompt_ids) + len(response_ids) > max_length
+    if truncated:
         keep_response = min(len(response_ids), max(max_length - len(prompt_ids), max_length // 4))
-        response_ids = response_ids[:keep_response]
-        prompt_ids = prompt_ids[len(prompt_ids) - (max_length - keep_response) :]
+        if len(prompt_ids) > max_length - keep_response:
+            prompt_ids, _ = encode_prompt(row, tokenizer, max_length - keep_response, template)
+        if len(prompt_ids) > max_length:
+            raise ValueError(f"max_length {max_length} is shorter than the bare prompt template ({len(prompt_ids)} tokens)")
+        # a prompt cut at character granularity may leave the response a few more tokens than it was promised
+        response_ids = response_ids[: max_length - len(prompt_ids)]
     return {
         "id": row["id"],
         "input_ids": prompt_ids + response_ids,
         "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids,
+        "truncated": truncated,
     }
 
 
 def encode_rows(rows, tokenizer, max_length: int, template: str = "alpaca") -> list[dict]:
-    return [encode_row(r, tokenizer, max_length, template) for r in rows]
+    examples = [encode_row(r, tokenizer, max_length, template) for r in rows]
+    unscorable = sum(all(label == IGNORE_INDEX for label in e["labels"]) for e in examples)
+    log.info(
+        "%d of %d rows truncated to %d tokens (tokenizer %s), %d left without a response token",
+        sum(e["truncated"] for e in examples), len(examples), max_length, tokenizer.name_or_path or "in memory", unscorable,
+    )
+    return examples
 
 
 def ensure_pad_token(tokenizer) -> None:

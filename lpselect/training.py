@@ -8,6 +8,10 @@ vocabularies of 49k-262k the projection is a large share of a small model's comp
 Resumable: Trainer checkpoints and per-epoch model folders live in a state folder that is not a
 Snakemake output (Snakemake deletes the outputs of a failed job); a rerun resumes from the last
 checkpoint, and the caller removes the state folder once the outputs are in place.
+
+One recipe at every model size: an optimizer step sees training.global_batch_size samples whatever the
+number of processes (gradient accumulation is derived from WORLD_SIZE), and bf16 autocast covers the
+response-only loss as it covers the stock one.
 """
 
 import json
@@ -20,6 +24,7 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import is_torch_bf16_gpu_available, is_torch_tf32_available
 
 from .losses import response_token_nll
 
@@ -49,23 +54,54 @@ class ResponseLossTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs or model is not self.accelerator.unwrap_model(model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        token_nll, _ = response_token_nll(model, inputs)
+        # accelerate applies bf16 autocast by patching model.forward, which response_token_nll does not
+        # call (it runs the decoder and output layer directly): without this block bf16 runs in float32
+        with self.accelerator.autocast():
+            token_nll, _ = response_token_nll(model, inputs)
         if num_items_in_batch is None:
             return token_nll.mean()
         return token_nll.sum() / num_items_in_batch
 
 
+def accumulation_steps(hp: dict, processes: int) -> int:
+    """Gradient accumulation that makes the effective batch training.global_batch_size whatever the
+    number of processes, so a model trains with the same recipe on 1, 2 or 4 GPUs."""
+    per_step = hp["batch_size"] * processes
+    if hp["global_batch_size"] % per_step:
+        raise ValueError(
+            f"config key training.global_batch_size ({hp['global_batch_size']}) must be a multiple of "
+            f"training.batch_size ({hp['batch_size']}) x {processes} process(es) = {per_step}"
+        )
+    return hp["global_batch_size"] // per_step
+
+
 def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool = True) -> TrainingArguments:
     """The config's hyper-parameters; under torchrun with several processes, data-parallel training
     (FSDP as the config says on GPUs, plain DDP over gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    checkpointing = hp.get("gradient_checkpointing", False)
     distributed = {}
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    if world > 1:
         if torch.cuda.is_available():
             distributed = {"fsdp": hp.get("fsdp", "")}
+            if checkpointing:
+                # under FSDP its own activation checkpointing avoids an extra all-gather in the backward
+                distributed["fsdp_config"] = {"activation_checkpointing": True}
+                checkpointing = False
         else:
             distributed = {"ddp_backend": "gloo"}
+    extra = {}
+    if hp.get("bf16", False) and not torch.cuda.is_available() and not is_torch_bf16_gpu_available():
+        # transformers refuses bf16 on a CPU-only host unless told; a GPU without bf16 still gets its error
+        extra["use_cpu"] = True
+    if hp.get("tf32", False):
+        if is_torch_tf32_available():
+            extra["tf32"] = True
+        else:  # transformers raises on tf32 without an Ampere or newer GPU
+            log.info("training.tf32 ignored: no Ampere or newer CUDA GPU here")
     return TrainingArguments(
         **distributed,
+        **extra,
         output_dir=str(output_dir),
         num_train_epochs=hp["epochs"],
         learning_rate=hp["learning_rate"],
@@ -73,9 +109,10 @@ def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool 
         warmup_steps=hp["warmup_ratio"],  # a float below 1 is a ratio of the total steps
         weight_decay=hp["weight_decay"],
         per_device_train_batch_size=hp["batch_size"],
-        gradient_accumulation_steps=hp["gradient_accumulation_steps"],
+        gradient_accumulation_steps=accumulation_steps(hp, world),
         train_sampling_strategy=hp.get("sampling", "random"),
         bf16=hp.get("bf16", False),
+        activation_checkpointing=checkpointing,  # the new name of gradient_checkpointing
         seed=seed,
         data_seed=seed,
         save_strategy="epoch" if checkpoints else "no",

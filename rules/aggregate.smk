@@ -1,6 +1,7 @@
 # light jobs run on the submitting host, not as cluster jobs
 localrules:
     aggregate,
+    summary,
 
 
 rule aggregate:
@@ -36,3 +37,32 @@ rule aggregate:
         judged=judged_models() if JUDGE else [],
     script:
         "../workflow_scripts/aggregate.py"
+
+
+rule summary:
+    input:
+        stats=expand("results/datasets/{dataset}/stats.json", dataset=DATASETS),
+        seeds=expand("results/tables/{dataset}/seeds.csv", dataset=DATASETS),
+        subsets=expand("results/tables/{dataset}/subsets.csv", dataset=DATASETS),
+        rank_correlation=expand(
+            "results/tables/{dataset}/rank_correlation.csv", dataset=DATASETS
+        ),
+        scores=expand(
+            "results/scores/{dataset}/{proxy}.csv",
+            dataset=DATASETS,
+            proxy=GRID["proxies"],
+        ),
+    output:
+        report("results/summary.md", category="Summary"),
+    log:
+        "results/logs/summary.log",
+    conda:
+        "../envs/lpselect.yaml"
+    resources:
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
+    params:
+        datasets=DATASETS,
+        proxies=GRID["proxies"],
+    script:
+        "../workflow_scripts/summary.py"

@@ -10,7 +10,7 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from lpselect import judge, study
-from lpselect.selection import SUBSET_PATTERN, Subset
+from lpselect.selection import REFERENCE_PATTERN, SUBSET_PATTERN, Subset
 
 # Schema plus cross-references (unknown models, datasets), before any job starts.
 study.validate_config(config)
@@ -37,6 +37,7 @@ else:
     SCORED_MODELS = GRID["proxies"]
     TABLES = [
         "metrics",
+        "seeds",
         "subsets",
         "composition",
         "rank_correlation",
@@ -74,7 +75,7 @@ wildcard_constraints:
     proxy=MODEL_NAMES,
     target=MODEL_NAMES,
     selector=f"none|{MODEL_NAMES}",
-    subset=f"full|base|{SUBSET_PATTERN}",
+    subset=f"{REFERENCE_PATTERN}|{SUBSET_PATTERN}",
     epoch=r"\d+",
 
 
@@ -113,7 +114,9 @@ def final_outputs():
     )
     if DUMPS_STUDY:
         outputs.append("results/dumps-summary.md")
-    elif WRITE_RESPONSES:
+    else:
+        outputs.append("results/summary.md")
+    if not DUMPS_STUDY and WRITE_RESPONSES:
         outputs += [
             f"results/responses/{d}/{t}/{sel}/{sub}.json"
             for d in DATASETS
@@ -165,7 +168,7 @@ def finetune_inputs(wildcards):
         "model": f"results/models/{wildcards.target}",
         "rows": f"results/datasets/{wildcards.dataset}/train.jsonl",
     }
-    if wildcards.subset != "full":
+    if not wildcards.subset.startswith("full_seed"):
         inputs["subset"] = (
             f"results/subsets/{wildcards.dataset}/{wildcards.selector}/{wildcards.subset}.json"
         )
@@ -173,16 +176,22 @@ def finetune_inputs(wildcards):
 
 
 def evaluate_inputs(wildcards):
-    """Every model but the full-data one is judged against the full-data model."""
+    """Every model but the full-data ones is compared with the full-data model of its seed."""
     inputs = {
         "predictions": "results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
         "rows": "results/datasets/{dataset}/test.jsonl",
     }
-    if wildcards.subset != "full":
+    reference = study.pairwise_reference(GRID, wildcards.subset)
+    if reference:
         inputs["reference"] = (
-            "results/eval/{dataset}/{target}/none/full/predictions.csv"
+            f"results/eval/{{dataset}}/{{target}}/none/{reference}/predictions.csv"
         )
     return inputs
+
+
+def judge_reference(wildcards):
+    reference = study.pairwise_reference(GRID, wildcards.subset)
+    return f"results/responses/{wildcards.dataset}/{wildcards.target}/none/{reference}.json"
 
 
 def eval_rows(wildcards):
@@ -202,8 +211,8 @@ def responses_inputs(wildcards):
 
 
 def judged_models():
-    """(target, selector, subset) of every model the judge compares with the full-data model."""
-    return [m for m in evaluated_models() if m[1:] != ("none", "full")]
+    """(target, selector, subset) of every model the judge compares with a full-data model."""
+    return [m for m in evaluated_models() if study.pairwise_reference(GRID, m[2])]
 
 
 def evaluated_models():

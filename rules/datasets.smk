@@ -2,6 +2,7 @@ rule prepare_dataset:
     output:
         train="results/datasets/{dataset}/train.jsonl",
         test="results/datasets/{dataset}/test.jsonl",
+        stats="results/datasets/{dataset}/stats.json",
     log:
         "results/logs/prepare_dataset/{dataset}.log",
     conda:

@@ -2,12 +2,16 @@
 localrules:
     fetch_dump,
     score_dump,
+    dump_scorable,
     dump_tables,
     dump_summary,
 
 
 # The paper's released perplexities: fetch (download or copy), then the same score table, tables and
 # figures as every other study.
+
+# the schema's default (validation does not fill defaults in)
+UNSCORABLE = config["dumps"].get("unscorable", "exclude")
 
 
 rule fetch_dump:
@@ -33,7 +37,7 @@ rule score_dump:
     input:
         rules.fetch_dump.output,
     output:
-        "results/scores/{dataset}/{model}.csv",
+        "results/dumps/scores/{dataset}/{model}.csv",
     log:
         "results/logs/score_dump/{dataset}/{model}.log",
     conda:
@@ -45,6 +49,39 @@ rule score_dump:
         seed=config["seed"],
     script:
         "../workflow_scripts/score_dump.py"
+
+
+# Rows with perplexity 1.0 at every epoch are the official code's value for a prompt that filled the
+# 512-token window, not a measurement. score_dump keeps all rows (with a `scorable` column); this rule
+# writes the score tables the tables and figures read: only the rows scorable in every model of the
+# dataset (dumps.unscorable: exclude, the default) or all rows, as published (keep).
+rule dump_scorable:
+    input:
+        scores=expand(
+            "results/dumps/scores/{{dataset}}/{model}.csv",
+            model=config["dumps"]["models"],
+        ),
+    output:
+        scores=expand(
+            "results/scores/{{dataset}}/{model}.csv", model=config["dumps"]["models"]
+        ),
+        counts=report(
+            "results/tables/{dataset}/unscorable.csv",
+            category="Tables",
+            labels={"dataset": "{dataset}", "table": "unscorable"},
+        ),
+    log:
+        "results/logs/dump_scorable/{dataset}.log",
+    conda:
+        "../envs/lpselect.yaml"
+    resources:
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
+    params:
+        models=config["dumps"]["models"],
+        unscorable=UNSCORABLE,
+    script:
+        "../workflow_scripts/dump_scorable.py"
 
 
 rule dump_tables:
@@ -79,10 +116,13 @@ rule dump_tables:
 
 rule dump_summary:
     input:
-        rank_correlation=expand(
-            "results/tables/{dataset}/rank_correlation.csv", dataset=DATASETS
+        # both versions (all rows, scorable rows) are computed from the all-rows score tables
+        scores=expand(
+            "results/dumps/scores/{dataset}/{model}.csv",
+            dataset=DATASETS,
+            model=config["dumps"]["models"],
         ),
-        overlap=expand("results/tables/{dataset}/overlap.csv", dataset=DATASETS),
+        unscorable=expand("results/tables/{dataset}/unscorable.csv", dataset=DATASETS),
     output:
         report("results/dumps-summary.md", category="Summary"),
     log:
@@ -94,6 +134,8 @@ rule dump_summary:
         runtime=light("runtime"),
     params:
         datasets=DATASETS,
+        models=config["dumps"]["models"],
         pairs=config["dumps"]["pairs"],
+        unscorable=UNSCORABLE,
     script:
         "../workflow_scripts/dump_summary.py"

@@ -97,7 +97,7 @@ if JUDGE:
     rule judge:
         input:
             responses="results/responses/{dataset}/{target}/{selector}/{subset}.json",
-            reference="results/responses/{dataset}/{target}/none/full.json",
+            reference=judge_reference,
         output:
             summary="results/judge/{dataset}/{target}/{selector}/{subset}.json",
             verdicts="results/judge/{dataset}/{target}/{selector}/{subset}.csv",

@@ -18,7 +18,8 @@ rule cluster:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
     params:
-        cfg=config["clustering"],
+        cfg=lambda wildcards: config["clustering"]
+        | {"n_clusters": study.n_clusters(config, wildcards.dataset)},
     script:
         "../workflow_scripts/cluster.py"
 

@@ -9,7 +9,7 @@ rule finetune_target:
     benchmark:
         "results/benchmarks/finetune_target/{dataset}/{target}/{selector}/{subset}.tsv"
     wildcard_constraints:
-        subset=f"full|{SUBSET_PATTERN}",
+        subset=f"full_seed[0-9]+|{SUBSET_PATTERN}",
     conda:
         "../envs/lpselect.yaml"
     threads: sized_threads
@@ -22,8 +22,8 @@ rule finetune_target:
     params:
         hp=config["training"],
         seed=lambda wildcards: (
-            config["seed"]
-            if wildcards.subset == "full"
+            int(wildcards.subset.removeprefix("full_seed"))
+            if wildcards.subset.startswith("full_seed")
             else Subset.parse(wildcards.subset).seed
         ),
         max_length=config["max_length"],

@@ -39,7 +39,7 @@ def shrunken_config() -> dict:
         "m-b": {"source": "fresh", "hidden_size": 24, "num_layers": 1, "num_heads": 2},
     }
     config["fresh_models"].update(vocab_size=320, warmup={"n_per_level": 4, "levels": 2, "seed": 7, "epochs": 1})
-    config["training"].update(epochs=2, batch_size=8)
+    config["training"].update(epochs=2, batch_size=8, global_batch_size=8)
     config["clustering"].update(n_clusters=3, dims=8)
     config["grid"].update(proxies=["m-a", "m-b"], targets=["m-b"], methods=["lp1", "random"], fractions=[0.5], thirds=[])
     config["evaluation"]["max_new_tokens"] = 4

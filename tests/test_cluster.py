@@ -25,7 +25,7 @@ STUDY = {
         "opt-13b": {"source": "pretrained", "path": "facebook/opt-13b", "parameters": 1.3e10},
     },
     "training": {"epochs": 3, "learning_rate": 2e-5, "lr_scheduler": "cosine", "warmup_ratio": 0.03,
-                 "weight_decay": 0.0, "batch_size": 4, "gradient_accumulation_steps": 8},
+                 "weight_decay": 0.0, "batch_size": 4, "global_batch_size": 128},
     "extraction": {"batch_size": 8},
     "clustering": {"embedding": "tfidf", "dims": 32, "n_clusters": 10, "seed": 42},
     "grid": {"datasets": ["alpaca"], "proxies": ["opt-350m"], "targets": ["opt-13b"], "methods": ["lp1"],
@@ -92,7 +92,7 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
     (workdir / "results/datasets/alpaca").mkdir(parents=True)
     (workdir / "results/datasets/alpaca/train.jsonl").write_text('{"id": "a"}\n')
     lines = submitted(
-        tmp_path, workdir, ["results/targets/alpaca/opt-13b/none/full", "results/proxies/alpaca/opt-350m/epoch-1"], 2
+        tmp_path, workdir, ["results/targets/alpaca/opt-13b/none/full_seed42", "results/proxies/alpaca/opt-350m/epoch-1"], 2
     )
     target = next(x for x in lines if "rule_finetune_target" in x)
     proxy = next(x for x in lines if "rule_train_proxy" in x)
@@ -124,6 +124,6 @@ def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
             "--configfile", "configs/paper.yaml"]
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert re.search(r"^finetune_target\s+1568$", proc.stdout, re.M), proc.stdout[-2000:]
+    assert re.search(r"^finetune_target\s+1470$", proc.stdout, re.M), proc.stdout[-2000:]
     calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
     assert "sbatch" not in calls  # a dry run submits nothing

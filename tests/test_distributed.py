@@ -9,7 +9,7 @@ from lpselect import models, stages, synthetic
 from lpselect.fileio import write_jsonl
 
 HP = {"epochs": 2, "learning_rate": 3e-3, "lr_scheduler": "cosine", "warmup_ratio": 0.03, "weight_decay": 0.0,
-      "batch_size": 4, "gradient_accumulation_steps": 1, "logging_steps": 2}
+      "batch_size": 4, "global_batch_size": 8, "logging_steps": 2}
 
 
 @pytest.fixture(scope="module")

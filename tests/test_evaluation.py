@@ -15,10 +15,10 @@ from lpselect.responses import alpaca_eval_records, load_eval_set
 
 def test_alpaca_eval_records_carry_the_input():
     rows = [{"instruction": "Reverse", "input": "abc", "output": "cba"}, {"instruction": "Hi", "input": ""}]
-    out = alpaca_eval_records(rows, ["cba", "hello"], "m-b/m-a/lp1_cluster_0.5_hard_seed42")
+    out = alpaca_eval_records(rows, ["cba", "hello"], "m-b/m-a/lp1_cluster_k2_hard_seed42")
     assert out == [
-        {"instruction": "Reverse\n\nabc", "output": "cba", "generator": "m-b/m-a/lp1_cluster_0.5_hard_seed42"},
-        {"instruction": "Hi", "output": "hello", "generator": "m-b/m-a/lp1_cluster_0.5_hard_seed42"},
+        {"instruction": "Reverse\n\nabc", "output": "cba", "generator": "m-b/m-a/lp1_cluster_k2_hard_seed42"},
+        {"instruction": "Hi", "output": "hello", "generator": "m-b/m-a/lp1_cluster_k2_hard_seed42"},
     ]
 
 
@@ -64,25 +64,43 @@ def test_parameter_count_from_the_saved_folder(tmp_path, tiny_model, tiny_tokeni
     assert aggregate.parameter_count(tmp_path / "m") == models.count_parameters(tiny_model)
 
 
-def metrics_frame(judge: bool) -> pd.DataFrame:
+def metrics_frame(judge: bool, seeds=(1, 2)) -> pd.DataFrame:
+    """Metrics of two targets as aggregate.metrics_table writes them: two seeds whose win rates differ by
+    0.04 around the value the figures are checked against, realized fractions 10% above the nominal."""
     rows = []
-    for target, size_boost in (("small", 0.0), ("large", 0.2)):
-        rows.append({"target": target, "selector": "none", "subset": "full", "method": "full", "scheme": "",
-                     "fraction": 1.0, "part": "", "display": "full"})
-        for method, display, selector in (("lp1", "lp1", "p"), ("random", "clust_rand", "none")):
-            for fraction in (0.25, 0.5):
-                rows.append({"target": target, "selector": selector, "subset": f"{method}_{fraction}",
-                             "method": method, "scheme": "cluster", "fraction": fraction, "part": "hard",
-                             "display": display, "win_rate": 0.2 + fraction / 2 + size_boost})
-        for part, wr in (("easy", 0.2), ("mid", 0.3), ("hard", 0.45)):
-            rows.append({"target": target, "selector": "p", "subset": f"lp1_third_{part}", "method": "lp1",
-                         "scheme": "cluster", "fraction": 0.333, "part": part, "display": "lp1", "win_rate": wr})
+    for seed, shift in zip(seeds, (-0.02, 0.02)):
+        for target, size_boost in (("small", 0.0), ("large", 0.2)):
+            rows.append({"target": target, "selector": "none", "subset": f"full_seed{seed}", "method": "full",
+                         "scheme": "", "chunks": 1, "fraction": 1.0, "realized_fraction": 1.0, "part": "",
+                         "seed": seed, "display": "full"})
+            for method, display, selector in (("lp1", "lp1", "p"), ("random", "clust_rand", "none")):
+                for k in (4, 2):
+                    rows.append({"target": target, "selector": selector, "subset": f"{method}_k{k}_seed{seed}",
+                                 "method": method, "scheme": "cluster", "chunks": k, "fraction": 1 / k,
+                                 "realized_fraction": 1.1 / k, "part": "hard", "seed": seed, "display": display,
+                                 "win_rate": 0.2 + 0.5 / k + size_boost + shift})
+            for part, wr in (("easy", 0.2), ("mid", 0.3), ("hard", 0.45)):
+                rows.append({"target": target, "selector": "p", "subset": f"lp1_third_{part}_seed{seed}",
+                             "method": "lp1", "scheme": "cluster", "chunks": 3, "fraction": 1 / 3,
+                             "realized_fraction": 0.35, "part": part, "seed": seed, "display": "lp1",
+                             "win_rate": wr + shift})
     frame = pd.DataFrame(rows)
     frame["heldout_ppl"], frame["exact_match"], frame["rouge_l"] = 5.0, 0.1, 0.3
     if judge:
         frame["judge_win_rate"] = frame["win_rate"] + 0.05
         frame["judge_win_rate_lo"], frame["judge_win_rate_hi"] = frame["judge_win_rate"] - 0.1, frame["judge_win_rate"] + 0.1
     return frame
+
+
+def test_metrics_over_seeds_give_the_mean_and_a_t_interval():
+    summary = aggregate.over_seeds(metrics_frame(False), ["win_rate"])
+    row = summary[(summary["target"] == "large") & (summary["display"] == "lp1") & (summary["chunks"] == 2)].iloc[0]
+    # seeds 0.63 and 0.67: mean 0.65, sd 0.02 sqrt(2), half width t(0.975, 1) * sd / sqrt(2) = 12.706 * 0.02
+    assert row["n_seeds"] == 2 and row["win_rate"] == pytest.approx(0.65)
+    assert row["win_rate_seed_hi"] - row["win_rate"] == pytest.approx(12.7062 * 0.02, rel=1e-4)
+    assert row["realized_fraction"] == pytest.approx(0.55)
+    one = aggregate.over_seeds(metrics_frame(False, seeds=(1,)), ["win_rate"])
+    assert one["n_seeds"].max() == 1 and one["win_rate_seed_lo"].isna().all()
 
 
 @pytest.mark.parametrize("judge", [False, True])
@@ -98,9 +116,10 @@ def test_evaluation_figures_with_and_without_a_judge(tmp_path, judge):
     column = figures.headline_win_rate(frame)
     assert column == ("judge_win_rate" if judge else "win_rate")
     parity = figures.smallest_parity_fraction(frame, column).set_index(["target", "display"])["fraction"]
-    # small target: 0.2 + f/2 never reaches 0.5; judged (+0.05) the hard third (0.45 + 0.05) does
-    assert parity[("large", "lp1")] == 0.25
-    assert parity[("small", "lp1")] == 0.333 if judge else np.isnan(parity[("small", "lp1")])
+    # small target: 0.2 + f/2 never reaches 0.5; judged (+0.05) the hard third (0.45 + 0.05) does; the
+    # fraction reported is the realized one
+    assert parity[("large", "lp1")] == pytest.approx(0.275)
+    assert parity[("small", "lp1")] == 0.35 if judge else np.isnan(parity[("small", "lp1")])
 
 
 def test_thirds_placeholder_without_thirds(tmp_path):
@@ -109,3 +128,36 @@ def test_thirds_placeholder_without_thirds(tmp_path):
     fig = figures.thirds(frame)
     assert any("grid.thirds" in t.get_text() for t in fig.axes[0].texts)
     assert np.isnan(figures.smallest_parity_fraction(frame.assign(win_rate=0.1), "win_rate")["fraction"]).all()
+
+
+def test_long_prompts_are_cut_to_fit_the_models_context(tmp_path, tiny_tokenizer):
+    """OPT's learned positions end at max_position_embeddings: a prompt plus the new tokens must fit
+    them. The long prompt is cut inside its input, keeping the template's head and "### Response:"."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from lpselect.evaluation import greedy_generate
+
+    config = OPTConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, ffn_dim=32, num_hidden_layers=1,
+                       num_attention_heads=2, word_embed_proj_dim=16, max_position_embeddings=128,
+                       pad_token_id=tiny_tokenizer.pad_token_id, bos_token_id=tiny_tokenizer.bos_token_id,
+                       eos_token_id=tiny_tokenizer.eos_token_id)
+    model = OPTForCausalLM(config).eval()
+    long_input = " ".join(f"word{i}" for i in range(300))
+    rows = [{"id": "long", "instruction": "Summarize the text.", "input": long_input, "output": ""},
+            {"id": "short", "instruction": "Say hi.", "input": "", "output": ""}]
+    seen = []
+    generate = model.generate
+    model.generate = lambda **kw: seen.append(kw["input_ids"]) or generate(**kw)
+    outputs = greedy_generate(model, tiny_tokenizer, rows, batch_size=2, max_new_tokens=16)
+    assert len(outputs) == 2 and all(isinstance(o, str) for o in outputs)
+    assert seen[0].shape[1] + 16 <= 128
+    prompt = tiny_tokenizer.decode(seen[0][-1], skip_special_tokens=True)  # the longest, last in length order
+    assert prompt.startswith("Below is an instruction that describes a task") and prompt.endswith("### Response:")
+    assert long_input.startswith(prompt.split("### Input:\n")[1].removesuffix("\n\n### Response:"))
+
+    # the responses stage goes the same way (from a saved folder)
+    models.save_model(model, tiny_tokenizer, tmp_path / "opt")
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    cfg = {"batch_size": 2, "max_new_tokens": 16}
+    stages.responses(tmp_path / "rows.jsonl", "opt/none/base", tmp_path / "r.json", model_dir=tmp_path / "opt", cfg=cfg)
+    assert len(json.loads((tmp_path / "r.json").read_text())) == 2

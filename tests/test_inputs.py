@@ -72,7 +72,7 @@ def test_bad_dataset_row_names_file_and_row(tmp_path, case):
     path.write_text(json.dumps(ROW) + "\n" + line + "\n")
     spec = {"source": "local", "path": str(path), "test_size": 1}
     with pytest.raises(DatasetError, match=re.escape(f"{path}: {message}")):
-        stages.prepare_dataset("mine", spec, tmp_path / "out" / "train.jsonl", tmp_path / "out" / "test.jsonl")
+        stages.prepare_dataset("mine", spec, *(tmp_path / "out" / n for n in ("train.jsonl", "test.jsonl", "stats.json")))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -92,7 +92,7 @@ def test_local_dataset_loads_with_stable_ids(tmp_path):
     path = tmp_path / "data.jsonl"
     path.write_text("".join(json.dumps(ROW | {"output": f"o{i}"}) + "\n" for i in range(5)))
     spec = {"source": "local", "path": str(path), "test_size": 2, "seed": 0}
-    stages.prepare_dataset("mine", spec, tmp_path / "train.jsonl", tmp_path / "test.jsonl")
+    stages.prepare_dataset("mine", spec, tmp_path / "train.jsonl", tmp_path / "test.jsonl", tmp_path / "stats.json")
     train = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
     test = [json.loads(x) for x in (tmp_path / "test.jsonl").read_text().splitlines()]
     assert len(train) == 3 and len(test) == 2
@@ -111,3 +111,24 @@ def test_drop_empty_skips_and_counts_empty_rows(tmp_path, caplog):
     path.write_text(json.dumps(ROW) + "\n" + DATA_CASES["non-string"][0] + "\n")
     with pytest.raises(DatasetError, match="row 2: field 'output' must be a string"):
         load_local_rows(path, "mine", drop_empty=True)
+
+
+def test_exact_duplicates_are_counted_kept_on_one_side_of_the_split_or_dropped(tmp_path, caplog):
+    # 10 copies of one row among 30 distinct ones: before, the split put copies on both sides
+    rows = [ROW | {"output": f"answer {i}"} for i in range(30)] + [ROW | {"output": "the same"}] * 10
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"source": "local", "path": str(path), "test_size": 8, "seed": 3}
+    outputs = [tmp_path / n for n in ("train.jsonl", "test.jsonl", "stats.json")]
+    for seed in range(6):  # whatever the seed, copies never straddle the split
+        with caplog.at_level("WARNING"):
+            stages.prepare_dataset("mine", spec | {"seed": seed}, *outputs)
+        train, test = ([json.loads(x)["output"] for x in p.read_text().splitlines()] for p in outputs[:2])
+        assert len(test) == 8 and len(train) == 32
+        assert not set(train) & set(test)
+    assert "mine: 9 rows repeat an earlier row exactly" in caplog.text
+    assert json.loads(outputs[2].read_text()) == {"dataset": "mine", "dropped_empty": 0, "n_rows": 40,
+                                                      "duplicates": 9, "deduplicated": 0, "n_train": 32, "n_test": 8}
+    stages.prepare_dataset("mine", spec | {"dedupe": True}, *outputs)
+    stats = json.loads(outputs[2].read_text())
+    assert stats["deduplicated"] == 9 and stats["n_train"] + stats["n_test"] == 31

@@ -30,9 +30,10 @@ def test_no_input_rows_use_the_no_input_template(tiny_tokenizer):
 
 
 def test_truncation_keeps_response_tokens(tiny_tokenizer):
-    enc = encode_row(LONG, tiny_tokenizer, 16)
-    assert len(enc["input_ids"]) == 16
-    assert sum(label != IGNORE_INDEX for label in enc["labels"]) >= 4
+    enc = encode_row(LONG, tiny_tokenizer, 104)  # the prompt alone is 111 tokens (see also test_truncation.py)
+    response = tiny_tokenizer(LONG["output"], add_special_tokens=False)["input_ids"] + [tiny_tokenizer.eos_token_id]
+    assert len(enc["input_ids"]) <= 104 and len(response) < 104 // 4
+    assert enc["labels"][-len(response) :] == response  # a response under a quarter of the window stays whole
 
 
 def test_perplexity_matches_hand_computation(tiny_model, tiny_tokenizer):
@@ -48,6 +49,25 @@ def test_perplexity_matches_hand_computation(tiny_model, tiny_tokenizer):
     ]
     assert frame.loc[0, "n_tokens"] == len(nll)
     assert frame.loc[0, "perplexity"] == pytest.approx(math.exp(sum(nll) / len(nll)), rel=1e-5)
+
+
+def test_a_sample_without_response_tokens_gets_nan_not_perplexity_one(tiny_model, tiny_tokenizer):
+    examples = [encode_row(r, tiny_tokenizer, 512) for r in (ROW, LONG)]
+    examples[1] |= {"labels": [IGNORE_INDEX] * len(examples[1]["labels"]), "truncated": True}
+    frame = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=tiny_tokenizer.pad_token_id)
+    assert frame["n_tokens"].tolist()[1] == 0 and frame.loc[1, ["loss", "perplexity"]].isna().all()
+    assert frame.loc[0, "n_tokens"] > 0 and np.isfinite(frame.loc[0, "perplexity"])
+    assert frame["truncated"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_diverged_model_stops_the_extraction(tiny_tokenizer, value):
+    model = build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, tiny_tokenizer, 0).eval()
+    with torch.no_grad():
+        model.get_output_embeddings().weight[:, 0] = value
+    examples = [encode_row(r, tiny_tokenizer, 512) for r in (ROW, LONG)]
+    with pytest.raises(ValueError, match=r"epoch-1: non-finite .* 2 samples .*\['r1', 'r2'\]"):
+        per_sample_losses(model, examples, batch_size=2, pad_id=tiny_tokenizer.pad_token_id, desc="proxy/epoch-1")
 
 
 def test_value_does_not_depend_on_batch_neighbours(tiny_model, tiny_tokenizer):
@@ -93,7 +113,7 @@ def test_response_loss_trainer_matches_the_stock_trainer(tiny_tokenizer, tmp_pat
     """Same seed and data: the response-position loss gives the stock Trainer's loss curve and weights."""
     examples = [encode_row(r, tiny_tokenizer, 512) for r in (ROW, LONG, NO_INPUT)] * 4
     hp = {"epochs": 2, "learning_rate": 1e-2, "lr_scheduler": "constant", "warmup_ratio": 0.0, "weight_decay": 0.0,
-          "batch_size": 4, "gradient_accumulation_steps": 2, "logging_steps": 1}
+          "batch_size": 4, "global_batch_size": 8, "logging_steps": 1}
     runs = {}
     for response_loss in (False, True):
         model = build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, tiny_tokenizer, 0)

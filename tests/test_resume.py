@@ -16,7 +16,7 @@ from lpselect import models, synthetic
 from lpselect.fileio import write_jsonl
 
 HP = {"epochs": 3, "learning_rate": 3e-3, "lr_scheduler": "cosine", "warmup_ratio": 0.03, "weight_decay": 0.0,
-      "batch_size": 8, "gradient_accumulation_steps": 1, "logging_steps": 4}
+      "batch_size": 8, "global_batch_size": 8, "logging_steps": 4}
 
 TRAIN = """
 import json, logging, sys, torch

@@ -25,7 +25,8 @@ def test_score_table_columns_and_orientation():
     ids = pd.Series(["a", "b"])
     epochs = [pd.DataFrame({"id": ids, "perplexity": v}) for v in ([10.0, 10.0], [9.0, 3.0], [2.0, 2.0])]
     table = score_table(epochs, seed=1)
-    assert list(table.columns) == ["id", "p0", "p1", "p2", "lp1", "lp_app", "ppl0", "random"]
+    assert list(table.columns) == ["id", "p0", "p1", "p2", "lp1", "lp_app", "ppl0", "random", "scorable"]
+    assert table["scorable"].tolist() == [True, True]
     # 'a' learned late: lower LP(1), so harder
     assert table.loc[0, "lp1"] == pytest.approx(1 / 8) and table.loc[1, "lp1"] == pytest.approx(7 / 8)
 
@@ -35,3 +36,38 @@ def test_score_table_rejects_mismatched_epochs():
     b = pd.DataFrame({"id": ["b", "a"], "perplexity": [1.0, 2.0]})
     with pytest.raises(ValueError, match="epoch 1"):
         score_table([a, b], seed=0)
+
+
+def extraction_frames(perplexities, n_tokens, truncated=(False, True, False)):
+    """Per-epoch frames as extract_losses writes them."""
+    ids = ["a", "b", "c"]
+    return [pd.DataFrame({"id": ids, "n_tokens": n_tokens, "loss": np.log(p), "perplexity": p, "truncated": truncated})
+            for p in map(np.array, perplexities)]
+
+
+def test_samples_without_response_tokens_are_unscorable_with_nan_scores():
+    nan = float("nan")
+    frames = extraction_frames([[10.0, nan, 8.0], [6.0, nan, 4.0], [2.0, nan, 8.0]], [5, 0, 7])
+    table = score_table(frames, seed=0)
+    assert table["scorable"].tolist() == [True, False, True]
+    assert table.loc[1, ["p0", "lp1", "lp_app", "ppl0"]].isna().all()
+    assert table.loc[0, "lp1"] == pytest.approx(0.5) and table.loc[2, "lp1"] == 0.0
+    assert table["truncated"].tolist() == [False, True, False]
+
+
+def test_frames_may_say_which_rows_are_unscorable():
+    """The paper's dumps: P == 1.0 at every epoch is the official code's value for an unscorable row;
+    the row keeps its published values but is marked."""
+    frames = [pd.DataFrame({"id": ["a", "b"], "perplexity": p, "scorable": [True, False]}) for p in ([9.0, 1.0], [3.0, 1.0])]
+    table = score_table(frames, seed=0)
+    assert table["scorable"].tolist() == [True, False]
+    assert table.loc[1, "p0"] == 1.0 and table.loc[1, "lp1"] == 0.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_perplexity_of_a_scorable_sample_stops_scoring(bad):
+    frames = extraction_frames([[10.0, 9.0, 8.0], [6.0, bad, 4.0], [2.0, 3.0, 4.0]], [5, 6, 7])
+    with pytest.raises(ValueError, match=r"epoch 1: non-finite perplexity for 1 scorable samples .*\['b'\]"):
+        score_table(frames, seed=0)
+    with pytest.raises(ValueError, match=r"losses/epoch-1.csv: .*\['b'\]"):
+        score_table(frames, seed=0, names=["losses/epoch-0.csv", "losses/epoch-1.csv", "losses/epoch-2.csv"])

@@ -3,14 +3,17 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from lpselect import stages
+from conftest import ROOT
+from lpselect import stages, study
 from lpselect.fileio import write_jsonl
 from lpselect.selection import Subset, select
 
 IDS = pd.Series([f"s{i:02d}" for i in range(10)])
 # cluster 0 holds 7 rows, cluster 1 holds 3
 CLUSTERS = pd.Series([0, 0, 0, 0, 0, 0, 0, 1, 1, 1])
+CLUSTER_TABLE = pd.DataFrame({"id": IDS, "cluster": CLUSTERS})
 LP1 = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.6, 0.05, 0.4]
 
 
@@ -20,46 +23,102 @@ def scores():
 
 def test_per_cluster_chunks_keep_the_first_chunk_of_each_cluster():
     # fraction 0.25 -> k = 4 chunks per cluster: array_split(7) -> 2,2,2,1 ; array_split(3) -> 1,1,1,0
-    out = select(Subset("lp1", "cluster", 0.25, "hard", 0), IDS, scores(), CLUSTERS)
+    out = select(Subset("lp1", "cluster", 4, "hard", 0), IDS, scores(), CLUSTER_TABLE)
     assert out["ids"] == ["s01", "s05", "s08"]  # two lowest LP(1) of cluster 0, the lowest of cluster 1
     assert out["n_selected"] == 3 and out["realized_fraction"] == 0.3  # above the 25% label
 
 
 def test_thirds_partition_every_cluster():
-    parts = {p: select(Subset("lp1", "cluster", 1 / 3, p, 0), IDS, scores(), CLUSTERS)["ids"] for p in ("hard", "mid", "easy")}
+    parts = {p: select(Subset("lp1", "cluster", 3, p, 0), IDS, scores(), CLUSTER_TABLE)["ids"] for p in ("hard", "mid", "easy")}
     assert sorted(sum(parts.values(), [])) == IDS.tolist()
     assert parts["hard"] == ["s01", "s03", "s05", "s08"] and parts["easy"] == ["s00", "s06", "s07"]
 
 
 def test_global_scheme_ranks_the_whole_set():
-    out = select(Subset("lp1", "global", 0.2, "hard", 0), IDS, scores(), None)
+    out = select(Subset("lp1", "global", 5, "hard", 0), IDS, scores(), None)
     assert out["ids"] == ["s01", "s08"]
 
 
 def test_ppl0_keeps_the_highest_perplexity():
-    out = select(Subset("ppl0", "global", 0.2, "hard", 0), IDS, scores(), None)
+    out = select(Subset("ppl0", "global", 5, "hard", 0), IDS, scores(), None)
     assert out["ids"] == ["s00", "s06"]
 
 
 def test_clust_rand_matches_per_cluster_counts_of_the_lp_selection():
-    lp = select(Subset("lp1", "cluster", 0.25, "hard", 0), IDS, scores(), CLUSTERS)
-    rand = select(Subset("random", "cluster", 0.25, "hard", 7), IDS, None, CLUSTERS)
+    lp = select(Subset("lp1", "cluster", 4, "hard", 0), IDS, scores(), CLUSTER_TABLE)
+    rand = select(Subset("random", "cluster", 4, "hard", 7), IDS, None, CLUSTER_TABLE)
     count = lambda ids: np.bincount(CLUSTERS[IDS.isin(ids)], minlength=2).tolist()  # noqa: E731
     assert count(rand["ids"]) == count(lp["ids"]) == [2, 1]
-    assert select(Subset("random", "cluster", 0.25, "hard", 8), IDS, None, CLUSTERS)["n_selected"] == 3
+    assert select(Subset("random", "cluster", 4, "hard", 8), IDS, None, CLUSTER_TABLE)["n_selected"] == 3
 
 
 def test_ties_are_broken_by_id():
     flat = pd.DataFrame({"id": IDS, "lp1": [0.5] * 10})
-    assert select(Subset("lp1", "global", 0.2, "hard", 0), IDS, flat, None)["ids"] == ["s00", "s01"]
+    assert select(Subset("lp1", "global", 5, "hard", 0), IDS, flat, None)["ids"] == ["s00", "s01"]
 
 
 def test_subset_names_round_trip():
-    s = Subset("lp_app", "global", 0.1, "hard", 42)
-    assert s.name == "lp_app_global_0.1_hard_seed42" and Subset.parse(s.name) == s
-    assert Subset.parse("random_cluster_0.25_hard_seed1").display == "clust_rand"
+    s = Subset("lp_app", "global", 10, "hard", 42)
+    assert s.name == "lp_app_global_k10_hard_seed42" and Subset.parse(s.name) == s and s.fraction == 0.1
+    assert Subset.parse("random_cluster_k4_hard_seed1").display == "clust_rand"
     with pytest.raises(ValueError):
-        Subset.parse("lp2_cluster_0.1_hard_seed1")
+        Subset.parse("lp2_cluster_k10_hard_seed1")
+
+
+def test_a_fraction_and_the_third_that_select_the_same_rows_share_one_name():
+    # 0.33 and 1/3 are both the first of 3 chunks: one subset, one fine-tune
+    assert Subset.from_fraction("lp1", "cluster", 0.33, "hard", 42) == Subset("lp1", "cluster", 3, "hard", 42)
+    grid = {"methods": ["lp1"], "schemes": ["cluster"], "fractions": [0.1, 0.33], "seeds": [42], "thirds": ["lp1"],
+            "proxies": ["p"], "references": ["full"]}
+    names = [name for _, name in study.subsets(grid)]
+    assert len(names) == len(set(names)) == 4  # 1/10 hard, and the hard (= 0.33), mid and easy thirds
+    assert "lp1_cluster_k3_hard_seed42" in names
+
+
+@pytest.mark.parametrize("fractions, message", [
+    ([0.4], r"grid.fractions\[0\]: 0.4 is not one of k equal chunks: the nearest, k = 2, selects 0.5"),
+    ([0.7], r"grid.fractions\[0\]: 0.7 is not one of k equal chunks"),
+    ([0.1, 0.33, 0.333], r"grid.fractions\[2\]: 0.333 selects the same rows as grid.fractions\[1\] = 0.33"),
+])
+def test_fractions_that_misname_their_size_are_refused(fractions, message):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["grid"]["fractions"] = fractions
+    with pytest.raises(study.ConfigError, match=message):
+        study.validate_config(config)
+
+
+def test_unscorable_samples_are_left_out_of_score_based_selection():
+    table = scores().assign(scorable=[True] * 8 + [False, True])  # s08 has the lowest LP(1) but no score
+    table.loc[8, ["lp1", "lp_app", "ppl0"]] = np.nan
+    out = select(Subset("lp1", "global", 5, "hard", 0), IDS, table, None)
+    assert out["ids"] == ["s01", "s05"] and out["n_unscorable"] == 1
+    # clust_rand draws from all rows: it needs no score
+    assert select(Subset("random", "global", 5, "hard", 0), IDS, None, None)["n_unscorable"] == 0
+
+
+def test_a_nan_score_of_a_scorable_sample_stops_selection():
+    table = scores()
+    table.loc[3, "lp1"] = np.nan
+    with pytest.raises(ValueError, match=r"lp1 is NaN or infinite for samples \['s03'\]"):
+        select(Subset("lp1", "global", 5, "hard", 0), IDS, table, None)
+
+
+def test_degenerate_scores_and_oversized_subsets_are_flagged(caplog):
+    flat = pd.DataFrame({"id": IDS, "lp1": [0.0] * 9 + [0.3]})  # a proxy that learned nothing
+    out = select(Subset("lp1", "global", 5, "hard", 0), IDS, flat, None)
+    assert out["degenerate_scores"] and not out["oversized"]
+    assert "share one lp1 value" in caplog.text
+    assert not select(Subset("lp1", "global", 5, "hard", 0), IDS, scores(), None)["degenerate_scores"]
+    # 10 clusters of one row: "10%" keeps every row
+    one_each = pd.DataFrame({"id": IDS, "cluster": range(10)})
+    out = select(Subset("lp1", "cluster", 10, "hard", 0), IDS, scores(), one_each)
+    assert out["oversized"] and out["realized_fraction"] == 1.0 and out["fraction"] == 0.1
+
+
+def test_clusters_must_list_the_training_rows():
+    shuffled = CLUSTER_TABLE.iloc[::-1]
+    with pytest.raises(ValueError, match="cluster table does not list the same samples"):
+        select(Subset("lp1", "cluster", 4, "hard", 0), IDS, scores(), shuffled)
 
 
 def test_select_stage_writes_byte_identical_files(tmp_path):
@@ -70,7 +129,7 @@ def test_select_stage_writes_byte_identical_files(tmp_path):
     outputs = []
     for run in (1, 2):
         out = tmp_path / f"run{run}.json"
-        stages.select("lp1_cluster_0.25_hard_seed42", rows, tmp_path / "scores.csv", tmp_path / "clusters.csv", out)
+        stages.select("lp1_cluster_k4_hard_seed42", rows, tmp_path / "scores.csv", tmp_path / "clusters.csv", out)
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
     assert json.loads(outputs[0])["n_selected"] == 3

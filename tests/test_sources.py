@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lpselect import data, stages
+from lpselect import data, stages, study
+from lpselect.selection import Subset
 from lpselect.study import validate_config
 
 from conftest import ROOT, SHARED, run_snakemake
@@ -41,7 +42,7 @@ def test_parquet_and_reproducible_slices(tmp_path):
     spec = {"source": "local", "path": str(path), "test_size": 2, "sample": 10, "seed": 3}
     outs = []
     for run in (1, 2):
-        stages.prepare_dataset("p", spec, tmp_path / f"tr{run}.jsonl", tmp_path / f"te{run}.jsonl")
+        stages.prepare_dataset("p", spec, tmp_path / f"tr{run}.jsonl", tmp_path / f"te{run}.jsonl", tmp_path / "stats.json")
         outs.append((tmp_path / f"tr{run}.jsonl").read_bytes() + (tmp_path / f"te{run}.jsonl").read_bytes())
     assert outs[0] == outs[1]
     rows = [json.loads(x) for x in outs[0].decode().splitlines()]
@@ -59,7 +60,12 @@ def test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid(workdir):
     seconds = time.time() - start
     counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M) if m[1] != "total"}
     models, datasets = 7, 2
-    per_target = models * (2 * 6 + 3) + 6 + 1  # (lp1, lp_app) x 6 fractions + thirds per proxy; clust_rand; full
+    # (lp1, lp_app) x 6 fractions + the mid and easy thirds per proxy (the hard third is lp1's 0.33: one
+    # subset, one fine-tune); clust_rand x 6; the full-data reference
+    per_target = models * (2 * 6 + 2) + 6 + 1
+    assert counts["select"] == datasets * (models * (2 * 6 + 2) + 6)
+    subsets = [(sel, Subset.parse(name)) for sel, name in study.subsets(config["grid"])]
+    assert len({(sel, s.method, s.scheme, s.chunks, s.part, s.seed) for sel, s in subsets}) == len(subsets)
     assert counts["train_proxy"] == models * datasets
     assert counts["extract_losses"] == models * datasets * 4
     assert counts["finetune_target"] == models * datasets * per_target

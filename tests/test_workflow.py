@@ -42,6 +42,20 @@ def test_dry_run_with_a_judge_and_a_named_eval_set(workdir):
     assert "judge" not in job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
 
 
+def test_every_seed_trains_its_own_full_data_reference(workdir):
+    config = shrunken_config()
+    config["grid"]["seeds"] = [1, 2]
+    out = run_snakemake(workdir, config, "-n", "--cores", "2", "-p").stdout
+    counts = job_counts(out)
+    # per seed: lp1 by 2 proxies, clust_rand and a full-data model; the base model once
+    assert counts["finetune_target"] == 2 * 4 and counts["predict"] == 2 * 4 + 1
+    evaluations = re.findall(r"input: (results/eval/synth/m-b/\S+/predictions.csv), results/datasets/synth/test.jsonl"
+                             r"(?:, results/eval/synth/m-b/none/(full_seed\d)/predictions.csv)?$", out, re.M)
+    pairs = {pred.split("/")[-2]: ref for pred, ref in evaluations}
+    assert pairs["lp1_cluster_k2_hard_seed2"] == "full_seed2" and pairs["random_cluster_k2_hard_seed1"] == "full_seed1"
+    assert pairs["base"] == "full_seed1" and pairs["full_seed2"] == ""
+
+
 def test_lint_is_clean():
     import subprocess
 
@@ -57,7 +71,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
     run_snakemake(workdir, config, "--cores", "2")
     results = workdir / "results"
-    for table in ("metrics", "subsets", "composition", "rank_correlation", "model_sizes"):
+    for table in ("metrics", "seeds", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
     figures = ("metric_vs_fraction", "transfer_heatmap", "rank_correlation", "trajectories", "composition",
                "fraction_to_parity", "thirds")
@@ -66,8 +80,8 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
         assert (results / f"figures/synth/{figure}.pdf").exists()
 
     metrics = pd.read_csv(results / "tables/synth/metrics.csv")
-    assert set(metrics["subset"]) >= {"full", "base", "lp1_cluster_0.5_hard_seed42", "random_cluster_0.5_hard_seed42"}
-    full = metrics[metrics["subset"] == "full"].iloc[0]
+    assert set(metrics["subset"]) >= {"full_seed42", "base", "lp1_cluster_k2_hard_seed42", "random_cluster_k2_hard_seed42"}
+    full = metrics[metrics["subset"] == "full_seed42"].iloc[0]
     base = metrics[metrics["subset"] == "base"].iloc[0]
     assert full["heldout_ppl"] < base["heldout_ppl"]  # training helped
     assert metrics["win_rate"].dropna().between(0, 1).all()
@@ -75,15 +89,18 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
 
     # the LLM judge: every model but full against full, 8 prompts in 2 orders each
     assert fake_judge.count == 4 * 8 * 2
-    judged = metrics[metrics["subset"] != "full"]
+    judged = metrics[metrics["method"] != "full"]
     assert judged["judge_win_rate"].between(0, 1).all() and (judged["judge_errors"] == 0).all()
     assert (judged["judge_win_rate_lo"] <= judged["judge_win_rate"]).all()
     assert (judged["judge_winning_score"] <= judged["judge_winning_score_hi"]).all()
-    assert metrics.loc[metrics["subset"] == "full", "judge_win_rate"].isna().all()
+    assert metrics.loc[metrics["method"] == "full", "judge_win_rate"].isna().all()
+    summary = (results / "summary.md").read_text()
+    assert "Machine: " in summary and "| m-b | lp1 (m-a) | hard | 1/2 |" in summary
+    assert "one seed: no interval over seeds" in summary
     assert pd.read_csv(results / "tables/synth/model_sizes.csv").set_index("model")["n_parameters"]["m-b"] > 1000
-    responses = json.loads((results / "responses/synth/m-b/m-a/lp1_cluster_0.5_hard_seed42.json").read_text())
+    responses = json.loads((results / "responses/synth/m-b/m-a/lp1_cluster_k2_hard_seed42.json").read_text())
     assert len(responses) == 8 and set(responses[0]) == {"instruction", "output", "generator"}
-    assert responses[0]["generator"] == "m-b/m-a/lp1_cluster_0.5_hard_seed42"
+    assert responses[0]["generator"] == "m-b/m-a/lp1_cluster_k2_hard_seed42"
     assert {r["headers"]["Authorization"] for r in fake_judge.requests} == {f"Bearer {JUDGE_KEY}"}
     for path in results.rglob("*"):
         if path.is_file() and path.suffix in (".log", ".json", ".jsonl", ".csv", ".tsv"):
@@ -112,10 +129,10 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     more["grid"]["fractions"] = [0.5, 0.25]
     counts = job_counts(run_snakemake(workdir, more, "-n", "--cores", "2").stdout)
     assert set(counts) == {"select", "finetune_target", "predict", "evaluate", "responses", "judge", "aggregate",
-                           "figure", "all"}
+                           "figure", "summary", "all"}
     assert counts["select"] == 3  # lp1 x 2 proxies + random
 
     sizes = pd.read_csv(results / "tables/synth/subsets.csv")
     assert (sizes["realized_fraction"] >= 0.5).all()
-    subset = json.loads((results / "subsets/synth/m-a/lp1_cluster_0.5_hard_seed42.json").read_text())
+    subset = json.loads((results / "subsets/synth/m-a/lp1_cluster_k2_hard_seed42.json").read_text())
     assert subset["n_selected"] == len(subset["ids"])

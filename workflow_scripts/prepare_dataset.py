@@ -8,4 +8,5 @@ run_stage(
     snakemake.params.spec,
     snakemake.output.train,
     snakemake.output.test,
+    snakemake.output.stats,
 )

@@ -1,0 +1,91 @@
+"""results/summary.md: the headline numbers of a training study, the ones a reader compares with the
+README or another run, with the machine that produced them (float rounding differs across CPU kinds)."""
+
+import json
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+from .figures import headline_win_rate
+
+# task metrics shown beside the win rate, where a study has them
+COLUMNS = ("exact_match", "rouge_l", "heldout_ppl")
+
+
+def machine() -> str:
+    """CPU model and the instruction sets that change float rounding (AVX-512, native bfloat16)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    kind = "AVX-512 with bf16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else (
+        "AVX2 only" if "avx2" in flags else "no AVX2")
+    import torch
+
+    return f"{model} ({kind}), torch {torch.__version__}, {platform.python_implementation()} {platform.python_version()}"
+
+
+def _value(row, column: str) -> str:
+    mean, lo, hi = row.get(column), row.get(f"{column}_seed_lo"), row.get(f"{column}_seed_hi")
+    if mean is None or pd.isna(mean):
+        return ""
+    return f"{mean:.3f}" if pd.isna(lo) else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _table(header, rows) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + [
+        "| " + " | ".join(map(str, r)) + " |" for r in rows]
+
+
+def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
+    stats = json.loads(Path(tables["stats"]).read_text())
+    seeds, subsets = pd.read_csv(tables["seeds"]), pd.read_csv(tables["subsets"])
+    corr = pd.read_csv(tables["rank_correlation"])
+    lines = [f"## {name}", "",
+             f"Rows: {stats['n_train']} train, {stats['n_test']} held out; {stats['dropped_empty']} empty rows "
+             f"dropped, {stats['duplicates']} exact duplicates ({stats['deduplicated']} dropped).", ""]
+    score_rows = []
+    for proxy, path in score_paths.items():
+        scores = pd.read_csv(path)
+        unscorable = int((~scores["scorable"].astype(bool)).sum()) if "scorable" in scores else 0
+        truncated = int(scores["truncated"].astype(bool).sum()) if "truncated" in scores else 0
+        score_rows.append((proxy, len(scores) - unscorable, unscorable, truncated))
+    lines += _table(("proxy", "samples scored", "unscorable (left out of selection)", "truncated to max_length"),
+                    score_rows) + [""]
+    metric = headline_win_rate(seeds)
+    n_seeds = int(seeds["n_seeds"].max())
+    columns = [metric] + [c for c in COLUMNS if c in seeds and seeds[c].notna().any()]
+    interval = "mean [95% interval over seeds]" if n_seeds > 1 else "one seed: no interval over seeds"
+    lines += [f"Per trained target ({metric} against the full-data model of the same seed; {n_seeds} seed(s), "
+              f"{interval}). Nominal = 1/k per cluster, realized = selected rows / all rows.", ""]
+    order = seeds.sort_values(["target", "method", "selector", "part", "chunks"], key=lambda c: c.astype(str))
+    rows = [(r["target"], r["display"] if r["selector"] == "none" else f"{r['display']} ({r['selector']})",
+             r["part"], "" if r["method"] in ("full", "base") else f"1/{int(r['chunks'])}",
+             f"{r['realized_fraction']:.3f}", *(_value(r, c) for c in columns)) for _, r in order.iterrows()]
+    lines += _table(("target", "model", "part", "nominal", "realized", *columns), rows) + [""]
+    lp1 = corr[(corr["score"] == "lp1") & (corr["model_a"] < corr["model_b"])]
+    lines += ["Kendall tau of LP(1) rankings between proxies:", ""]
+    lines += _table(("model a", "model b", "tau"), [(r.model_a, r.model_b, f"{r.kendall_tau:.3f}")
+                                                   for r in lp1.itertuples()]) + [""]
+    flags = [f"{int(subsets[c].astype(bool).sum())} {what}" for c, what in (
+        ("oversized", "over 1.5x their nominal fraction"), ("degenerate_scores", "ranked by a degenerate score"))
+        if c in subsets]
+    flags.append(f"{int((subsets['same_rows_as'].fillna('') != '').sum())} with the same rows as another")
+    lines += [f"Subsets: {len(subsets)}; " + ", ".join(flags) + " (see tables/subsets.csv).", ""]
+    return lines
+
+
+def write_summary(datasets: dict, score_paths: dict, out_md) -> None:
+    """`datasets` maps a dataset to its table paths (stats, seeds, subsets, rank_correlation),
+    `score_paths` a dataset to {proxy: score table}."""
+    from .fileio import write_text
+
+    lines = ["# Study summary", "", f"Machine: {machine()}.", ""]
+    for name, tables in datasets.items():
+        lines += dataset_section(name, tables, score_paths[name])
+    write_text(out_md, "\n".join(lines))

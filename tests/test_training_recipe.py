@@ -1,0 +1,119 @@
+"""One training recipe at every model size: a global batch whatever the GPU count, bf16 that really
+runs in bfloat16 on the response-only loss, and gradient checkpointing that changes nothing but memory."""
+
+import copy
+import logging
+
+import pytest
+import torch
+import yaml
+from transformers import TrainerCallback
+
+from conftest import ROOT
+from lpselect import study, synthetic
+from lpselect.models import build_fresh_model
+from lpselect.tokenization import encode_rows
+from lpselect.training import accumulation_steps, build_trainer, training_arguments
+
+HP = {"epochs": 1, "learning_rate": 1e-2, "lr_scheduler": "constant", "warmup_ratio": 0.0, "weight_decay": 0.0,
+      "batch_size": 4, "global_batch_size": 4, "logging_steps": 1}
+
+
+def paper_config() -> dict:
+    return yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text())
+
+
+def test_paper_config_trains_every_model_with_the_same_global_batch():
+    config = paper_config()
+    study.validate_config(config)
+    hp, seen = config["training"], set()
+    for name in config["grid"]["proxies"] + config["grid"]["targets"]:
+        processes = max(1, study.size_resources(config, name, "train")["gpus"])
+        seen.add(processes)
+        assert hp["batch_size"] * processes * accumulation_steps(hp, processes) == 128
+    assert seen == {1, 2, 4}  # the grid really spans GPU counts
+    assert hp["bf16"] and hp["tf32"] and hp["gradient_checkpointing"]
+
+
+def test_a_global_batch_that_does_not_divide_is_rejected_before_any_job():
+    config = paper_config()
+    config["training"]["global_batch_size"] = 24  # 24 = 4 x 6 and 8 x 3, but not a multiple of 4 x 4 GPUs
+    with pytest.raises(study.ConfigError, match=r"training\.global_batch_size.*'opt-6\.7b' \(4 GPUs"):
+        study.validate_config(config)
+    del config["training"]["global_batch_size"]
+    with pytest.raises(study.ConfigError, match=r"training\.global_batch_size is missing"):
+        study.validate_config(config)
+
+
+def test_accumulation_is_derived_from_the_world_size(tmp_path, monkeypatch):
+    hp = {**HP, "batch_size": 4, "global_batch_size": 128}
+    assert [accumulation_steps(hp, n) for n in (1, 2, 4)] == [32, 16, 8]
+    with pytest.raises(ValueError, match=r"training\.global_batch_size \(128\).*training\.batch_size \(4\) x 3"):
+        accumulation_steps(hp, 3)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert training_arguments(hp, tmp_path, 0).gradient_accumulation_steps == 32
+
+
+def test_tf32_is_ignored_and_logged_without_an_ampere_gpu(tmp_path, caplog):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA host may honour tf32")
+    with caplog.at_level(logging.INFO, logger="lpselect.training"):
+        args = training_arguments({**HP, "tf32": True}, tmp_path, 0)
+    assert not args.tf32 and "training.tf32 ignored" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def examples(tiny_tokenizer):
+    return encode_rows(synthetic.generate(2, 2, 1), tiny_tokenizer, 512)[:8]
+
+
+def fresh(tokenizer, layers=1):
+    return build_fresh_model({"hidden_size": 16, "num_layers": layers, "num_heads": 2}, tokenizer, 0)
+
+
+@pytest.mark.parametrize("response_loss", [True, False])
+@pytest.mark.parametrize("bf16", [True, False])
+def test_training_matmuls_run_in_the_configured_precision(tiny_tokenizer, examples, tmp_path, bf16, response_loss):
+    """Output dtypes of every Linear during real Trainer steps: bfloat16 with bf16, float32 without,
+    for the response-only loss (single process) and the stock loss (the DDP/FSDP path)."""
+    model = fresh(tiny_tokenizer)
+    dtypes = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
+    trainer = build_trainer(model, tiny_tokenizer, examples, {**HP, "bf16": bf16}, tmp_path, 0,
+                            response_loss=response_loss, checkpoints=False)
+    trainer.train()
+    assert dtypes == {torch.bfloat16 if bf16 else torch.float32}
+    assert next(model.parameters()).dtype == torch.float32  # master weights stay float32
+
+
+class GradientsBeforeStep(TrainerCallback):
+    """The gradients of the first optimizer step."""
+
+    def __init__(self):
+        self.grads = None
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if self.grads is None:
+            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_tokenizer, examples, tmp_path):
+    base = fresh(tiny_tokenizer, layers=2)
+    runs = {}
+    for checkpointing in (False, True):
+        model, grads, calls = copy.deepcopy(base), GradientsBeforeStep(), []
+        model.model.layers[0].self_attn.q_proj.register_forward_hook(lambda *_: calls.append(1))
+        trainer = build_trainer(model, tiny_tokenizer, examples, {**HP, "gradient_checkpointing": checkpointing},
+                                tmp_path / str(checkpointing), 0, callbacks=[grads], checkpoints=False)
+        assert type(trainer).__name__ == "ResponseLossTrainer"
+        trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        runs[checkpointing] = losses, grads.grads, len(calls)
+    (plain_loss, plain_grads, plain_calls), (ckpt_loss, ckpt_grads, ckpt_calls) = runs[False], runs[True]
+    assert ckpt_calls == 2 * plain_calls  # the layer really ran again in the backward pass
+    assert ckpt_loss == pytest.approx(plain_loss, rel=1e-6)
+    for name, grad in plain_grads.items():
+        assert grad.abs().sum() > 0 or "embed" in name
+        torch.testing.assert_close(ckpt_grads[name], grad, rtol=1e-5, atol=1e-7)
