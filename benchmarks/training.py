@@ -44,8 +44,8 @@ def train_once(args, rows, sampling: str, response_loss: bool) -> dict:
     model, tokenizer = common.load_model(args.model, rows)  # fresh weights for every run
     examples = encode_rows(rows, tokenizer, args.max_length)
     hp = {"epochs": args.epochs, "learning_rate": args.learning_rate, "lr_scheduler": "cosine", "warmup_ratio": 0.03,
-          "weight_decay": 0.0, "batch_size": args.batch_size, "global_batch_size": args.batch_size, "sampling": sampling,
-          "logging_steps": 1}
+          "weight_decay": 0.0, "batch_size": args.batch_size, "global_batch_size": args.batch_size,
+          "sampling": sampling, "logging_steps": 1}
     with tempfile.TemporaryDirectory() as out:
         trainer = build_trainer(model, tokenizer, examples, hp, out, args.seed, response_loss=response_loss,
                                 checkpoints=False)
