@@ -10,8 +10,10 @@ import pandas as pd
 
 
 def mean_perplexity(frame: pd.DataFrame) -> float:
-    """Token-weighted perplexity over a whole split: exp(total NLL / total tokens)."""
-    return math.exp(float((frame["loss"] * frame["n_tokens"]).sum() / frame["n_tokens"].sum()))
+    """Token-weighted perplexity over a whole split: exp(total NLL / total tokens); rows without a
+    response token (NaN loss) weigh nothing."""
+    scored = frame[frame["n_tokens"] > 0]
+    return math.exp(float((scored["loss"] * scored["n_tokens"]).sum() / scored["n_tokens"].sum()))
 
 
 def pairwise_outcomes(pred: pd.DataFrame, ref: pd.DataFrame, tie_tolerance: float) -> pd.Series:
@@ -22,7 +24,7 @@ def pairwise_outcomes(pred: pd.DataFrame, ref: pd.DataFrame, tie_tolerance: floa
     """
     if not pred["id"].equals(ref["id"]):
         raise ValueError("the two prediction tables list different prompts")
-    outcome = np.sign(ref["loss"] - pred["loss"]).astype(int)
+    outcome = np.sign(ref["loss"] - pred["loss"]).fillna(0).astype(int)  # no response token: no loss verdict
     close = (pred["loss"] - ref["loss"]).abs() <= tie_tolerance * ref["loss"].abs()
     outcome[close] = 0
     if "exact_match" in pred:
@@ -81,7 +83,7 @@ def judged_summary(status: pd.Series, outcome: pd.Series, n_resamples: int, conf
 def summarize(pred: pd.DataFrame, outcomes: pd.Series | None, references=None) -> dict:
     """Metrics of one model: held-out perplexity, exact match overall and per difficulty, ROUGE-L F1
     against `references` (when there are generations), W/T/L."""
-    metrics = {"n_test": len(pred), "heldout_ppl": mean_perplexity(pred)}
+    metrics = {"n_test": len(pred), "n_unscorable": int((pred["n_tokens"] == 0).sum()), "heldout_ppl": mean_perplexity(pred)}
     if "generation" in pred and references is not None:
         metrics["rouge_l"] = float(np.mean(rouge_l(pred["generation"], references)))
     if "exact_match" in pred:

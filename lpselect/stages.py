@@ -220,10 +220,12 @@ def predict(model_dir, rows_path, cfg: dict, max_length: int, template: str, out
 def evaluate(pred_csv, reference_csv, rows_path, tie_tolerance: float, out_json) -> None:
     from . import metrics
 
-    pred = pd.read_csv(pred_csv, keep_default_na=False)
+    # an empty generation stays "", an unscorable row's loss is NaN
+    read = lambda path: pd.read_csv(path, keep_default_na=False, na_values={"loss": [""], "perplexity": [""]})  # noqa: E731
+    pred = read(pred_csv)
     outcomes = None
     if reference_csv:
-        outcomes = metrics.pairwise_outcomes(pred, pd.read_csv(reference_csv, keep_default_na=False), tie_tolerance)
+        outcomes = metrics.pairwise_outcomes(pred, read(reference_csv), tie_tolerance)
     references = None
     if rows_path:
         rows = {r["id"]: r["output"] for r in read_jsonl(rows_path)}

@@ -45,6 +45,7 @@ def _table(header, rows) -> list[str]:
 def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
     stats = json.loads(Path(tables["stats"]).read_text())
     seeds, subsets = pd.read_csv(tables["seeds"]), pd.read_csv(tables["subsets"])
+    seeds["part"] = seeds["part"].fillna("")  # the references have none
     corr = pd.read_csv(tables["rank_correlation"])
     lines = [f"## {name}", "",
              f"Rows: {stats['n_train']} train, {stats['n_test']} held out; {stats['dropped_empty']} empty rows "

@@ -161,3 +161,18 @@ def test_long_prompts_are_cut_to_fit_the_models_context(tmp_path, tiny_tokenizer
     cfg = {"batch_size": 2, "max_new_tokens": 16}
     stages.responses(tmp_path / "rows.jsonl", "opt/none/base", tmp_path / "r.json", model_dir=tmp_path / "opt", cfg=cfg)
     assert len(json.loads((tmp_path / "r.json").read_text())) == 2
+
+
+def test_held_out_rows_without_a_response_token_are_counted_not_averaged(tmp_path):
+    pred = pd.DataFrame({"id": ["a", "b", "c"], "n_tokens": [2, 0, 4], "loss": [1.0, np.nan, 2.0],
+                         "perplexity": [np.e, np.nan, np.e**2], "generation": ["x", "", "y"], "exact_match": [0, 0, 1]})
+    ref = pred.assign(loss=[2.0, np.nan, 1.0])
+    rows = tmp_path / "test.jsonl"
+    rows.write_text("".join(json.dumps({"id": i, "instruction": "q", "input": "", "output": o}) + "\n"
+                            for i, o in zip("abc", ("x", "z", "y"))))
+    pred.to_csv(tmp_path / "pred.csv", index=False)
+    ref.to_csv(tmp_path / "ref.csv", index=False)
+    stages.evaluate(tmp_path / "pred.csv", tmp_path / "ref.csv", rows, 0.01, tmp_path / "metrics.json")
+    out = json.loads((tmp_path / "metrics.json").read_text())
+    assert out["n_unscorable"] == 1 and out["heldout_ppl"] == pytest.approx(np.exp((2 * 1.0 + 4 * 2.0) / 6))
+    assert (out["wins"], out["ties"], out["losses"]) == (1, 1, 1)  # b: no verdict from a missing loss
