@@ -93,13 +93,14 @@ def over_seeds(metrics: pd.DataFrame, columns) -> pd.DataFrame:
 
 def subset_sizes(subset_paths) -> tuple[pd.DataFrame, dict]:
     """One row per subset (sizes and flags), with `same_rows_as` naming an earlier subset of the same
-    selector with exactly the same rows (two settings that select one set are worth a warning)."""
+    selector and seed with exactly the same rows (two settings that select one set are worth a warning;
+    a score-based subset is the same set under every seed, which is expected)."""
     rows, members, first = [], {}, {}
     for path in subset_paths:
         sub = json.loads(Path(path).read_text())
         selector = Path(path).parent.name
         members[(selector, sub["subset"])] = sub["ids"]
-        twin = first.setdefault((selector, tuple(sub["ids"])), sub["subset"])
+        twin = first.setdefault((selector, sub["seed"], tuple(sub["ids"])), sub["subset"])
         if twin != sub["subset"]:
             log.warning("%s/%s selects exactly the rows of %s/%s", selector, sub["subset"], selector, twin)
         rows.append({"selector": selector} | {k: v for k, v in sub.items() if k != "ids"}

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from lpselect import stages, study
+from lpselect import aggregate, stages, study
 from lpselect.fileio import write_jsonl
 from lpselect.selection import Subset, select
 
@@ -133,3 +133,17 @@ def test_select_stage_writes_byte_identical_files(tmp_path):
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
     assert json.loads(outputs[0])["n_selected"] == 3
+
+
+def test_subsets_with_the_same_rows_are_named_within_a_seed(tmp_path, caplog):
+    def subset(name, seed, ids):
+        (tmp_path / "p").mkdir(exist_ok=True)
+        path = tmp_path / "p" / f"{name}.json"
+        path.write_text(json.dumps({"subset": name, "seed": seed, "n_selected": len(ids), "ids": ids}))
+        return path
+
+    paths = [subset("lp1_cluster_k2_hard_seed1", 1, ["a", "b"]), subset("lp1_cluster_k3_hard_seed1", 1, ["a", "b"]),
+             subset("lp1_cluster_k2_hard_seed2", 2, ["a", "b"])]  # a score ranks alike under every seed
+    sizes, _ = aggregate.subset_sizes(paths)
+    assert sizes["same_rows_as"].tolist() == ["", "lp1_cluster_k2_hard_seed1", ""]
+    assert "p/lp1_cluster_k3_hard_seed1 selects exactly the rows of p/lp1_cluster_k2_hard_seed1" in caplog.text
