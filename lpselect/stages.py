@@ -290,10 +290,8 @@ def score_dump(paths, dataset: str, seed: int, out_csv) -> None:
     """The workflow's score table, from the paper's released per-epoch perplexities."""
     from . import dumps
 
-    frames = dumps.epoch_losses(list(paths), dataset)
-    table = scoring.score_table(frames, seed)
-    # the paper's values stay (P = 1, LP(1) = 0); score_table may carry `scorable` itself, same values
-    table["scorable"] = frames[0]["scorable"].to_numpy()
+    # unscorable rows keep the paper's values (P = 1, LP(1) = 0) and are marked scorable = False
+    table = scoring.score_table(dumps.epoch_losses(list(paths), dataset), seed)
     log.info("%s: %d samples, %d unscorable (P = 1.0 at every epoch), median LP(1) %.3f",
              out_csv, len(table), (~table["scorable"]).sum(), table["lp1"].median())
     write_csv(out_csv, table)
