@@ -172,9 +172,9 @@ def transfer_heatmap(metrics: pd.DataFrame, metric: str | None = None, **_):
             ax.text(j, i, f"{v:+.3f}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30)
         ax.set_yticks(range(grid.shape[0]), grid.index)
+        span = f"{realized.min():.3g}" + ("" if realized.min() == realized.max() else f"-{realized.max():.3g}")
         ax.set(xlabel="target", ylabel="proxy",
-               title=f"1/{round(1 / frac)} per cluster ({realized.min():.3g}-{realized.max():.3g}% of rows):\n"
-                     f"{metric} gain over random")
+               title=f"1/{round(1 / frac)} per cluster ({span}% of rows):\n{metric} gain over random")
         fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
 
