@@ -1,7 +1,6 @@
 """What the benchmarks share: the models they run, the real rows they read, the machine's matmul peak,
 and peak-memory measurement (Linux: /proc/self/clear_refs resets the VmHWM high-water mark)."""
 
-import platform
 import re
 import time
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from lpselect import data, models
+from lpselect import data, models, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / ".models"  # converted packaged models (git-ignored)
@@ -89,12 +88,7 @@ def timed(fn, *args, **kwargs):
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"cpu": summary.cpu(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 
 

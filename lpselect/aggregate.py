@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.stats import kendalltau, spearmanr, t
 
 from .fileio import parameter_count, read_jsonl, write_csv
-from .selection import Subset
+from .selection import Subset, full_reference_seed
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ def describe(selector: str, subset: str) -> dict:
     if subset == "base":
         return {"method": "base", "scheme": "", "chunks": 0, "fraction": 0.0, "part": "", "seed": None,
                 "display": "base"}
-    if subset.startswith("full_seed"):
+    if full_reference_seed(subset) is not None:
         return {"method": "full", "scheme": "", "chunks": 1, "fraction": 1.0, "part": "",
-                "seed": int(subset.removeprefix("full_seed")), "display": "full"}
+                "seed": full_reference_seed(subset), "display": "full"}
     s = Subset.parse(subset)
     return {f: getattr(s, f) for f in SUBSET_FIELDS} | {"display": s.display}
 
@@ -279,7 +279,7 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
         for proxy, paths in proxy_ledgers.items()
     }
     full = {(t, describe(sel, sub)["seed"]): _ledger(p)
-            for (t, sel, sub), p in target_ledgers.items() if sub.startswith("full_seed")}
+            for (t, sel, sub), p in target_ledgers.items() if full_reference_seed(sub) is not None}
     rows = []
     for (target, selector, subset), path in target_ledgers.items():
         own = _ledger(path)

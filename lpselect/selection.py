@@ -56,6 +56,12 @@ def full_reference(seed: int) -> str:
     return f"full_seed{seed}"
 
 
+def full_reference_seed(name: str) -> int | None:
+    """The seed of a full-data reference's name (full_seed<N>), None for any other model."""
+    m = re.fullmatch(r"full_seed([0-9]+)", name)
+    return int(m[1]) if m else None
+
+
 @dataclass(frozen=True)
 class Subset:
     method: str

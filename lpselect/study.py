@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .selection import PARTS, Subset, chunks_for, fraction_error, full_reference
+from .selection import PARTS, Subset, chunks_for, fraction_error, full_reference, full_reference_seed
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -131,10 +131,16 @@ def trained_models(grid: dict) -> list[tuple[str, str]]:
 def pairwise_reference(grid: dict, subset: str) -> str | None:
     """The full-data model a model is compared with: the one trained with the same seed (the base
     model, which has no seed, with the first seed's); None for the full-data models themselves."""
-    if subset.startswith("full_seed"):
+    if full_reference_seed(subset) is not None:
         return None
     seed = grid["seeds"][0] if subset == "base" else Subset.parse(subset).seed
     return full_reference(seed)
+
+
+def training_seed(subset: str) -> int:
+    """The seed a trained model's fine-tune runs with: its reference's or its subset's."""
+    seed = full_reference_seed(subset)
+    return Subset.parse(subset).seed if seed is None else seed
 
 
 def n_clusters(config: dict, dataset: str) -> int:

@@ -13,21 +13,23 @@ from .figures import headline_win_rate
 COLUMNS = ("exact_match", "rouge_l", "heldout_ppl")
 
 
-def machine() -> str:
+def cpu() -> str:
     """CPU model and the instruction sets that change float rounding (AVX-512, native bfloat16)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    fields = {}
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine()):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's
+    flags = set(fields.get("flags", "").split())
     kind = "AVX-512 with bf16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else (
         "AVX2 only" if "avx2" in flags else "no AVX2")
+    return f"{fields.get('model name') or platform.processor() or platform.machine()} ({kind})"
+
+
+def machine() -> str:
     import torch
 
-    return f"{model} ({kind}), torch {torch.__version__}, {platform.python_implementation()} {platform.python_version()}"
+    return f"{cpu()}, torch {torch.__version__}, {platform.python_implementation()} {platform.python_version()}"
 
 
 def _value(row, column: str) -> str:

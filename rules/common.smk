@@ -10,7 +10,12 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from lpselect import judge, study
-from lpselect.selection import REFERENCE_PATTERN, SUBSET_PATTERN, Subset
+from lpselect.selection import (
+    REFERENCE_PATTERN,
+    SUBSET_PATTERN,
+    Subset,
+    full_reference_seed,
+)
 
 # Schema plus cross-references (unknown models, datasets), before any job starts.
 study.validate_config(config)
@@ -168,7 +173,7 @@ def finetune_inputs(wildcards):
         "model": f"results/models/{wildcards.target}",
         "rows": f"results/datasets/{wildcards.dataset}/train.jsonl",
     }
-    if not wildcards.subset.startswith("full_seed"):
+    if full_reference_seed(wildcards.subset) is None:
         inputs["subset"] = (
             f"results/subsets/{wildcards.dataset}/{wildcards.selector}/{wildcards.subset}.json"
         )

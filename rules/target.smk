@@ -21,11 +21,7 @@ rule finetune_target:
         cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:
         hp=config["training"],
-        seed=lambda wildcards: (
-            int(wildcards.subset.removeprefix("full_seed"))
-            if wildcards.subset.startswith("full_seed")
-            else Subset.parse(wildcards.subset).seed
-        ),
+        seed=lambda wildcards: study.training_seed(wildcards.subset),
         max_length=config["max_length"],
         template=config["prompt_template"],
         state="results/.state/finetune_target/{dataset}/{target}/{selector}/{subset}",
