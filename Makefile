@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# `make plan`: the study to plan and how many training jobs run at once (for peak disk)
+CONFIG ?= config.yaml
+JOBS ?= 1
 
-.PHONY: install install-slurm install-models run run-small test lint format report clean
+.PHONY: install install-slurm install-models run run-small run-methods plan test lint format report clean
 
 $(BIN)/snakemake: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +39,14 @@ run: install
 # the real-small-models study (configs/real-small.yaml): about an hour on 2 CPU cores
 run-small: install install-models
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/default --configfile configs/real-small.yaml
+
+# every selection method on real rows (configs/methods.yaml): about 45 minutes on 2 CPU cores
+run-methods: install install-models
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/default --configfile configs/methods.yaml
+
+# the cost plan of a study from its dry run (nothing runs): jobs, GPU-hours, peak disk, judge calls per rule
+plan: install
+	$(BIN)/python -m lpselect.plan $(CONFIG) --jobs $(JOBS)
 
 report: install
 	$(BIN)/snakemake --report results/report.html

@@ -134,6 +134,51 @@ def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFr
     return pd.DataFrame(out)
 
 
+def transfer_table(subset_paths: dict, score_paths: dict, ifd_paths: dict | None = None) -> pd.DataFrame:
+    """Does a cheap model pick what an expensive one would? For every subset name selected by two or
+    more models (the hard part of each method, scheme, k and seed) and every pair of those models:
+    Kendall tau of the method's score over the rows both could rank (none for s2l, which does not
+    rank) and the overlap of the two selections, |A & B| / min(|A|, |B|) at their realized sizes,
+    with the overlap two independent random draws of those sizes would have, max(|A|, |B|) / N.
+
+    subset_paths maps (model, subset name) to a subset file; score_paths and ifd_paths map a model to
+    its score table and IFD table."""
+    from .scoring import HARDEST_FIRST
+
+    tables = {m: pd.read_csv(p) for m, p in score_paths.items()}
+    for model, path in (ifd_paths or {}).items():
+        tables[model] = tables[model].merge(pd.read_csv(path)[["id", "ifd"]], on="id", how="left")
+    chosen = {key: json.loads(Path(path).read_text()) for key, path in subset_paths.items()}
+    names = sorted({name for _, name in chosen})
+    models = list(score_paths)
+    out = []
+    for name in names:
+        subset = Subset.parse(name)
+        for a, b in itertools.combinations([m for m in models if (m, name) in chosen], 2):
+            sa, sb = chosen[(a, name)], chosen[(b, name)]
+            tau = np.nan
+            if subset.method in HARDEST_FIRST:
+                x, y = tables[a][subset.method], tables[b][subset.method]
+                both = x.notna() & y.notna()
+                tau = kendalltau(x[both], y[both]).statistic
+            na, nb = sa["n_selected"], sb["n_selected"]
+            out.append({f: getattr(subset, f) for f in SUBSET_FIELDS} | {
+                "subset": name, "display": subset.display, "model_a": a, "model_b": b, "kendall_tau": tau,
+                "n_a": na, "n_b": nb, "realized_fraction": (na + nb) / 2 / sa["n_total"],
+                "overlap": len(set(sa["ids"]) & set(sb["ids"])) / max(1, min(na, nb)),
+                "chance_overlap": max(na, nb) / sa["n_total"]})
+    columns = [*SUBSET_FIELDS, "subset", "display", "model_a", "model_b", "kendall_tau", "n_a", "n_b",
+               "realized_fraction", "overlap", "chance_overlap"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def write_transfer(subset_paths: dict, score_paths: dict, ifd_paths: dict, out_csv) -> None:
+    table = transfer_table(subset_paths, score_paths, ifd_paths)
+    for r in table.drop_duplicates(["method", "model_a", "model_b"]).itertuples():
+        log.info("%s: %s vs %s, Kendall tau %.3f", r.method, r.model_a, r.model_b, r.kendall_tau)
+    write_csv(out_csv, table)
+
+
 def model_sizes(model_dirs: dict) -> pd.DataFrame:
     return pd.DataFrame([{"model": m, "n_parameters": parameter_count(d)} for m, d in model_dirs.items()],
                         columns=["model", "n_parameters"])
@@ -266,25 +311,51 @@ def _ledger(path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def _cost(paths) -> dict:
+    ledgers = [_ledger(p) for p in paths]
+    return {k: sum(entry[k] for entry in ledgers) for k in ("flops", "wall_s")}
+
+
+def selection_cost(method: str, ledgers: dict) -> dict:
+    """FLOPs and seconds a method's selection needed from one proxy's jobs: `ledgers` holds the paths
+    of its training ledger (`train`), of its loss extractions by epoch (`extract`) and of its
+    response-only passes by epoch (`response_only`). Training is charged pro rata for the epochs the
+    method reads (LP_app needs epoch 1 only, IFD at epoch 0 none); length and random cost nothing."""
+    extract = {int(e): p for e, p in ledgers["extract"].items()}
+    n_epochs = max(extract)
+    if method in ("random", "length"):
+        return {"flops": 0.0, "wall_s": 0.0}
+    if method == "ifd":
+        ((epoch, response_pass),) = ledgers["response_only"].items()
+        epoch = int(epoch)
+        passes = [extract[epoch], response_pass]
+    else:
+        epoch = {"ppl0": 0, "lp_app": 1}.get(method, n_epochs)  # lp1 and s2l read every epoch
+        passes = [extract[e] for e in range(epoch + 1)]
+    cost = _cost(passes)
+    if epoch:
+        train = _cost([ledgers["train"]])
+        cost = {k: cost[k] + train[k] * epoch / n_epochs for k in cost}
+    return cost
+
+
 def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
-    """Per trained target: the cost of selection (its proxy's training and extraction passes; none for
-    random subsets) plus training on the subset, against training the same target on all the data.
+    """Per trained target: the cost of selection (what its method needed from its proxy's training
+    and extraction passes, selection_cost) plus training on the subset, against training the same
+    target on all the data.
 
     target_ledgers maps (target, selector, subset) to a ledger file, proxy_ledgers maps a proxy to the
-    ledger files of its training and extraction jobs. A proxy's cost is counted in full for every
-    subset it selects, although in a study it is paid once and shared.
+    ledger files of its jobs (see selection_cost). A proxy's cost is counted in full for every subset
+    it selects, although in a study it is paid once and shared.
     """
-    proxy_cost = {
-        proxy: {k: sum(_ledger(p)[k] for p in paths) for k in ("flops", "wall_s")}
-        for proxy, paths in proxy_ledgers.items()
-    }
     full = {(t, describe(sel, sub)["seed"]): _ledger(p)
             for (t, sel, sub), p in target_ledgers.items() if full_reference_seed(sub) is not None}
     rows = []
     for (target, selector, subset), path in target_ledgers.items():
         own = _ledger(path)
-        select = proxy_cost.get(selector, {"flops": 0.0, "wall_s": 0.0})
         row = {"target": target, "selector": selector, "subset": subset} | describe(selector, subset)
+        select = (selection_cost(row["method"], proxy_ledgers[selector]) if selector in proxy_ledgers
+                  else {"flops": 0.0, "wall_s": 0.0})
         reference = full[(target, row["seed"])]  # the full-data model of the same seed
         for k in ("flops", "wall_s"):
             total = own[k] + select[k]

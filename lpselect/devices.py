@@ -12,6 +12,10 @@ from pathlib import Path
 _held = []  # open lock files: a claim lasts as long as the process
 
 
+class GPUError(RuntimeError):
+    """The GPUs a job asked for are not there (or not free)."""
+
+
 def visible_gpu_count() -> int:
     if "LPSELECT_GPU_COUNT" in os.environ:  # for machines where nvidia-smi is not on PATH
         return int(os.environ["LPSELECT_GPU_COUNT"])
@@ -39,7 +43,7 @@ def claim(n: int, total: int, lock_dir) -> list[int]:
         got.append(device)
     if len(got) < n:
         release(got)
-        raise RuntimeError(f"asked for {n} GPUs, {len(got)} of {total} free (cap jobs with --resources gpu=N)")
+        raise GPUError(f"asked for {n} GPUs, {len(got)} of {total} free (cap jobs with --resources gpu=N)")
     return got
 
 
@@ -55,4 +59,18 @@ def assign(n: int, lock_dir="results/.gpu-locks") -> None:
     """Make this job see exactly n claimed GPUs, unless a scheduler already chose them."""
     if n <= 0 or os.environ.get("CUDA_VISIBLE_DEVICES"):
         return
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, claim(n, visible_gpu_count(), lock_dir)))
+    total = visible_gpu_count()
+    if total < n:  # nothing to claim on this host: check_visible says what torch sees
+        check_visible(n)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, claim(n, total, lock_dir)))
+
+
+def check_visible(n: int) -> None:
+    """Raise GPUError unless torch sees at least the n GPUs a job asked for."""
+    import torch
+
+    seen = torch.cuda.device_count()
+    if seen < n:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+        build = f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none (a CPU-only build)'}"
+        raise GPUError(f"asked for {n} GPUs, torch sees {seen} (CUDA_VISIBLE_DEVICES={visible}; {build})")

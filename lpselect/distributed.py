@@ -25,7 +25,11 @@ def launch(task: str, args: dict, processes: int) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            "-m", "lpselect.distributed", task, json.dumps(args)]
     log.info("launching %d processes: %s", processes, " ".join(cmd[:6]))
-    subprocess.run(cmd, check=True)
+    # the ranks import lpselect from this checkout: a job's conda env (envs/*.yaml) does not install it, and
+    # Snakemake puts the workflow folder on the job's sys.path only, not on its children's
+    root = str(Path(__file__).resolve().parent.parent)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    subprocess.run(cmd, check=True, env=env)
 
 
 def _train(model_dir, examples_path, hp, seed, state_dir, epochs_to_keep):

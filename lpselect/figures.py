@@ -78,6 +78,39 @@ def metric_vs_fraction(metrics: pd.DataFrame, **_):
     return fig
 
 
+def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
+    """Every method at its realized size, per target, on one proxy's selections (the first and
+    cheapest of the study) and the proxy-free ones (length; random = the baseline of the same size:
+    clust_rand draws the same per-cluster counts as every score under the cluster scheme)."""
+    keep = metrics["selector"].isin([proxy, "none"]) if proxy else np.ones(len(metrics), dtype=bool)
+    fig = metric_vs_fraction(metrics[keep])
+    fig.suptitle(f"selection methods on the picks of {proxy}" if proxy else "selection methods", fontsize=10)
+    return fig
+
+
+def transfer(transfer: pd.DataFrame, **_):
+    """Overlap of two models' selections (same method, same k) against the realized fraction, one
+    panel per method, a line per model pair (Kendall tau of the method's score in the legend), and the
+    overlap of independent random draws of the same sizes (dotted)."""
+    if transfer.empty:
+        return _placeholder("the transfer diagnostic needs two or more proxies")
+    methods = list(dict.fromkeys(transfer["display"]))
+    fig, axes = _panel_grid(len(methods), width=4.5, height=3.4, ncols=3)
+    for ax, method in zip(axes, methods):
+        at = transfer[transfer["display"] == method]
+        for (a, b), g in at.groupby(["model_a", "model_b"], sort=False):
+            g = g.groupby("realized_fraction", as_index=False)[["overlap", "chance_overlap", "kendall_tau"]].mean()
+            tau = g["kendall_tau"].mean()
+            label = f"{a} vs {b}" + ("" if np.isnan(tau) else f" (tau {tau:.2f})")
+            line = ax.plot(g["realized_fraction"] * 100, g["overlap"], marker="o", label=label)[0]
+            ax.plot(g["realized_fraction"] * 100, g["chance_overlap"], ls=":", color=line.get_color())
+        ax.set(xlabel="selected data (% of rows, realized)", ylabel="overlap of the selections", ylim=(0, 1.02),
+               title=method)
+        ax.legend(fontsize=6)
+    fig.text(0.01, 0.005, "dotted: overlap of two random draws of the same sizes", fontsize=7)
+    return fig
+
+
 def smallest_parity_fraction(metrics: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per (target, method, proxy): the smallest realized hard fraction whose win rate (mean over seeds)
     reaches 50%, and the largest fraction tried (NaN smallest fraction = never reached)."""
@@ -310,6 +343,8 @@ FIGURES = {
         compute_cost,
         fraction_to_parity,
         thirds,
+        method_comparison,
+        transfer,
     )
 }
 

@@ -4,9 +4,10 @@ chat-completions endpoint (standard library only).
 Every prompt is judged in both orders (the model as answer A, then as answer B) to cancel position
 bias. The judge must end its reply with a line that is exactly `[[A]]`, `[[B]]` or `[[tie]]`; any
 other reply is a malformed verdict, never a tie. Each judgement is appended to a JSONL cache as soon as
-it arrives, keyed by the judge model, the order and the exact texts shown, so an interrupted job
-resumes without asking again. Calls are retried with exponential backoff on HTTP 429, 5xx and
-timeouts; a call that still fails is recorded as an error (not cached, so a rerun asks again).
+it arrives, keyed by the judge (model, endpoint, temperature, max_tokens), the prompts, the order and
+the exact texts shown, so an interrupted job resumes without asking again and a changed setting asks
+anew. Calls are retried with exponential backoff on HTTP 429, 5xx and timeouts; a call that still fails
+is recorded as an error (not cached, so a rerun asks again).
 """
 
 import hashlib
@@ -158,8 +159,12 @@ def client_from_settings(cfg: dict, env=os.environ) -> ChatClient:
                       max_tokens=cfg["max_tokens"])
 
 
-def cache_key(judge_model: str, order: str, instruction: str, answer_a: str, answer_b: str) -> str:
-    blob = json.dumps([PROMPT_VERSION, judge_model, order, instruction, answer_a, answer_b])
+def cache_key(client: "ChatClient", order: str, instruction: str, answer_a: str, answer_b: str) -> str:
+    """Everything a verdict depends on: the prompts (their text, not only PROMPT_VERSION), the judge
+    (model, endpoint, sampling settings), the order and the texts shown. Numbers are normalized so
+    that temperature 0 and 0.0 are one setting."""
+    judge = [client.model, client.url, float(client.temperature), int(client.max_tokens)]
+    blob = json.dumps([PROMPT_VERSION, SYSTEM_PROMPT, USER_TEMPLATE, *judge, order, instruction, answer_a, answer_b])
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -214,7 +219,7 @@ def judge_pair(records: list[dict], reference: list[dict], client: ChatClient, c
     for i, (mine, ref) in enumerate(zip(records, reference)):
         for order in ORDERS:
             a, b = _shown(order, mine["output"], ref["output"])
-            tasks.append((i, order, mine["instruction"], a, b, cache_key(client.model, order, mine["instruction"], a, b)))
+            tasks.append((i, order, mine["instruction"], a, b, cache_key(client, order, mine["instruction"], a, b)))
     todo = [t for t in tasks if cache.get(t[-1]) is None]
     log.info("%d judgements needed, %d cached, %d to ask", len(tasks), len(tasks) - len(todo), len(todo))
     failures: dict[str, str] = {}

@@ -118,9 +118,15 @@ def load_tokenizer(path, trust_remote_code: bool = False):
     return tokenizer
 
 
+CHECKPOINT_DTYPE = "auto"  # from_pretrained: config.json's dtype, else the first floating-point weight's
+
+
 def load_model(path, dtype=torch.float32, trust_remote_code: bool = False, device=None):
     """Model (on `device`, default: this process's GPU or the CPU) and tokenizer from a local folder
-    or a hub id, ready for scoring (the Trainer places models it trains itself)."""
+    or a hub id, ready for scoring (the Trainer places models it trains itself). `dtype=CHECKPOINT_DTYPE`
+    keeps the checkpoint's own dtype (a bfloat16 checkpoint is not upcast, in memory or when saved again).
+    Loading is RAM-efficient either way: transformers 5 builds the model on the meta device and reads
+    the weights straight into it (what low_cpu_mem_usage used to ask for; the option is gone)."""
     tokenizer = load_tokenizer(path, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     return model.to(device or default_device()), tokenizer

@@ -28,8 +28,40 @@ def random_scores(ids, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random(len(ids))
 
 
-# how each score column is turned into a hardness order (ascending = hardest first)
-HARDEST_FIRST = {"lp1": 1, "lp_app": 1, "ppl0": -1, "random": 1}
+# How each score column is turned into a hardness order (ascending = hardest first). The columns live
+# in the proxy's score table (lp1, lp_app, ppl0, random), its IFD table (ifd) or the length table.
+HARDEST_FIRST = {
+    "lp1": 1,  # learned late (small share of the loss drop in epoch 1) = hard
+    "lp_app": 1,  # the same, relative to P_0 only
+    "ppl0": -1,  # the base proxy's perplexity: high = hard
+    "ifd": -1,  # instruction-following difficulty: the prompt helps little = hard
+    "length": -1,  # longest responses first
+    "random": 1,
+}
+
+
+def ifd_table(prompted: pd.DataFrame, response_only: pd.DataFrame) -> pd.DataFrame:
+    """Instruction-Following Difficulty (Li et al., 2024, Cherry LLM; Superfiltering with a small
+    model): IFD = PPL(response | prompt) / PPL(response alone), from two loss tables of one model over
+    the same samples and the same response tokens. High = the prompt barely helps = hard; IFD >= 1 = the
+    prompt does not help at all (Superfiltering drops those). A sample missing a response token in
+    either pass is unscorable (NaN)."""
+    if not prompted["id"].equals(response_only["id"]):
+        raise ValueError("the prompted and response-only losses list different samples")
+    scorable = (prompted["n_tokens"].to_numpy() > 0) & (response_only["n_tokens"].to_numpy() > 0)
+    ppl_prompted = prompted["perplexity"].to_numpy(dtype=float)
+    ppl_response = response_only["perplexity"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ifd = np.where(scorable, ppl_prompted / ppl_response, np.nan)
+    return pd.DataFrame({"id": prompted["id"], "ppl_prompted": ppl_prompted, "ppl_response": ppl_response,
+                         "ifd": ifd, "scorable": scorable})
+
+
+def log_trajectories(scores: pd.DataFrame) -> np.ndarray:
+    """Per sample, its mean response loss (log perplexity) at epochs 0..n of a score table: what
+    SmallToLarge clusters."""
+    columns = sorted((c for c in scores if c[0] == "p" and c[1:].isdigit()), key=lambda c: int(c[1:]))
+    return np.log(scores[columns].to_numpy(dtype=float))
 
 
 def scorable_rows(epoch_losses: list[pd.DataFrame]) -> np.ndarray:

@@ -62,7 +62,7 @@ def prepare_model(
     spec: dict, seed: int, out_dir, tokenizer_dir=None, warmup=None, hp=None, max_length=512, template="alpaca"
 ) -> None:
     """A base model folder: a fresh decoder from sizes and a seed (warmed up on generated rows), a
-    copy of a pretrained one, or the float conversion of a packaged GGUF file."""
+    copy of a pretrained one (in its own dtype), or the float32 conversion of a packaged GGUF file."""
     from . import models
 
     if spec["source"] == "fresh":
@@ -75,7 +75,10 @@ def prepare_model(
     elif spec["source"] == "gguf":
         model, tokenizer = models.convert_gguf(spec, out_dir)
     else:
-        model, tokenizer = models.load_model(spec["path"], trust_remote_code=spec.get("trust_remote_code", False))
+        # a copy: in the checkpoint's own dtype (a bf16 checkpoint stays bf16, half the disk and RAM of
+        # float32) and on the CPU (no GPU is held just to save it); training upcasts when it loads it
+        model, tokenizer = models.load_model(spec["path"], dtype=models.CHECKPOINT_DTYPE, device="cpu",
+                                             trust_remote_code=spec.get("trust_remote_code", False))
     log.info("%s: %d parameters", out_dir, models.count_parameters(model))
     models.save_model(model, tokenizer, out_dir)
 
@@ -125,6 +128,11 @@ def train_model(
     watch = ledger.Stopwatch()
     tokenizer, examples = _training_examples(model_dir, rows_path, subset_path, max_length, template)
     epochs = sorted(epoch_outputs)
+    # resume only a state this very job left (same settings, same inputs); wipe one a changed job left
+    parameters = {"hp": hp, "seed": seed, "max_length": max_length, "template": template, "epochs_kept": epochs,
+                  "processes": processes}
+    inputs = {"model": model_dir, "rows": rows_path, "subset": subset_path}
+    training.use_state(state_dir, training.fingerprint(parameters, inputs))
     if processes > 1:
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         examples_path = Path(state_dir) / "examples.json"
@@ -147,16 +155,19 @@ def train_model(
 
 
 def extract_losses(
-    model_dir, rows_path, cfg: dict, max_length: int, template: str, out_csv, ledger_out, processes: int = 1
+    model_dir, rows_path, cfg: dict, max_length: int, template: str, out_csv, ledger_out, processes: int = 1,
+    response_only: bool = False,
 ) -> None:
     """Per-sample response losses of one model on the rows (`cfg`: the config's extraction section);
-    with processes > 1, one rank per GPU."""
-    from . import distributed, ledger, losses, models
-    from .tokenization import encode_rows
+    with processes > 1, one rank per GPU. `response_only` scores the same response tokens without
+    their prompt (IFD's second pass)."""
+    from . import distributed, ledger, losses, models, tokenization
 
     watch = ledger.Stopwatch()
     tokenizer = models.load_tokenizer(model_dir)
-    examples = encode_rows(read_jsonl(rows_path), tokenizer, max_length, template)
+    examples = tokenization.encode_rows(read_jsonl(rows_path), tokenizer, max_length, template)
+    if response_only:
+        examples = tokenization.response_only(examples, tokenizer)
     if processes > 1:
         examples_path = Path(f"{out_csv}.examples.json")
         examples_path.write_text(json.dumps(examples))
@@ -190,6 +201,25 @@ def score(loss_csvs: list, rows_path, seed: int, out_csv) -> None:
     write_csv(out_csv, table)
 
 
+def ifd(prompted_csv, response_csv, out_csv) -> None:
+    table = scoring.ifd_table(pd.read_csv(prompted_csv), pd.read_csv(response_csv))
+    ifd = table.loc[table["scorable"], "ifd"]
+    log.info("%s: %d samples, %d unscorable, median IFD %.3f, %d with IFD >= 1", out_csv, len(table),
+             (~table["scorable"]).sum(), ifd.median(), (ifd >= 1).sum())
+    write_csv(out_csv, table)
+
+
+def response_lengths(model_dir, rows_path, out_csv) -> None:
+    """Response length in tokens of the model's tokenizer (no special tokens, no truncation)."""
+    from . import models
+
+    tokenizer = models.load_tokenizer(model_dir)
+    rows = read_jsonl(rows_path)
+    lengths = [len(tokenizer(r["output"], add_special_tokens=False)["input_ids"]) for r in rows]
+    log.info("%s: %d responses, median %d tokens (tokenizer of %s)", out_csv, len(rows), np.median(lengths), model_dir)
+    write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "length": lengths}))
+
+
 def cluster(rows_path, cfg: dict, out_csv) -> None:
     from . import clustering
 
@@ -198,12 +228,13 @@ def cluster(rows_path, cfg: dict, out_csv) -> None:
     write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "cluster": labels}))
 
 
-def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json) -> None:
+def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, options: dict | None = None) -> None:
+    """`options`: the method's own settings (study.select_options)."""
     subset = selection.Subset.parse(subset_name)
     ids = pd.Series([r["id"] for r in read_jsonl(rows_path)])
     scores = pd.read_csv(scores_csv) if scores_csv else None
     clusters = pd.read_csv(clusters_csv) if clusters_csv else None
-    chosen = selection.select(subset, ids, scores, clusters)
+    chosen = selection.select(subset, ids, scores, clusters, **(options or {}))
     log.info("%s: %d of %d rows (%.3f, nominal %.3f)", subset_name, chosen["n_selected"], chosen["n_total"],
              chosen["realized_fraction"], chosen["fraction"])
     write_json(out_json, chosen)

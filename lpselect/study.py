@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .selection import PARTS, Subset, chunks_for, fraction_error, full_reference, full_reference_seed
+from .selection import PARTS, PROXY_FREE, Subset, chunks_for, fraction_error, full_reference, full_reference_seed
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -66,6 +66,10 @@ def _check_references(config: dict) -> None:
         raise ConfigError(f"config key fresh_models is missing (needed by fresh model {fresh[0]!r})")
     if fresh and config["fresh_models"]["tokenizer_dataset"] not in datasets:
         raise ConfigError("config key fresh_models.tokenizer_dataset: must name a dataset under datasets")
+    ifd_epoch = method_settings(config)["ifd"]["epoch"]
+    if ifd_epoch > config["training"]["epochs"]:
+        raise ConfigError(f"config key methods.ifd.epoch: {ifd_epoch} is after the proxy's last epoch "
+                          f"(training.epochs = {config['training']['epochs']})")
     _check_batch(config)
 
 
@@ -104,18 +108,63 @@ def load_config(path) -> dict:
     return config
 
 
+def selectors(grid: dict, method: str) -> list[str]:
+    """Who ranks the rows for a method: every proxy, or nobody ('none') for random and length."""
+    return ["none"] if method in PROXY_FREE else list(grid["proxies"])
+
+
+def schemes(grid: dict, method: str) -> list[str]:
+    """s2l samples over clusters of its own (loss trajectories), not the semantic ones: it runs once,
+    named under the global scheme, whatever grid.schemes says."""
+    return ["global"] if method == "s2l" else list(grid["schemes"])
+
+
 def subsets(grid: dict) -> list[tuple[str, str]]:
-    """Every (selector, subset name) of the grid; random subsets do not depend on a proxy ('none').
-    Names say what determines the rows, so a fraction and a third that select the same rows are one."""
+    """Every (selector, subset name) of the grid. Names say what determines the rows, so a fraction
+    and a third that select the same rows are one."""
     out = set()
-    for method, scheme, fraction, seed in product(grid["methods"], grid["schemes"], grid["fractions"], grid["seeds"]):
-        selectors = ["none"] if method == "random" else grid["proxies"]
-        out.update((sel, Subset.from_fraction(method, scheme, fraction, "hard", seed).name) for sel in selectors)
-    for method, scheme, part, seed, proxy in product(
-        grid["thirds"], grid["schemes"], PARTS, grid["seeds"], grid["proxies"]
-    ):
-        out.add((proxy, Subset(method, scheme, 3, part, seed).name))
+    for method, fraction, seed in product(grid["methods"], grid["fractions"], grid["seeds"]):
+        for scheme, selector in product(schemes(grid, method), selectors(grid, method)):
+            out.add((selector, Subset.from_fraction(method, scheme, fraction, "hard", seed).name))
+    for method, scheme, part, seed in product(grid["thirds"], grid["schemes"], PARTS, grid["seeds"]):
+        out.update((sel, Subset(method, scheme, 3, part, seed).name) for sel in selectors(grid, method))
     return sorted(out)
+
+
+def _schema_defaults(node: dict):
+    """The defaults a schema node declares, nested objects included."""
+    if node.get("type") != "object" or "properties" not in node:
+        return node.get("default")
+    out = dict(node.get("default", {}))
+    for key, child in node["properties"].items():
+        value = _schema_defaults(child)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _merged(defaults, given):
+    if not isinstance(defaults, dict) or not isinstance(given, dict):
+        return given
+    return {k: _merged(defaults.get(k), given[k]) if k in given else v for k, v in defaults.items()} | {
+        k: v for k, v in given.items() if k not in defaults}
+
+
+def select_options(config: dict, subset: str) -> dict:
+    """The settings a subset's selection depends on (only its own method's, so that changing one
+    method's settings reruns that method's selections alone)."""
+    method, settings = Subset.parse(subset).method, method_settings(config)
+    if method == "ifd":
+        return {"drop_ifd_above_one": settings["ifd"]["drop_above_one"]}
+    if method == "s2l":
+        return {"s2l_clusters": settings["s2l"]["n_clusters"]}
+    return {}
+
+
+def method_settings(config: dict) -> dict:
+    """The config's `methods` block with the schema's defaults filled in (the schema holds them)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    return _merged(_schema_defaults(schema["properties"]["methods"]), config.get("methods", {}))
 
 
 def references(grid: dict) -> list[str]:

@@ -75,12 +75,47 @@ def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
     lines += ["Kendall tau of LP(1) rankings between proxies:", ""]
     lines += _table(("model a", "model b", "tau"), [(r.model_a, r.model_b, f"{r.kendall_tau:.3f}")
                                                    for r in lp1.itertuples()]) + [""]
+    lines += method_section(seeds, metric, next(iter(score_paths)), n_seeds)
+    if "transfer" in tables:
+        lines += transfer_section(pd.read_csv(tables["transfer"]))
     flags = [f"{int(subsets[c].astype(bool).sum())} {what}" for c, what in (
         ("oversized", "over 1.5x their nominal fraction"), ("degenerate_scores", "ranked by a degenerate score"))
         if c in subsets]
     flags.append(f"{int((subsets['same_rows_as'].fillna('') != '').sum())} with the same rows as another")
     lines += [f"Subsets: {len(subsets)}; " + ", ".join(flags) + " (see tables/subsets.csv).", ""]
     return lines
+
+
+def method_section(seeds: pd.DataFrame, metric: str, proxy: str, n_seeds: int) -> list[str]:
+    """Method x (target, nominal share): the headline metric of the hard subsets that `proxy` (or no
+    proxy) selects, mean [95% interval over seeds], with the realized share."""
+    hard = seeds[(seeds["part"] == "hard") & seeds["selector"].isin([proxy, "none"])]
+    if hard.empty:
+        return []
+    hard = hard.assign(label=[d if sel == "none" else f"{d} ({sel})" for d, sel in zip(hard["display"], hard["selector"])])
+    columns = sorted({(t, int(k)) for t, k in zip(hard["target"], hard["chunks"])})
+    rows = []
+    for label, g in hard.groupby("label", sort=True):
+        cells = {(r["target"], int(r["chunks"])): f"{_value(r, metric)} at {r['realized_fraction']:.2f}"
+                 for _, r in g.iterrows()}
+        rows.append((label, *(cells.get(c, "") for c in columns)))
+    return [f"Selection methods at the same budget ({metric} of each hard subset vs the full-data model, "
+            f"{'mean [95% interval] over ' + str(n_seeds) + ' seeds' if n_seeds > 1 else 'one seed'}, "
+            "at its realized share; clust_rand / random is the same-size random baseline):", ""] + _table(
+        ("method", *(f"{t}, 1/{k}" for t, k in columns)), rows) + [""]
+
+
+def transfer_section(transfer: pd.DataFrame) -> list[str]:
+    """Per method and pair of proxies: Kendall tau and the overlap of their selections per share."""
+    if transfer.empty:
+        return []
+    g = transfer.groupby(["display", "model_a", "model_b", "chunks"], sort=True)[
+        ["kendall_tau", "overlap", "chance_overlap"]].mean().reset_index()
+    rows = [(r.display, r.model_a, r.model_b, f"1/{r.chunks}", "" if pd.isna(r.kendall_tau) else f"{r.kendall_tau:.3f}",
+             f"{r.overlap:.3f}", f"{r.chance_overlap:.3f}") for r in g.itertuples()]
+    return ["Transfer diagnostic (`snakemake diagnostic`, no fine-tune): agreement of two proxies' selections "
+            "(overlap = shared rows / the smaller selection; chance = two random draws of the same sizes):", ""] + _table(
+        ("method", "model a", "model b", "nominal", "Kendall tau", "overlap", "chance"), rows) + [""]
 
 
 def write_summary(datasets: dict, score_paths: dict, out_md) -> None:

@@ -95,3 +95,17 @@ def ensure_pad_token(tokenizer) -> None:
     """Tokenizers without a pad token pad with EOS; labels are built explicitly, so EOS stays supervised."""
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+
+
+def response_only(examples: list[dict], tokenizer) -> list[dict]:
+    """The same samples without their prompt, for IFD's second pass: the model's BOS (when it has one)
+    followed by exactly the response tokens encode_row scored (truncation included, EOS included), so
+    both passes score the same tokens. Without a BOS the first response token has no context and is
+    not scored."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    out = []
+    for e in examples:
+        response = [label for label in e["labels"] if label != IGNORE_INDEX]
+        labels = [IGNORE_INDEX] * len(bos) + response
+        out.append({"id": e["id"], "input_ids": bos + response, "labels": labels, "truncated": e["truncated"]})
+    return out

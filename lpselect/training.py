@@ -7,13 +7,16 @@ vocabularies of 49k-262k the projection is a large share of a small model's comp
 
 Resumable: Trainer checkpoints and per-epoch model folders live in a state folder that is not a
 Snakemake output (Snakemake deletes the outputs of a failed job); a rerun resumes from the last
-checkpoint, and the caller removes the state folder once the outputs are in place.
+checkpoint, and the caller removes the state folder once the outputs are in place. The state folder
+holds the fingerprint of the job that wrote it (use_state): a job with other parameters or inputs
+starts afresh instead of resuming a stale checkpoint.
 
 One recipe at every model size: an optimizer step sees training.global_batch_size samples whatever the
 number of processes (gradient accumulation is derived from WORLD_SIZE), and bf16 autocast covers the
 response-only loss as it covers the stock one.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -159,6 +162,55 @@ def train(model, tokenizer, examples: list[dict], hp: dict, state_dir, seed: int
     if trainer.is_world_process_zero():
         (state_dir / "train_log.json").write_text(json.dumps(history, indent=1))
     return {e: state_dir / f"epoch-{e}" for e in sorted(epochs_to_keep)}
+
+
+# Inputs up to this size are fingerprinted by content (rows, subsets, configs, tokenizers, small models);
+# larger files (model weights) by size and modification time, which costs nothing to read. A rebuilt
+# model folder thus starts afresh even when identical (safe, and only the cost of a restart); an input
+# rewritten in place with the same size and mtime, which no workflow rule does, would go unnoticed.
+HASHED_BYTES = 64 * 2**20
+
+
+def _file_id(path: Path) -> str:
+    stat = path.stat()
+    if stat.st_size > HASHED_BYTES:
+        return f"size {stat.st_size}, mtime_ns {stat.st_mtime_ns}"
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def fingerprint(parameters: dict, inputs: dict) -> dict:
+    """What makes a training job's result: `parameters` (JSON values) and `inputs` (role -> a file or a
+    folder, or None), each file identified by _file_id; `fingerprint` hashes them all."""
+    files = {}
+    for role, path in inputs.items():
+        if path is None:
+            continue
+        path = Path(path)
+        members = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        for f in members:  # keyed by role and place in a folder, not by where the input lives
+            files[f"{role}/{f.relative_to(path)}" if path.is_dir() else role] = _file_id(f)
+    job = {"parameters": parameters, "inputs": files}
+    digest = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
+    return {"fingerprint": digest} | job
+
+
+def use_state(state_dir, job: dict) -> None:
+    """Make state_dir the state of `job` (a fingerprint()): kept when it was written by the same job,
+    wiped when by another (or by a version that wrote no fingerprint), then labelled with `job`."""
+    state_dir, label = Path(state_dir), Path(state_dir) / "fingerprint.json"
+    if state_dir.exists():
+        try:
+            previous = json.loads(label.read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            previous = None
+        if previous == job["fingerprint"]:
+            return
+        log.warning("state of a different job (fingerprint %s != %s): starting afresh",
+                    (previous or "none")[:12], job["fingerprint"][:12])
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True)
+    label.write_text(json.dumps(job, indent=1, sort_keys=True, default=str))
 
 
 def publish(state_dir, moves: dict) -> None:

@@ -2,6 +2,7 @@
 localrules:
     aggregate,
     summary,
+    transfer,
 
 
 rule aggregate:
@@ -19,7 +20,7 @@ rule aggregate:
     log:
         "results/logs/aggregate/{dataset}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -47,6 +48,7 @@ rule summary:
         rank_correlation=expand(
             "results/tables/{dataset}/rank_correlation.csv", dataset=DATASETS
         ),
+        transfer=expand("results/tables/{dataset}/transfer.csv", dataset=DATASETS),
         scores=expand(
             "results/scores/{dataset}/{proxy}.csv",
             dataset=DATASETS,
@@ -57,7 +59,7 @@ rule summary:
     log:
         "results/logs/summary.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -66,3 +68,35 @@ rule summary:
         proxies=GRID["proxies"],
     script:
         "../workflow_scripts/summary.py"
+
+
+# Transfer diagnostic: do the proxies agree (rank correlation, overlap of their selections) before
+# any target is fine-tuned? `snakemake --cores 2 diagnostic` runs it without a fine-tune.
+rule transfer:
+    input:
+        subsets=lambda wildcards: [
+            f"results/subsets/{wildcards.dataset}/{sel}/{sub}.json"
+            for sel, sub in proxy_subsets()
+        ],
+        scores=expand("results/scores/{{dataset}}/{proxy}.csv", proxy=GRID["proxies"]),
+        ifd=expand("results/ifd/{{dataset}}/{proxy}.csv", proxy=ifd_proxies()),
+    output:
+        "results/tables/{dataset}/transfer.csv",
+    log:
+        "results/logs/transfer/{dataset}.log",
+    conda:
+        "../envs/light.yaml"
+    resources:
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
+    params:
+        subsets=proxy_subsets(),
+        proxies=GRID["proxies"],
+        ifd_proxies=ifd_proxies(),
+    script:
+        "../workflow_scripts/transfer.py"
+
+
+rule diagnostic:
+    input:
+        diagnostic_outputs(),

@@ -58,7 +58,12 @@ else:
         "compute_cost": ["compute"],
         "fraction_to_parity": ["metrics", "model_sizes"],
         "thirds": ["metrics"],
+        "method_comparison": ["metrics"],
+        "transfer": ["transfer"],
     }
+    METHODS = study.method_settings(config)
+    # the proxy checkpoint IFD is measured with (0 = the base model)
+    IFD_EPOCH = METHODS["ifd"]["epoch"]
     EVAL = config["evaluation"]
     EVAL_SET = EVAL.get("eval_set")
     # None when no judge is configured (no `judge` block, or enabled: false)
@@ -67,7 +72,12 @@ else:
     # only when a named evaluation set or a judge asks for them
     WRITE_RESPONSES = EVAL["generate"] or EVAL_SET is not None or JUDGE is not None
 FIGURES = list(FIGURE_TABLES)
-FIGURE_OPTIONS = {"pairs": config["dumps"]["pairs"]} if DUMPS_STUDY else {}
+# the methods are compared on the first (cheapest) proxy's selections
+FIGURE_OPTIONS = (
+    {"pairs": config["dumps"]["pairs"]}
+    if DUMPS_STUDY
+    else {"proxy": GRID["proxies"][0]}
+)
 MODEL_NAMES = "|".join(
     map(re.escape, config["dumps"]["models"] if DUMPS_STUDY else config["models"])
 )
@@ -120,7 +130,7 @@ def final_outputs():
     if DUMPS_STUDY:
         outputs.append("results/dumps-summary.md")
     else:
-        outputs.append("results/summary.md")
+        outputs += ["results/summary.md"] + diagnostic_outputs()
     if not DUMPS_STUDY and WRITE_RESPONSES:
         outputs += [
             f"results/responses/{d}/{t}/{sel}/{sub}.json"
@@ -128,6 +138,26 @@ def final_outputs():
             for t, sel, sub in evaluated_models()
         ]
     return outputs
+
+
+def diagnostic_outputs():
+    """The transfer diagnostic (no target fine-tune): table and figure per dataset."""
+    return expand("results/tables/{dataset}/transfer.csv", dataset=DATASETS) + expand(
+        "results/figures/{dataset}/transfer.{ext}", dataset=DATASETS, ext=FORMATS
+    )
+
+
+def proxy_subsets():
+    """(proxy, subset) of every hard subset a proxy selects, for the transfer diagnostic."""
+    return [
+        (sel, sub)
+        for sel, sub in study.subsets(GRID)
+        if sel != "none" and Subset.parse(sub).part == "hard"
+    ]
+
+
+def ifd_proxies():
+    return GRID["proxies"] if "ifd" in GRID["methods"] else []
 
 
 def figure_inputs(wildcards):
@@ -158,11 +188,14 @@ def fresh_tokenizer_input(wildcards):
 def subset_inputs(wildcards):
     """A random subset needs no scores; the global scheme needs no clusters."""
     subset = Subset.parse(wildcards.subset)
-    inputs = {"rows": f"results/datasets/{wildcards.dataset}/train.jsonl"}
-    if subset.method != "random":
-        inputs["scores"] = (
-            f"results/scores/{wildcards.dataset}/{wildcards.selector}.csv"
-        )
+    d, selector = wildcards.dataset, wildcards.selector
+    inputs = {"rows": f"results/datasets/{d}/train.jsonl"}
+    if subset.method == "ifd":
+        inputs["scores"] = f"results/ifd/{d}/{selector}.csv"
+    elif subset.method == "length":
+        inputs["scores"] = f"results/lengths/{d}.csv"
+    elif subset.method != "random":
+        inputs["scores"] = f"results/scores/{d}/{selector}.csv"
     if subset.scheme == "cluster":
         inputs["clusters"] = f"results/clusters/{wildcards.dataset}.csv"
     return inputs
@@ -234,10 +267,29 @@ def trained_targets():
 
 
 def proxy_ledgers(dataset, proxy):
-    return [f"results/ledger/train_proxy/{dataset}/{proxy}.json"] + [
-        f"results/ledger/extract_losses/{dataset}/{proxy}/epoch-{e}.json"
-        for e in range(EPOCHS + 1)
-    ]
+    """The ledgers of a proxy's jobs, by kind (and epoch), for charging each method what it used."""
+    ledger = f"results/ledger/{{}}/{dataset}/{proxy}"
+    return {
+        "train": f"{ledger.format('train_proxy')}.json",
+        "extract": {
+            e: f"{ledger.format('extract_losses')}/epoch-{e}.json"
+            for e in range(EPOCHS + 1)
+        },
+        "response_only": (
+            {
+                IFD_EPOCH: f"{ledger.format('extract_response_losses')}/epoch-{IFD_EPOCH}.json"
+            }
+            if "ifd" in GRID["methods"] + GRID["thirds"]
+            else {}
+        ),
+    }
+
+
+def ledger_files(ledgers):
+    """The paths of a proxy_ledgers() structure."""
+    if isinstance(ledgers, dict):
+        return [path for value in ledgers.values() for path in ledger_files(value)]
+    return [ledgers]
 
 
 def aggregate_inputs(wildcards):
@@ -256,7 +308,9 @@ def aggregate_inputs(wildcards):
             for t, sel, sub in trained_targets()
         ],
         "proxy_ledgers": [
-            path for proxy in GRID["proxies"] for path in proxy_ledgers(d, proxy)
+            path
+            for proxy in GRID["proxies"]
+            for path in ledger_files(proxy_ledgers(d, proxy))
         ],
         "rows": f"results/datasets/{d}/train.jsonl",
         "models": [f"results/models/{t}" for t in GRID["targets"]],

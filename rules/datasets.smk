@@ -6,7 +6,7 @@ rule prepare_dataset:
     log:
         "results/logs/prepare_dataset/{dataset}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),

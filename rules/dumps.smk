@@ -23,7 +23,7 @@ rule fetch_dump:
     log:
         "results/logs/fetch_dump/{dataset}-{model}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -41,7 +41,7 @@ rule score_dump:
     log:
         "results/logs/score_dump/{dataset}/{model}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -73,7 +73,7 @@ rule dump_scorable:
     log:
         "results/logs/dump_scorable/{dataset}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -103,7 +103,7 @@ rule dump_tables:
     benchmark:
         "results/benchmarks/dump_tables/{dataset}.tsv"
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -128,7 +128,7 @@ rule dump_summary:
     log:
         "results/logs/dump_summary.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),

@@ -14,7 +14,7 @@ rule predict:
     benchmark:
         "results/benchmarks/predict/{dataset}/{target}/{selector}/{subset}.tsv"
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/model.yaml"
     threads: sized_threads
     resources:
         mem_mb=sized("extract", "mem_mb"),
@@ -38,7 +38,7 @@ rule evaluate:
     log:
         "results/logs/evaluate/{dataset}/{target}/{selector}/{subset}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -56,7 +56,7 @@ if EVAL_SET:
         log:
             f"results/logs/prepare_eval_set/{EVAL_SET['name']}.log",
         conda:
-            "../envs/lpselect.yaml"
+            "../envs/model.yaml"
         resources:
             mem_mb=light("mem_mb"),
             runtime=light("runtime"),
@@ -76,7 +76,7 @@ rule responses:
     benchmark:
         "results/benchmarks/responses/{dataset}/{target}/{selector}/{subset}.tsv"
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/model.yaml"
     threads: sized_threads
     resources:
         mem_mb=sized("extract", "mem_mb"),
@@ -94,6 +94,11 @@ rule responses:
 
 if JUDGE:
 
+    # local: it only waits on a remote API (no GPU, little memory), and the API key stays on this host
+    # (declared here, not above: a localrules entry without its rule makes Snakemake warn on every run)
+    localrules:
+        judge,
+
     rule judge:
         input:
             responses="results/responses/{dataset}/{target}/{selector}/{subset}.json",
@@ -108,7 +113,7 @@ if JUDGE:
         wildcard_constraints:
             subset=f"base|{SUBSET_PATTERN}",
         conda:
-            "../envs/lpselect.yaml"
+            "../envs/light.yaml"
         resources:
             mem_mb=RES.get("judge", RES["light"])["mem_mb"],
             runtime=RES.get("judge", RES["light"])["runtime"],

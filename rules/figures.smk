@@ -16,7 +16,7 @@ rule figure:
     log:
         "results/logs/figure/{dataset}/{figure}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),

@@ -6,7 +6,7 @@ rule build_tokenizer:
     log:
         "results/logs/build_tokenizer/{dataset}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -27,7 +27,7 @@ rule prepare_model:
     benchmark:
         "results/benchmarks/prepare_model/{model}.tsv"
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/model.yaml"
     threads: sized_threads
     resources:
         mem_mb=sized("extract", "mem_mb"),

@@ -13,7 +13,7 @@ rule train_proxy:
     benchmark:
         "results/benchmarks/train_proxy/{dataset}/{proxy}.tsv"
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/model.yaml"
     threads: sized_threads
     resources:
         mem_mb=sized("train", "mem_mb"),
@@ -44,7 +44,7 @@ rule extract_losses:
     benchmark:
         "results/benchmarks/extract_losses/{dataset}/{proxy}/epoch-{epoch}.tsv"
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/model.yaml"
     threads: sized_threads
     resources:
         mem_mb=sized("extract", "mem_mb"),
@@ -56,8 +56,25 @@ rule extract_losses:
         extraction=config["extraction"],
         max_length=config["max_length"],
         template=config["prompt_template"],
+        response_only=False,
     script:
         "../workflow_scripts/extract_losses.py"
+
+
+# IFD's second pass: the same response tokens without their prompt
+use rule extract_losses as extract_response_losses with:
+    output:
+        losses="results/losses/{dataset}/{proxy}/response-only/epoch-{epoch}.csv",
+        ledger="results/ledger/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.json",
+    log:
+        "results/logs/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.log",
+    benchmark:
+        "results/benchmarks/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.tsv"
+    params:
+        extraction=config["extraction"],
+        max_length=config["max_length"],
+        template=config["prompt_template"],
+        response_only=True,
 
 
 rule score:
@@ -72,7 +89,7 @@ rule score:
     log:
         "results/logs/score/{dataset}/{proxy}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -80,3 +97,38 @@ rule score:
         seed=config["seed"],
     script:
         "../workflow_scripts/score.py"
+
+
+rule ifd:
+    input:
+        prompted=f"results/losses/{{dataset}}/{{proxy}}/epoch-{IFD_EPOCH}.csv",
+        response_only=f"results/losses/{{dataset}}/{{proxy}}/response-only/epoch-{IFD_EPOCH}.csv",
+    output:
+        "results/ifd/{dataset}/{proxy}.csv",
+    log:
+        "results/logs/ifd/{dataset}/{proxy}.log",
+    conda:
+        "../envs/light.yaml"
+    resources:
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
+    script:
+        "../workflow_scripts/ifd.py"
+
+
+# response lengths for the `length` method, in tokens of the first proxy's tokenizer
+rule response_lengths:
+    input:
+        model=f"results/models/{GRID['proxies'][0]}",
+        rows="results/datasets/{dataset}/train.jsonl",
+    output:
+        "results/lengths/{dataset}.csv",
+    log:
+        "results/logs/response_lengths/{dataset}.log",
+    conda:
+        "../envs/model.yaml"
+    resources:
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
+    script:
+        "../workflow_scripts/response_lengths.py"

@@ -1,6 +1,8 @@
 # light jobs run on the submitting host, not as cluster jobs
 localrules:
     select,
+    ifd,
+    response_lengths,
 
 
 rule cluster:
@@ -13,7 +15,9 @@ rule cluster:
     benchmark:
         "results/benchmarks/cluster/{dataset}.tsv"
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
+        if config["clustering"]["embedding"] == "tfidf"
+        else "../envs/model.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
@@ -32,9 +36,11 @@ rule select:
     log:
         "results/logs/select/{dataset}/{selector}/{subset}.log",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/light.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
+    params:
+        options=lambda wildcards: study.select_options(config, wildcards.subset),
     script:
         "../workflow_scripts/select.py"

@@ -11,7 +11,7 @@ rule finetune_target:
     wildcard_constraints:
         subset=f"full_seed[0-9]+|{SUBSET_PATTERN}",
     conda:
-        "../envs/lpselect.yaml"
+        "../envs/model.yaml"
     threads: sized_threads
     resources:
         mem_mb=sized("train", "mem_mb"),

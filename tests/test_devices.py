@@ -37,3 +37,38 @@ def test_no_gpu_job_changes_nothing(tmp_path, monkeypatch):
     import os
 
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+JOB = """
+import sys
+from pathlib import Path
+from lpselect.jobs import run_stage
+def train_model(marker):
+    Path(marker).write_text("loaded")
+run_stage(sys.argv[1], train_model, sys.argv[2], gpus=int(sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("visible", [None, "0,1,2,3"])
+def test_a_gpu_job_where_torch_sees_none_stops_before_loading_anything(tmp_path, visible):
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has a GPU")
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "LPSELECT_GPU_COUNT")}
+    if visible:  # as SLURM sets it
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    gpus = 4 if visible else 1
+    log, marker = tmp_path / "job.log", tmp_path / "loaded"
+    proc = subprocess.run([sys.executable, "-c", JOB, str(log), str(marker), str(gpus)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and not marker.exists()
+    expected = f"asked for {gpus} GPUs, torch sees 0 (CUDA_VISIBLE_DEVICES={visible or '<unset>'}"
+    line = proc.stderr.strip()
+    assert line.startswith(f"error: job train_model (log {log}): {expected}") and "\n" not in line, line
+    assert expected in log.read_text()
+    assert not (tmp_path / "results/.gpu-locks").exists() or not any((tmp_path / "results/.gpu-locks").iterdir())

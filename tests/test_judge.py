@@ -3,6 +3,7 @@ win rate and winning score with bootstrap intervals, retries, errors, the cache,
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -197,3 +198,36 @@ def test_mismatched_prompts_are_refused(fake_judge, tmp_path):
     with pytest.raises(ValueError, match="different prompts"):
         judge_pair(MODEL, REFERENCE[::-1], client(fake_judge), JudgementCache(tmp_path / "c.jsonl"))
     assert fake_judge.count == 0
+
+
+def test_cache_key_covers_every_setting_that_changes_a_verdict():
+    base = dict(base_url="http://judge/v1", model="judge-a", api_key=None, temperature=0.0, max_tokens=512)
+    texts = ("ab", "an instruction", "answer one", "answer two")
+
+    def key(texts=texts, **changes):
+        return judge.cache_key(ChatClient(**base | changes), *texts)
+
+    same = key(api_key="another key", timeout_s=5, max_attempts=1, temperature=0, base_url="http://judge/v1/")
+    assert same == key()  # how the judge is reached and number spelling change no verdict
+    changed = [key(model="judge-b"), key(base_url="http://other/v1"), key(temperature=0.7), key(max_tokens=64),
+               key(("ba", *texts[1:])), key((texts[0], "another instruction", *texts[2:])),
+               key((*texts[:2], "answer 1", texts[3])), key((*texts[:3], "answer 2"))]
+    assert len(set(changed + [key()])) == len(changed) + 1
+
+
+def test_a_changed_judge_setting_misses_the_cache(fake_judge, tmp_path):
+    judge_pair(MODEL, REFERENCE, client(fake_judge), JudgementCache(tmp_path / "c.jsonl"))
+    assert fake_judge.count == 10
+    judge_pair(MODEL, REFERENCE, client(fake_judge), JudgementCache(tmp_path / "c.jsonl"))
+    assert fake_judge.count == 10  # identical settings: every verdict from the cache
+    hotter = client(fake_judge)
+    hotter.temperature = 1.0
+    judge_pair(MODEL, REFERENCE, hotter, JudgementCache(tmp_path / "c.jsonl"))
+    assert fake_judge.count == 20
+
+
+def test_judge_is_a_local_rule():
+    """It only waits on the API: a cluster job per model would hold a node for nothing."""
+    text = (ROOT / "rules" / "evaluation.smk").read_text()
+    local = {n.strip() for block in re.findall(r"localrules:\n((?:[ \t]+\w+,\n)+)", text) for n in block.split(",")}
+    assert "judge" in local

@@ -2,7 +2,9 @@
 uninterrupted run with the same seed ends."""
 
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,3 +81,63 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(setup):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     ledger = json.loads((root / "killed.json").read_text())
     assert ledger["kind"] == "train" and ledger["tokens"] > 0 and ledger["flops"] == 6 * ledger["parameters"] * ledger["tokens"]
+
+
+# --- a state left by a different job is never resumed -------------------------------------------------
+
+SMALL_HP = HP | {"epochs": 1}
+
+
+@pytest.fixture
+def small(tmp_path):
+    rows = synthetic.generate(6, 2, 5)  # 48 rows
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    write_jsonl(tmp_path / "fewer.jsonl", rows[:-8])
+    (tmp_path / "subset.json").write_text(json.dumps({"ids": [r["id"] for r in rows[::2]]}))
+    tokenizer = models.train_tokenizer(rows, 320)
+    model = models.build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, tokenizer, 0)
+    models.save_model(model, tokenizer, tmp_path / "base")
+    return tmp_path
+
+
+def train_leaving_state(root, out, monkeypatch, caplog, hp=SMALL_HP, rows="rows.jsonl", subset=None):
+    """stages.train_model as a job killed after its last checkpoint, before publishing: the state stays."""
+    from lpselect import stages, training
+
+    monkeypatch.setattr(training, "publish", lambda state_dir, moves: None)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lpselect"):
+        stages.train_model(root / "base", root / rows, subset and root / subset, hp, 42, 512, "alpaca",
+                           {1: root / out}, root / "state", root / f"{out}.json")
+    return caplog.text, load_file(root / "state" / "epoch-1" / "model.safetensors")
+
+
+@pytest.mark.parametrize("change", ["learning_rate", "rows", "subset"])
+def test_a_changed_job_starts_afresh_and_an_unchanged_one_resumes(small, monkeypatch, caplog, change):
+    first_log, first = train_leaving_state(small, "a", monkeypatch, caplog)
+    assert "resuming from" not in first_log and "different job" not in first_log
+    assert (small / "state" / "fingerprint.json").exists()
+
+    same_log, same = train_leaving_state(small, "a", monkeypatch, caplog)  # a rerun of the same job
+    assert "resuming from" in same_log and "different job" not in same_log
+    assert all(torch.equal(first[k], same[k]) for k in first)
+
+    changed = {"learning_rate": {"hp": SMALL_HP | {"learning_rate": 1e-2}}, "rows": {"rows": "fewer.jsonl"},
+               "subset": {"subset": "subset.json"}}[change]
+    log_text, after = train_leaving_state(small, "b", monkeypatch, caplog, **changed)
+    assert re.search(r"state of a different job \(fingerprint \w{12} != \w{12}\): starting afresh", log_text)
+    assert "resuming from" not in log_text
+    assert not all(torch.equal(first[k], after[k]) for k in first)  # trained anew, not the stale epoch-1
+
+
+def test_the_fingerprint_reads_model_weights_by_size_and_mtime_only(tmp_path, monkeypatch):
+    from lpselect import training
+
+    (tmp_path / "model").mkdir()
+    weights = tmp_path / "model" / "model.safetensors"
+    weights.write_bytes(b"x" * 100)
+    monkeypatch.setattr(training, "HASHED_BYTES", 10)
+    before = training.fingerprint({}, {"model": tmp_path / "model"})
+    assert before["inputs"] == {"model/model.safetensors": f"size 100, mtime_ns {weights.stat().st_mtime_ns}"}
+    os.utime(weights, ns=(0, 0))
+    assert training.fingerprint({}, {"model": tmp_path / "model"})["fingerprint"] != before["fingerprint"]

@@ -25,8 +25,16 @@ def test_default_dry_run_lists_the_whole_dag(workdir):
     assert counts["select"] == 23
     assert counts["finetune_target"] == 2 * 24
     assert counts["predict"] == counts["evaluate"] == counts["responses"] == 2 * 25  # + the untrained base
-    assert counts["figure"] == 8 and counts["aggregate"] == 1
+    assert counts["figure"] == 10 and counts["aggregate"] == 1 and counts["transfer"] == 1
     assert "judge" not in counts  # no judge configured by default
+
+
+def test_the_transfer_diagnostic_runs_no_fine_tune(workdir):
+    config = shrunken_config()
+    config["grid"]["methods"] = ["lp1", "ifd", "s2l", "length", "random"]
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2", "--", "diagnostic").stdout)
+    assert counts["transfer"] == 1 and counts["select"] == 2 * 3  # the proxies' subsets only
+    assert not {"finetune_target", "predict", "evaluate", "responses", "aggregate"} & set(counts)
 
 
 def test_dry_run_with_a_judge_and_a_named_eval_set(workdir):
@@ -74,7 +82,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     for table in ("metrics", "seeds", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
     figures = ("metric_vs_fraction", "transfer_heatmap", "rank_correlation", "trajectories", "composition",
-               "fraction_to_parity", "thirds")
+               "fraction_to_parity", "thirds", "method_comparison", "transfer")
     for figure in figures:
         assert (results / f"figures/synth/{figure}.png").stat().st_size > 1000
         assert (results / f"figures/synth/{figure}.pdf").exists()
@@ -129,8 +137,18 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     more["grid"]["fractions"] = [0.5, 0.25]
     counts = job_counts(run_snakemake(workdir, more, "-n", "--cores", "2").stdout)
     assert set(counts) == {"select", "finetune_target", "predict", "evaluate", "responses", "judge", "aggregate",
-                           "figure", "summary", "all"}
+                           "transfer", "figure", "summary", "all"}
     assert counts["select"] == 3  # lp1 x 2 proxies + random
+
+    # adding methods adds their own jobs only: no proxy training or extraction reruns, no other fine-tune
+    methods = copy.deepcopy(config)
+    methods["grid"]["methods"] += ["ifd", "length", "s2l"]
+    counts = job_counts(run_snakemake(workdir, methods, "-n", "--cores", "2").stdout)
+    assert set(counts) == {"extract_response_losses", "ifd", "response_lengths", "select", "finetune_target",
+                           "predict", "evaluate", "responses", "judge", "aggregate", "transfer", "figure",
+                           "summary", "all"}
+    assert counts["extract_response_losses"] == counts["ifd"] == 2  # IFD at epoch 0, per proxy
+    assert counts["select"] == counts["finetune_target"] == 5  # ifd, s2l x 2 proxies + length
 
     sizes = pd.read_csv(results / "tables/synth/subsets.csv")
     assert (sizes["realized_fraction"] >= 0.5).all()

@@ -15,4 +15,5 @@ run_stage(
     gpus=snakemake.resources.get("gpu", 0),
     # one process per GPU of the job (data-parallel inside the job)
     processes=max(1, snakemake.resources.get("gpu", 0)),
+    response_only=snakemake.params.response_only,
 )

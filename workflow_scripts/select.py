@@ -9,4 +9,5 @@ run_stage(
     snakemake.input.get("scores"),
     snakemake.input.get("clusters"),
     snakemake.output[0],
+    snakemake.params.options,
 )

@@ -1,0 +1,600 @@
+"""A study's cost before anything is submitted: jobs per rule, GPU-hours, peak disk and judge calls.
+
+    python -m lpselect.plan configs/paper.yaml [--jobs N] [--all] [--measured]     (make plan CONFIG=...)
+
+Jobs come from Snakemake's own dry run of the study (`snakemake -n`, nothing runs, no download); each
+job that trains or runs a model is costed from its wildcards:
+
+- FLOPs: 6 * N * T for training (forward and backward), 2 * N * T for a forward pass (loss extraction,
+  held-out losses, generation), N parameters and T tokens processed; the same estimate as the ledger.
+- T: epochs x rows x tokens per row for training (a subset trains on its realized rows once `select` has
+  run, else on 1/k of the rows: a lower bound, the cluster scheme realizes more); rows x tokens per row
+  for an extraction pass; prompts x (tokens per row + max_new_tokens) more for generation.
+- time: FLOPs / the sustained FLOP/s of one GPU that the config's `plan` block states (bf16 or float32,
+  as the job computes). Training and extraction run one process per GPU (ideal scaling is assumed);
+  predict and responses run one process, so their other GPUs are allocated and idle.
+- GPU-hours = wall hours x GPUs the job requests (resources.by_model_size, as the dry run lists them).
+
+Peak disk counts model folders (saved float32), the Trainer's resume state of the training jobs that
+run at once, and hub downloads, once with every output kept and once with proxy epoch checkpoints and
+target checkpoints removed as soon as their consumers (loss extraction, prediction) have run.
+
+The module's functions are pure (a dry run's text, a config, a results folder in, numbers out) so that
+every formula is tested without Snakemake; `main` runs the dry run and prints a Markdown report.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import study
+from .selection import Subset, full_reference_seed
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOPS_PER_TOKEN_PARAM = {"train": 6, "forward": 2}  # as lpselect.ledger (which imports torch)
+
+TRAIN_RULES = ("train_proxy", "finetune_target")
+EXTRACT_RULES = ("extract_losses", "extract_response_losses")
+GENERATE_RULES = ("predict", "responses")
+COSTED_RULES = TRAIN_RULES + EXTRACT_RULES + GENERATE_RULES
+
+
+class PlanError(ValueError):
+    """The plan lacks a number it needs; the message names the config key that gives it."""
+
+
+def flops(kind: str, parameters: float, tokens: float) -> float:
+    """6 N T for training (`train`), 2 N T for a forward pass (`forward`)."""
+    return FLOPS_PER_TOKEN_PARAM[kind] * parameters * tokens
+
+
+def settings(config: dict, schema_path=study.SCHEMA) -> dict:
+    """The config's `plan` block over the schema's defaults (the schema holds them)."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    props = schema["properties"]["plan"]["properties"]
+    defaults = {key: spec["default"] for key, spec in props.items() if "default" in spec}
+    return defaults | config.get("plan", {})
+
+
+# --- the dry run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    rule: str
+    wildcards: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)
+
+
+def _pairs(text: str) -> dict:
+    out = {}
+    for item in text.split(", "):
+        key, sep, value = item.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def parse_dry_run(text: str) -> list[Job]:
+    """Every job a `snakemake -n` listing prints: its rule, wildcards and resources."""
+    jobs, job = [], None
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line)
+        if m:
+            job = Job(m[1])
+            jobs.append(job)
+            continue
+        if job is None or not line.startswith("    "):
+            if not line.strip() or line.startswith("["):
+                continue
+            job = None
+            continue
+        key, _, value = line.strip().partition(": ")
+        if key == "wildcards":
+            job.wildcards = _pairs(value)
+        elif key == "resources":
+            job.resources = _pairs(value)
+    return jobs
+
+
+def job_stats(text: str) -> dict:
+    """Snakemake's 'Job stats' table of a dry run, as {rule: count} (without the total)."""
+    if "Job stats:" not in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+def dry_run(config_path, root=ROOT, forceall: bool = False) -> str:
+    """The text of `snakemake -n` for the study (every job printed; nothing runs). The hub is never
+    contacted: a dry run reads only the config, and HF_HUB_OFFLINE makes sure of it."""
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--configfile", str(Path(config_path).resolve())]
+    if forceall:
+        cmd.append("--forceall")
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
+    text = proc.stdout + "\n" + proc.stderr
+    if proc.returncode != 0:
+        raise RuntimeError(f"snakemake -n failed ({' '.join(cmd[2:])}):\n{text[-4000:]}")
+    return text
+
+
+# --- sizes of the data -------------------------------------------------------------------------------
+
+
+def _lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+@dataclass
+class Sizes:
+    """Rows per dataset (training split, held-out split), prompts per evaluation, tokens per row, and
+    where each number came from (for the report)."""
+
+    train: dict
+    test: dict
+    prompts: dict
+    tokens_per_row: dict
+    notes: list
+
+
+def _tokens_per_row(plan: dict, name: str, config: dict, measured=None) -> tuple[float, str]:
+    if measured and name in measured:
+        return float(measured[name]), "measured by the training ledgers in results/ledger/"
+    given = plan.get("tokens_per_row")
+    if isinstance(given, dict) and name in given:
+        return float(given[name]), "plan.tokens_per_row"
+    if isinstance(given, (int, float)):
+        return float(given), "plan.tokens_per_row"
+    return float(config["max_length"]), "max_length, an upper bound; plan.tokens_per_row sets it"
+
+
+def dataset_sizes(config: dict, plan: dict, results=ROOT / "results", measured_tpr=None) -> Sizes:
+    """Training and held-out rows of every grid dataset: counted in results/datasets/<d>/ once
+    prepared, else plan.rows (the source's rows, before the held-out split), a `limit` or `sample`, or
+    the generator's count for a synthetic dataset; an unknown count names plan.rows.<d>."""
+    results = Path(results)
+    train, test, prompts, tpr, notes = {}, {}, {}, {}, []
+    for d in config["grid"]["datasets"]:
+        spec, folder = config["datasets"][d], results / "datasets" / d
+        if (folder / "train.jsonl").exists() and (folder / "test.jsonl").exists():
+            train[d], test[d] = _lines(folder / "train.jsonl"), _lines(folder / "test.jsonl")
+            source = f"counted in {folder.relative_to(results.parent)}/"
+        else:
+            if d in plan.get("rows", {}):
+                n = plan["rows"][d]
+                source = "plan.rows less the held-out split; rows dropped as empty are not subtracted"
+            elif spec.get("limit") or spec.get("sample"):
+                n, source = spec.get("limit") or spec.get("sample"), "the dataset's limit / sample"
+            elif spec["source"] == "synthetic":
+                from .synthetic import generate
+
+                n = len(generate(spec["n_per_level"], spec["levels"], spec.get("seed", 0)))
+                source = "the generator's count"
+            else:
+                raise PlanError(f"config key plan.rows.{d} is missing: dataset {d!r} is not prepared yet "
+                                f"(results/datasets/{d}/train.jsonl) and its row count is not known")
+            test[d] = min(spec["test_size"], n)
+            train[d] = n - test[d]
+        tpr[d], tpr_source = _tokens_per_row(plan, d, config, measured_tpr)
+        notes.append(f"{d}: {train[d]:,} training rows, {test[d]:,} held out ({source}); "
+                     f"{tpr[d]:.4g} tokens per row ({tpr_source})")
+    eval_set = config["evaluation"].get("eval_set")
+    for d in config["grid"]["datasets"]:
+        prompts[d] = test[d]
+    if eval_set:
+        name, path = eval_set["name"], results / "eval_sets" / f"{eval_set['name']}.jsonl"
+        if path.exists():
+            n, source = _lines(path), f"counted in {path.relative_to(results.parent)}"
+        elif name in plan.get("rows", {}):
+            n, source = plan["rows"][name], "plan.rows"
+        elif eval_set.get("limit"):
+            n, source = eval_set["limit"], "evaluation.eval_set.limit"
+        else:
+            raise PlanError(f"config key plan.rows.{name} is missing: evaluation set {name!r} is not "
+                            f"prepared yet and its prompt count is not known")
+        prompts = {d: n for d in prompts} | {"__eval_set__": name}
+        tpr[name], tpr_source = _tokens_per_row(plan, name, config)
+        notes.append(f"evaluation set {name}: {n:,} prompts ({source}); {tpr[name]:.4g} tokens per row ({tpr_source})")
+    return Sizes(train, test, prompts, tpr, notes)
+
+
+def subset_rows(dataset: str, selector: str, subset: str, train_rows: int,
+                results=ROOT / "results") -> tuple[float, bool]:
+    """Rows a target fine-tune trains on: all for a full-data reference, the realized count once the
+    subset is selected, else the nominal 1/k (a lower bound). Returns (rows, realized)."""
+    if full_reference_seed(subset) is not None:
+        return float(train_rows), True
+    path = Path(results) / "subsets" / dataset / selector / f"{subset}.json"
+    if path.exists():
+        return float(json.loads(path.read_text())["n_selected"]), True
+    return train_rows * Subset.parse(subset).fraction, False
+
+
+# --- cost of a job ---------------------------------------------------------------------------------
+
+
+def model_of(job: Job) -> str | None:
+    w = job.wildcards
+    return w.get("proxy") or w.get("target") or w.get("model")
+
+
+def parameters(config: dict, model: str, results=ROOT / "results") -> float:
+    """Declared or estimated (study.model_parameters), else counted in results/models/<m>/."""
+    n = study.model_parameters(config, model)
+    if n is None:
+        folder = Path(results) / "models" / model
+        if folder.exists():
+            from .fileio import parameter_count
+
+            return float(parameter_count(folder))
+        raise PlanError(f"config key models.{model}.parameters is missing: the plan needs model {model!r}'s "
+                        f"parameter count (it is not prepared yet)")
+    return n
+
+
+@dataclass
+class Cost:
+    rule: str
+    model: str | None
+    gpus: int
+    kind: str  # train | forward | none
+    tokens: float = 0.0
+    flops: float = 0.0
+    wall_s: float = 0.0
+    runtime_min: float | None = None
+    nominal: bool = False  # trained on the nominal 1/k (lower bound)
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.wall_s * self.gpus / 3600
+
+
+def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "results", throughput=None) -> Cost:
+    """FLOPs, tokens and time of one job; rules that run no model cost nothing. `throughput` maps
+    train / extract to a measured FLOP/s per process (GPU) that replaces the plan's."""
+    model = model_of(job)
+    runtime = float(job.resources["runtime"]) if "runtime" in job.resources else None
+    gpus = int(job.resources.get("gpu", 0) or 0)
+    cost = Cost(job.rule, model, gpus, "none", runtime_min=runtime)
+    if job.rule not in COSTED_RULES:
+        return cost
+    w, n = job.wildcards, parameters(config, model, results)
+    d = w["dataset"]
+    tpr = sizes.tokens_per_row[d]
+    bf16 = plan["gpu_flops"]
+    fp32 = plan["gpu_flops_fp32"]
+    throughput = throughput or {}
+    if job.rule in TRAIN_RULES:
+        rows = sizes.train[d]
+        if job.rule == "finetune_target":
+            rows, realized = subset_rows(d, w["selector"], w["subset"], rows, results)
+            cost.nominal = not realized
+        cost.kind, cost.tokens = "train", config["training"]["epochs"] * rows * tpr
+        rate = throughput.get("train") or (bf16 if config["training"].get("bf16") else fp32)
+        processes = max(1, gpus)
+    elif job.rule in EXTRACT_RULES:
+        cost.kind, cost.tokens = "forward", sizes.train[d] * tpr
+        rate = throughput.get("extract") or (bf16 if config["extraction"].get("bf16") else fp32)
+        processes = max(1, gpus)
+    else:  # predict, responses: one process in float32
+        ev, eval_set = config["evaluation"], sizes.prompts.get("__eval_set__")
+        if job.rule == "predict":  # held-out losses, then (if configured) greedy generations
+            cost.tokens = sizes.test[d] * tpr + (sizes.test[d] * (tpr + ev["max_new_tokens"]) if ev["generate"] else 0)
+        elif ev["generate"] and not eval_set:
+            return cost  # copies predict's generations: no model runs
+        else:  # generates for the evaluation prompts
+            cost.tokens = sizes.prompts[d] * (sizes.tokens_per_row[eval_set or d] + ev["max_new_tokens"])
+        cost.kind, rate, processes = "forward", fp32, 1
+    cost.flops = flops(cost.kind, n, cost.tokens)
+    cost.wall_s = cost.flops / rate / processes
+    return cost
+
+
+# --- measured throughput -----------------------------------------------------------------------------
+
+
+def measured_throughput(results=ROOT / "results") -> tuple[dict, dict, int]:
+    """FLOP/s per process measured by the ledgers of jobs that have run (median per kind of job), and
+    tokens per row per dataset from the training ledgers. Returns (throughput, tokens_per_row, n)."""
+    rates = {"train": [], "extract": []}
+    tokens = {}
+    paths = sorted((Path(results) / "ledger").glob("*/**/*.json"))
+    for path in paths:
+        entry = json.loads(path.read_text())
+        rule = path.relative_to(Path(results) / "ledger").parts[0]
+        kind = "train" if rule in TRAIN_RULES else "extract" if rule in EXTRACT_RULES else None
+        if kind is None or not entry.get("wall_s"):
+            continue
+        rates[kind].append(entry["flops"] / entry["wall_s"] / max(1, entry.get("processes", 1)))
+        if kind == "train" and entry.get("samples") and entry.get("epochs"):
+            dataset = path.relative_to(Path(results) / "ledger").parts[1]
+            tokens.setdefault(dataset, []).append(entry["tokens"] / entry["epochs"] / entry["samples"])
+    throughput = {k: statistics.median(v) for k, v in rates.items() if v}
+    return throughput, {d: statistics.mean(v) for d, v in tokens.items()}, sum(map(len, rates.values()))
+
+
+# --- disk ---------------------------------------------------------------------------------------------
+
+
+def _is_hub_model(spec: dict) -> bool:
+    return spec["source"] == "pretrained" and not Path(spec["path"]).exists()
+
+
+CHECKPOINT_FOLDERS = ("models", "proxies", "targets", ".state")
+
+
+def existing_bytes(results=ROOT / "results") -> int:
+    """Bytes of the model folders and training state already in results/ (what a plan of the jobs
+    still to run adds to)."""
+    total = 0
+    for name in CHECKPOINT_FOLDERS:
+        for folder, _, files in os.walk(Path(results) / name):
+            total += sum((Path(folder) / f).stat().st_size for f in files if not (Path(folder) / f).is_symlink())
+    return total
+
+
+def disk(config: dict, jobs: list[Job], plan: dict, concurrent: int = 1, results=ROOT / "results",
+         existing: int = 0) -> dict:
+    """Bytes of the model folders and training state the jobs leave behind, and the peaks with every
+    output kept and with checkpoints removed once consumed; `concurrent` training jobs at once;
+    `existing` bytes already on disk are added to both."""
+    ckpt, state, hub = (plan["checkpoint_bytes_per_parameter"], plan["resume_bytes_per_parameter"],
+                        plan["hub_bytes_per_parameter"])
+    epochs = config["training"]["epochs"]
+    used = list(dict.fromkeys([model_of(j) for j in jobs if j.rule == "prepare_model"]))
+    size = {m: parameters(config, m, results) for m in dict.fromkeys(used + [model_of(j) for j in jobs
+                                                                             if j.rule in TRAIN_RULES])}
+    hub_models = [m for m in used if _is_hub_model(config["models"][m])]
+    training = [j for j in jobs if j.rule in TRAIN_RULES]
+    outputs = [(epochs if j.rule == "train_proxy" else 1) * ckpt * size[model_of(j)] for j in training]
+    running = [state * size[model_of(j)] for j in training]
+    items = {
+        "base": (len(used), ckpt * max((size[m] for m in used), default=0), ckpt * sum(size[m] for m in used)),
+        "hub": (len(hub_models), hub * max((size[m] for m in hub_models), default=0),
+                hub * sum(size[m] for m in hub_models)),
+        "proxy_epochs": _item([o for j, o in zip(training, outputs) if j.rule == "train_proxy"], epochs),
+        "targets": _item([o for j, o in zip(training, outputs) if j.rule == "finetune_target"], 1),
+        "resume": (min(concurrent, len(training)), max(running, default=0), _top(running, concurrent)),
+    }
+    fixed = existing + items["base"][2] + items["hub"][2]
+    kept = fixed + items["proxy_epochs"][2] + items["targets"][2] + items["resume"][2]
+    # a training job's state plus its outputs exist until its consumers have run
+    temporary = fixed + _top([r + o for r, o in zip(running, outputs)], concurrent)
+    return {"items": items, "kept": kept, "temporary": temporary, "concurrent": concurrent, "existing": existing}
+
+
+def _item(sizes: list, per_job: int) -> tuple:
+    return (len(sizes) * per_job, max(sizes, default=0) / per_job, sum(sizes))
+
+
+def _top(values: list, k: int) -> float:
+    return sum(sorted(values, reverse=True)[:k])
+
+
+# --- judge -------------------------------------------------------------------------------------------
+
+
+def judge_calls(config: dict, jobs: list[Job], sizes: Sizes) -> dict:
+    """Calls of the configured judge (judge jobs x prompts x 2 orders), and what a judge would ask for
+    every model compared with a full-data model if none is configured."""
+    grid = config["grid"]
+    judged = [j for j in jobs if j.rule == "judge"]
+    calls = sum(2 * sizes.prompts[j.wildcards["dataset"]] for j in judged)
+    per_dataset = sum(
+        1 for _t in grid["targets"] for _sel, sub in study.trained_models(grid) if study.pairwise_reference(grid, sub)
+    )
+    would = sum(2 * per_dataset * sizes.prompts[d] for d in grid["datasets"])
+    enabled = bool(config.get("judge", {}).get("enabled"))
+    return {"enabled": enabled, "jobs": len(judged), "calls": calls, "models_per_dataset": per_dataset,
+            "would_call": would}
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    config_path: str
+    counts: dict
+    costs: list
+    disk: dict
+    judge: dict
+    sizes: Sizes
+    plan: dict
+    throughput: dict
+    measured_n: int = 0
+    forceall: bool = False
+
+
+def build(config_path, text: str, root=ROOT, concurrent: int = 1, measured: bool = False,
+          forceall: bool = False) -> Plan:
+    """The plan of a study from its dry run's text (no Snakemake here)."""
+    config = study.load_config(config_path)
+    if "dumps" in config:
+        raise PlanError("a dumps study trains no model: nothing to plan (it downloads and re-analyses)")
+    results = Path(root) / "results"
+    plan = settings(config)
+    throughput, measured_tpr, n = measured_throughput(results) if measured else ({}, {}, 0)
+    jobs = parse_dry_run(text)
+    counts = job_stats(text) or _count(jobs)
+    if _count(jobs) != counts:
+        raise RuntimeError(f"parsed jobs {_count(jobs)} differ from Snakemake's job stats {counts}")
+    sizes = dataset_sizes(config, plan, results, measured_tpr)
+    costs = [job_cost(config, j, sizes, plan, results, throughput) for j in jobs]
+    existing = 0 if forceall else existing_bytes(results)
+    return Plan(str(config_path), counts, costs, disk(config, jobs, plan, concurrent, results, existing),
+                judge_calls(config, jobs, sizes), sizes, plan, throughput, n, forceall)
+
+
+def _count(jobs: list[Job]) -> dict:
+    out = {}
+    for j in jobs:
+        out[j.rule] = out.get(j.rule, 0) + 1
+    return out
+
+
+def per_rule(costs: list[Cost]) -> dict:
+    """{rule: totals} in the order rules first appear."""
+    out = {}
+    for c in costs:
+        r = out.setdefault(c.rule, {"jobs": 0, "gpus": set(), "tokens": 0.0, "flops": 0.0, "gpu_hours": 0.0,
+                                    "longest_h": 0.0, "over_limit": 0, "nominal": 0, "idle_gpu_jobs": 0})
+        r["jobs"] += 1
+        r["gpus"].add(c.gpus)
+        r["tokens"] += c.tokens
+        r["flops"] += c.flops
+        r["gpu_hours"] += c.gpu_hours
+        r["longest_h"] = max(r["longest_h"], c.wall_s / 3600)
+        r["over_limit"] += bool(c.runtime_min and c.wall_s > 60 * c.runtime_min)
+        r["nominal"] += c.nominal
+        r["idle_gpu_jobs"] += c.gpus > 0 and c.kind == "none"
+    return out
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x < 1e6 else f"{x:.2e}"
+
+
+def _hours(x: float) -> str:
+    return "0" if x == 0 else f"{x:,.1f}" if x >= 10 else f"{x:.2f}" if x >= 0.01 else f"{x:.1e}"
+
+
+def _bytes(x: float) -> str:
+    return f"{x / 1e12:,.2f} TB" if x >= 1e12 else f"{x / 1e9:,.1f} GB" if x >= 1e9 else f"{x / 1e6:,.1f} MB"
+
+
+def _gpus(values: set) -> str:
+    return "/".join(str(v) for v in sorted(values))
+
+
+def render(p: Plan) -> str:
+    rules = per_rule(p.costs)
+    total_jobs = sum(r["jobs"] for r in rules.values())
+    what = "every job of the study (--all)" if p.forceall else "jobs still to run"
+    out = [f"# Cost plan: {p.config_path}", "",
+           f"{total_jobs:,} {what}, from Snakemake's dry run (`snakemake -n --configfile {p.config_path}"
+           f"{' --forceall' if p.forceall else ''}`); nothing was run.", "",
+           "## Compute", "",
+           "| rule | jobs | GPUs per job | tokens | FLOPs | GPU-hours | longest job (h) |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for rule, r in rules.items():
+        costed = r["flops"] > 0
+        cells = [_num(r["tokens"]), f"{r['flops']:.2e}", _hours(r["gpu_hours"]), _hours(r["longest_h"])]
+        cells = cells if costed else ["-"] * 4
+        out.append(f"| {rule} | {r['jobs']:,} | {_gpus(r['gpus'])} | " + " | ".join(cells) + " |")
+    total_flops = sum(r["flops"] for r in rules.values())
+    total_gpu_h = sum(r["gpu_hours"] for r in rules.values())
+    out.append(f"| **total** | **{total_jobs:,}** | | | **{total_flops:.2e}** | **{_hours(total_gpu_h)}** | |")
+    out += [""]
+    notes = []
+    for rule, r in rules.items():
+        if r["over_limit"]:
+            notes.append(f"**{r['over_limit']:,} {rule} job(s) are estimated to run longer than their runtime "
+                         f"limit** (resources.by_model_size; a retry gets runtime x attempt).")
+        if r["idle_gpu_jobs"]:
+            notes.append(f"{rule}: {r['idle_gpu_jobs']:,} job(s) request {_gpus(r['gpus'] - {0})} GPU(s) but run no "
+                         f"model computation here (not counted above; each still holds its GPUs while it runs).")
+        if r["flops"] > 0 and 0 in r["gpus"]:
+            notes.append(f"{rule}: jobs without GPUs (CPU) are shown with their FLOPs and no GPU-hours.")
+        if rule in GENERATE_RULES and r["flops"] > 0 and max(r["gpus"]) > 1:
+            notes.append(f"{rule} runs one process: on a multi-GPU allocation the other GPUs wait "
+                         f"(counted in GPU-hours).")
+    if notes:
+        out += [f"- {n}" for n in notes] + [""]
+    d = p.disk
+    it = d["items"]
+    c = d["concurrent"]
+    out += ["## Peak disk", "",
+            "| what | count | largest | total |", "| --- | ---: | ---: | ---: |",
+            f"| already in `results/` ({', '.join(CHECKPOINT_FOLDERS)}; measured) | | | {_bytes(d['existing'])} |",
+            f"| base models (`results/models/`, {p.plan['checkpoint_bytes_per_parameter']:g} B/parameter) | "
+            f"{it['base'][0]} | {_bytes(it['base'][1])} | {_bytes(it['base'][2])} |",
+            f"| hub downloads (Hugging Face cache, {p.plan['hub_bytes_per_parameter']:g} B/parameter) | "
+            f"{it['hub'][0]} | {_bytes(it['hub'][1])} | {_bytes(it['hub'][2])} |",
+            f"| proxy epoch checkpoints (`results/proxies/`) | {it['proxy_epochs'][0]:,} | "
+            f"{_bytes(it['proxy_epochs'][1])} | {_bytes(it['proxy_epochs'][2])} |",
+            f"| target checkpoints (`results/targets/`) | {it['targets'][0]:,} | {_bytes(it['targets'][1])} | "
+            f"{_bytes(it['targets'][2])} |",
+            f"| Trainer resume state (`results/.state/`) of {c} training job(s) at once "
+            f"({p.plan['resume_bytes_per_parameter']:g} B/parameter) | {it['resume'][0]} | {_bytes(it['resume'][1])} | "
+            f"{_bytes(it['resume'][2])} |",
+            f"| **peak, all outputs kept (today)** | | | **{_bytes(d['kept'])}** |",
+            f"| **peak, checkpoints temporary (removed once consumed)** | | | **{_bytes(d['temporary'])}** |",
+            ""]
+    j = p.judge
+    out += ["## Judge calls", ""]
+    if j["enabled"]:
+        out.append(f"{j['calls']:,} calls: {j['jobs']:,} judged models x prompts x 2 orders (retries not counted).")
+    else:
+        out.append(f"No judge configured: 0 calls. With one: {j['would_call']:,} calls "
+                   f"({j['models_per_dataset']:,} judged models per dataset x prompts x 2 orders).")
+    out += ["", "## Assumptions", ""]
+    tp = p.throughput
+    rate = (f"{p.plan['gpu_flops']:.3g} FLOP/s per GPU in bf16, {p.plan['gpu_flops_fp32']:.3g} in float32 "
+            f"(plan.gpu_flops, plan.gpu_flops_fp32): sustained model FLOP/s (6NT or 2NT per second, so "
+            f"gradient checkpointing's recomputation and communication lower it)")
+    if p.measured_n:
+        rate += (f"; measured from {p.measured_n} ledger(s) of jobs that ran (median FLOP/s per process): "
+                 + ", ".join(f"{k} {v:.3g}" for k, v in tp.items() if v))
+    out += [
+        f"- FLOPs: 6 N T per training job, 2 N T per forward pass; {rate}.",
+        "- Training and extraction scale ideally over the GPUs of a job (one process per GPU); predict and "
+        "responses run one float32 process. GPU-hours = job wall time x GPUs requested.",
+        "- T: training = epochs x rows x tokens per row; a subset trains on its realized rows once `select` ran, "
+        "else on 1/k of the rows (a lower bound: every cluster gives a row). Extraction = rows x tokens per row "
+        "per epoch (response-only passes counted as whole rows). Generation = prompts x (tokens per row + "
+        "max_new_tokens) (generation never stopping early at EOS: an upper bound), decoding counted as "
+        "compute-bound (a lower bound on time for small models, whose decoding is bound by per-step latency "
+        "and memory bandwidth).",
+        *[f"- {n}" for n in p.sizes.notes],
+        f"- Disk: a saved model is {p.plan['checkpoint_bytes_per_parameter']:g} B/parameter (float32: bf16 is "
+        f"autocast, the weights stay float32); a running training job's resume state is "
+        f"{p.plan['resume_bytes_per_parameter']:g} B/parameter (the Trainer's checkpoint: float32 weights and two "
+        "Adam moments, 12 B, two of them while the next replaces the last); hub downloads "
+        f"{p.plan['hub_bytes_per_parameter']:g} B/parameter. Losses, predictions, tables and logs are not counted.",
+        f"- Peak with outputs kept = base models + hub downloads + every checkpoint + the resume state of the "
+        f"{c} largest training job(s) running at once (--jobs {c}). Temporary = base models + hub downloads + the "
+        f"{c} largest (resume state + the job's checkpoints), i.e. each checkpoint's consumers run before more "
+        "than that many training jobs' checkpoints wait.",
+        "- Jobs that do not train or run a model (selection, evaluation, tables, figures, downloads, model "
+        "preparation) are counted as jobs with no GPU-hours.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lpselect.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", nargs="?", default="config.yaml", help="the study config (default config.yaml)")
+    parser.add_argument("--jobs", type=int, default=1, help="training jobs running at once (for peak disk)")
+    parser.add_argument("--all", action="store_true", help="plan every job (--forceall), not only those still to run")
+    parser.add_argument("--measured", action="store_true",
+                        help="use the FLOP/s and tokens per row that results/ledger/ measured for jobs that ran "
+                             "(on the GPUs the study will use)")
+    parser.add_argument("--root", default=str(ROOT), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        config = study.load_config(args.config)
+        if "dumps" in config:
+            raise PlanError("a dumps study trains no model: nothing to plan (it downloads and re-analyses)")
+        dataset_sizes(config, settings(config), Path(args.root) / "results")  # a missing number, before the dry run
+        text = dry_run(args.config, args.root, args.all)
+        plan = build(args.config, text, args.root, max(1, args.jobs), args.measured, args.all)
+    except (PlanError, study.ConfigError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(render(plan), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The selection methods beyond LP: IFD, response length, SmallToLarge, their costs, and the transfer
+diagnostic."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lpselect import aggregate, scoring, selection, study
+from lpselect.losses import per_sample_losses
+from lpselect.selection import Subset
+from lpselect.tokenization import IGNORE_INDEX, encode_row, response_only
+
+ROWS = [
+    {"id": "r1", "instruction": "Reverse the letters of the word.", "input": "abc", "output": "cba"},
+    {"id": "r2", "instruction": "Add the two numbers.", "input": "12 + 30", "output": "42"},
+    {"id": "r3", "instruction": "Sort the digits in ascending order.", "input": "3 1 2", "output": "1 2 3"},
+]
+
+
+def mean_nll(model, ids, scored) -> float:
+    """Mean negative log-likelihood of the tokens at positions `scored`, each predicted from the ones
+    before it (float64 log-softmax of one unbatched forward pass)."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return float(np.mean([-log_probs[t - 1, ids[t]].item() for t in scored]))
+
+
+@pytest.mark.parametrize("with_bos", [True, False])
+def test_ifd_equals_a_hand_computation(tiny_model, tiny_tokenizer, with_bos):
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    if not with_bos:
+        tokenizer.bos_token = None
+    examples = [encode_row(r, tokenizer, 512) for r in ROWS]
+    alone = response_only(examples, tokenizer)
+    pad = tokenizer.pad_token_id
+    prompted = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad)
+    bare = per_sample_losses(tiny_model, alone, batch_size=2, pad_id=pad)
+    table = scoring.ifd_table(prompted, bare)
+    for i, e in enumerate(examples):
+        response = [t for t in e["labels"] if t != IGNORE_INDEX]
+        # both passes score the same response tokens (and EOS); without a BOS the first has no context
+        assert alone[i]["input_ids"] == ([tokenizer.bos_token_id] if with_bos else []) + response
+        with_prompt = mean_nll(tiny_model, e["input_ids"], [t for t, label in enumerate(e["labels"]) if label != IGNORE_INDEX])
+        # every token after the first: position 0 is BOS, or the first response token (no context)
+        without = mean_nll(tiny_model, alone[i]["input_ids"], range(1, len(alone[i]["input_ids"])))
+        assert bare.loc[i, "n_tokens"] == len(response) - (0 if with_bos else 1)
+        assert table.loc[i, "ifd"] == pytest.approx(math.exp(with_prompt) / math.exp(without), rel=1e-5)
+    assert table["scorable"].all()
+
+
+def test_ifd_is_unscorable_without_a_response_token():
+    prompted = pd.DataFrame({"id": ["a", "b"], "n_tokens": [3, 0], "perplexity": [2.0, np.nan]})
+    bare = pd.DataFrame({"id": ["a", "b"], "n_tokens": [3, 3], "perplexity": [4.0, 5.0]})
+    table = scoring.ifd_table(prompted, bare)
+    assert table["ifd"].iloc[0] == 0.5 and np.isnan(table["ifd"].iloc[1])
+    assert table["scorable"].tolist() == [True, False]
+
+
+def ifd_scores(values):
+    ids = pd.Series([f"s{i:02d}" for i in range(len(values))])
+    return ids, pd.DataFrame({"id": ids, "ifd": values, "scorable": ~np.isnan(values)})
+
+
+def test_ifd_above_one_is_filtered_and_counted():
+    ids, scores = ifd_scores(np.array([0.2, 0.9, 1.0, 1.7, 0.5, np.nan, 0.95, 3.0]))
+    subset = Subset("ifd", "global", 2, "hard", 1)
+    kept = selection.select(subset, ids, scores, None, drop_ifd_above_one=True)
+    assert (kept["n_unscorable"], kept["n_filtered"]) == (1, 3)
+    # the four left are ranked high IFD first; the hard half keeps two
+    assert kept["ids"] == ["s01", "s06"]
+    every = selection.select(subset, ids, scores, None, drop_ifd_above_one=False)
+    assert every["n_filtered"] == 0 and every["ids"] == ["s02", "s03", "s06", "s07"]  # 7 scorable: 4 kept
+
+
+def test_length_keeps_the_longest_responses_and_breaks_ties_by_id():
+    ids = pd.Series(["d", "a", "c", "b", "e", "f"])
+    lengths = pd.DataFrame({"id": ids, "length": [5, 9, 5, 5, 1, 7]})
+    subset = Subset("length", "global", 2, "hard", 3)
+    chosen = selection.select(subset, ids, lengths, None)
+    # 9 (a), 7 (f), then one of the three 5s: the smallest id, b
+    assert sorted(chosen["ids"]) == ["a", "b", "f"]
+    assert chosen == selection.select(subset, ids, lengths.sample(frac=1, random_state=0).sort_index(), None)
+    easy = selection.select(Subset("length", "global", 2, "easy", 3), ids, lengths, None)
+    assert sorted(easy["ids"]) == ["c", "d", "e"]
+
+
+def trajectory_scores(n=90, seed=0):
+    """Three groups of loss trajectories of very different sizes (60, 25, 5 samples)."""
+    rng = np.random.default_rng(seed)
+    shapes = [(60, [3.0, 2.0, 1.5]), (25, [3.0, 2.9, 2.8]), (5, [6.0, 1.0, 0.5])]
+    p = np.concatenate([np.exp(np.array(m) + rng.normal(0, 0.02, (k, 3))) for k, m in shapes])
+    ids = pd.Series([f"t{i:03d}" for i in range(n)])
+    return ids, pd.DataFrame({"id": ids, "p0": p[:, 0], "p1": p[:, 1], "p2": p[:, 2], "scorable": True})
+
+
+def test_s2l_is_deterministic_reaches_the_size_and_favours_small_clusters():
+    ids, scores = trajectory_scores()
+    subset = Subset("s2l", "global", 4, "hard", 7)
+    first = selection.select(subset, ids, scores, None, s2l_clusters=3)
+    assert first == selection.select(subset, ids, scores, None, s2l_clusters=3)
+    assert first["n_selected"] == math.ceil(90 / 4) == len(set(first["ids"]))
+    # smallest cluster first: all 5 of the rare trajectory, then an even share of the rest
+    chosen = set(first["ids"])
+    assert set(ids[85:]) <= chosen
+    assert len(chosen & set(ids[60:85])) == 9 and len(chosen & set(ids[:60])) == 9
+    other = selection.select(Subset("s2l", "global", 4, "hard", 8), ids, scores, None, s2l_clusters=3)
+    assert other["ids"] != first["ids"] and other["n_selected"] == first["n_selected"]
+
+
+def test_s2l_refuses_the_cluster_scheme_and_needs_its_cluster_count():
+    ids, scores = trajectory_scores()
+    with pytest.raises(ValueError, match="global scheme"):
+        selection.select(Subset("s2l", "cluster", 4, "hard", 7), ids, scores,
+                         pd.DataFrame({"id": ids, "cluster": 0}), s2l_clusters=3)
+    with pytest.raises(ValueError, match="trajectory clusters"):
+        selection.select(Subset("s2l", "global", 4, "hard", 7), ids, scores, None)
+
+
+def test_grid_names_each_method_with_its_selector_and_scheme():
+    grid = {"methods": ["lp1", "ifd", "length", "s2l", "random"], "schemes": ["cluster"], "fractions": [0.5],
+            "seeds": [1], "proxies": ["a", "b"], "thirds": ["length"]}
+    subsets = study.subsets(grid)
+    assert ("none", "length_cluster_k2_hard_seed1") in subsets
+    assert ("a", "ifd_cluster_k2_hard_seed1") in subsets and ("b", "s2l_global_k2_hard_seed1") in subsets
+    assert not any(name.startswith("s2l_cluster") for _, name in subsets)
+    assert ("none", "length_cluster_k3_easy_seed1") in subsets
+    assert not any(sel != "none" and name.startswith(("length", "random")) for sel, name in subsets)
+
+
+def test_method_settings_come_from_the_schema_and_only_reach_their_own_selections():
+    config = study.load_config(study.SCHEMA.parent.parent / "config.yaml")
+    assert study.method_settings(config) == {"ifd": {"epoch": 0, "drop_above_one": True}, "s2l": {"n_clusters": 10}}
+    config["methods"] = {"s2l": {"n_clusters": 4}}
+    assert study.method_settings(config)["s2l"] == {"n_clusters": 4}
+    assert study.select_options(config, "s2l_global_k2_hard_seed1") == {"s2l_clusters": 4}
+    assert study.select_options(config, "ifd_cluster_k2_hard_seed1") == {"drop_ifd_above_one": True}
+    assert study.select_options(config, "lp1_cluster_k2_hard_seed1") == {}
+    config["methods"] = {"ifd": {"epoch": 9}}
+    with pytest.raises(study.ConfigError, match="methods.ifd.epoch"):
+        study.validate_config(config)
+
+
+def write_ledger(path, flops, wall_s):
+    path.write_text(json.dumps({"flops": flops, "wall_s": wall_s}))
+    return str(path)
+
+
+def test_each_method_is_charged_what_it_read(tmp_path):
+    ledgers = {
+        "train": write_ledger(tmp_path / "train.json", 300.0, 30.0),  # 3 epochs
+        "extract": {e: write_ledger(tmp_path / f"e{e}.json", 10.0 * (e + 1), 1.0) for e in range(4)},
+        "response_only": {0: write_ledger(tmp_path / "r0.json", 7.0, 0.5)},
+    }
+    cost = {m: aggregate.selection_cost(m, ledgers)["flops"] for m in ("lp1", "s2l", "lp_app", "ppl0", "ifd", "length", "random")}
+    assert cost["lp1"] == cost["s2l"] == 300 + 10 + 20 + 30 + 40
+    assert cost["lp_app"] == pytest.approx(100 + 10 + 20)
+    assert cost["ppl0"] == 10 and cost["ifd"] == 10 + 7
+    assert cost["length"] == cost["random"] == 0
+    later = ledgers | {"response_only": {2: ledgers["response_only"][0]}}
+    assert aggregate.selection_cost("ifd", later)["flops"] == pytest.approx(200 + 30 + 7)
+
+
+def write_subset(path, name, ids, n_total):
+    path.write_text(json.dumps({"subset": name, "ids": ids, "n_selected": len(ids), "n_total": n_total}))
+    return path
+
+
+def test_transfer_table_gives_rank_agreement_and_selection_overlap(tmp_path):
+    ids = [f"x{i}" for i in range(10)]
+    a = pd.DataFrame({"id": ids, "lp1": np.arange(10.0), "p0": 1.0})
+    b = a.assign(lp1=np.arange(10.0)[::-1])  # the opposite ranking
+    paths = {m: tmp_path / f"{m}.csv" for m in ("a", "b")}
+    a.to_csv(paths["a"], index=False)
+    b.to_csv(paths["b"], index=False)
+    lp1, s2l = "lp1_global_k5_hard_seed1", "s2l_global_k5_hard_seed1"
+    subsets = {
+        ("a", lp1): write_subset(tmp_path / "a1.json", lp1, ids[:2], 10),
+        ("b", lp1): write_subset(tmp_path / "b1.json", lp1, ids[8:], 10),
+        ("a", s2l): write_subset(tmp_path / "a2.json", s2l, ids[:2], 10),
+        ("b", s2l): write_subset(tmp_path / "b2.json", s2l, ids[1:4], 10),
+    }
+    table = aggregate.transfer_table(subsets, paths).set_index("method")
+    assert table.loc["lp1", "kendall_tau"] == pytest.approx(-1.0) and table.loc["lp1", "overlap"] == 0
+    assert np.isnan(table.loc["s2l", "kendall_tau"])
+    assert table.loc["s2l", "overlap"] == 0.5 and table.loc["s2l", "chance_overlap"] == 0.3
+    assert table.loc["s2l", "realized_fraction"] == 0.25

@@ -1,0 +1,278 @@
+"""The cost plan (lpselect/plan.py): formulas on hand-made jobs, and the plan of real dry runs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake_cmd
+from lpselect import plan
+
+A100 = {"gpu_flops": 1e14, "gpu_flops_fp32": 1e13, "checkpoint_bytes_per_parameter": 4,
+        "resume_bytes_per_parameter": 24, "hub_bytes_per_parameter": 2}
+
+
+def hub_config(**plan_block) -> dict:
+    """paper.yaml cut down: two hub models (1 and 2 GPUs), one hub dataset."""
+    config = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    config["models"] = {"small": {"source": "pretrained", "path": "org/small", "parameters": 1e9},
+                        "big": {"source": "pretrained", "path": "org/big", "parameters": 2e9}}
+    config["datasets"] = {"alpaca": config["datasets"]["alpaca"]}
+    config["grid"].update(datasets=["alpaca"], proxies=["small"], targets=["big"], fractions=[0.25])
+    config["plan"] = plan_block
+    return config
+
+
+def sizes(train=1000, test=100, tpr=100.0) -> plan.Sizes:
+    return plan.Sizes({"alpaca": train}, {"alpaca": test}, {"alpaca": test}, {"alpaca": tpr}, [])
+
+
+def job(rule, gpus=1, runtime=60, **wildcards) -> plan.Job:
+    return plan.Job(rule, wildcards, {"gpu": str(gpus), "runtime": str(runtime)})
+
+
+def test_flops_are_the_ledgers_estimates():
+    from lpselect import ledger
+
+    assert plan.flops("train", 1e9, 1e6) == 6e15
+    assert plan.flops("forward", 1e9, 1e6) == 2e15
+    assert plan.FLOPS_PER_TOKEN_PARAM == ledger.FLOPS_PER_TOKEN_PARAM
+
+
+def test_settings_fill_the_schemas_defaults_and_validate():
+    from lpselect import study
+
+    config = hub_config(gpu_flops=4e14, tokens_per_row={"alpaca": 120})
+    study.validate_config(config)
+    got = plan.settings(config)
+    assert got["gpu_flops"] == 4e14 and got["gpu_flops_fp32"] == 8e12 and got["checkpoint_bytes_per_parameter"] == 4
+    with pytest.raises(study.ConfigError, match="plan.gpu_flops"):
+        study.validate_config(hub_config(gpu_flops=0))
+    with pytest.raises(study.ConfigError, match="plan"):
+        study.validate_config(hub_config(gpus=4))
+
+
+def test_training_and_extraction_costs():
+    config = hub_config()
+    s = sizes(train=1000, tpr=100)
+    proxy = plan.job_cost(config, job("train_proxy", gpus=1, dataset="alpaca", proxy="small"), s, A100)
+    tokens = 3 * 1000 * 100  # epochs x rows x tokens per row
+    assert proxy.tokens == tokens and proxy.flops == 6 * 1e9 * tokens
+    assert proxy.wall_s == pytest.approx(6 * 1e9 * tokens / 1e14)  # bf16 training
+    assert proxy.gpu_hours == pytest.approx(proxy.wall_s / 3600)
+    # data-parallel on 2 GPUs: half the wall time, the same GPU-hours
+    full = plan.job_cost(config, job("finetune_target", gpus=2, dataset="alpaca", target="big", selector="none",
+                                     subset="full_seed42"), s, A100)
+    assert full.flops == 6 * 2e9 * tokens
+    assert full.wall_s == pytest.approx(full.flops / 1e14 / 2)
+    assert full.gpu_hours == pytest.approx(full.flops / 1e14 / 3600)
+    # extraction without extraction.bf16 runs in float32: one pass over the rows
+    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small", epoch="0"), s, A100)
+    assert ext.flops == 2 * 1e9 * 1000 * 100 and ext.wall_s == pytest.approx(ext.flops / 1e13)
+    config["extraction"]["bf16"] = True
+    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small", epoch="1"), s, A100)
+    assert ext.wall_s == pytest.approx(ext.flops / 1e14)
+
+
+def test_a_subset_trains_on_its_nominal_share_until_selected(tmp_path):
+    config, s = hub_config(), sizes(train=1000, tpr=100)
+    name = "lp1_cluster_k4_hard_seed42"
+    sub = job("finetune_target", gpus=2, dataset="alpaca", target="big", selector="small", subset=name)
+    cost = plan.job_cost(config, sub, s, A100, results=tmp_path)
+    assert cost.nominal and cost.tokens == 3 * 250 * 100  # 1/k of the rows: a lower bound
+    realized = tmp_path / "subsets/alpaca/small" / f"{name}.json"
+    realized.parent.mkdir(parents=True)
+    realized.write_text(json.dumps({"n_selected": 263, "ids": []}))
+    cost = plan.job_cost(config, sub, s, A100, results=tmp_path)
+    assert not cost.nominal and cost.tokens == 3 * 263 * 100
+    third = plan.job_cost(config, job("finetune_target", dataset="alpaca", target="big", selector="small",
+                                      subset="lp1_cluster_k3_easy_seed42"), s, A100, results=tmp_path)
+    assert third.tokens == pytest.approx(3 * 1000 / 3 * 100)
+
+
+def test_prediction_runs_one_float32_process_and_responses_reuse_it():
+    config, s = hub_config(), sizes(test=100, tpr=100)
+    pred = plan.job_cost(config, job("predict", gpus=4, dataset="alpaca", target="big", selector="none",
+                                     subset="base"), s, A100)
+    max_new = config["evaluation"]["max_new_tokens"]
+    assert pred.tokens == 100 * 100 + 100 * (100 + max_new)  # held-out losses, then prompts + generated tokens
+    assert pred.wall_s == pytest.approx(2 * 2e9 * pred.tokens / 1e13)  # one process
+    assert pred.gpu_hours == pytest.approx(4 * pred.wall_s / 3600)  # the other three GPUs wait
+    resp = job("responses", gpus=4, dataset="alpaca", target="big", selector="none", subset="base")
+    reused = plan.job_cost(config, resp, s, A100)
+    assert reused.flops == 0 and reused.kind == "none" and reused.gpus == 4
+    config["evaluation"]["generate"] = False
+    generated = plan.job_cost(config, resp, s, A100)
+    assert generated.tokens == 100 * (100 + max_new)
+    light = plan.job_cost(config, plan.Job("select", {"dataset": "alpaca"}, {}), s, A100)
+    assert light.flops == 0 and light.gpu_hours == 0
+
+
+def test_dataset_sizes_come_from_files_then_the_plan_block(tmp_path):
+    config = hub_config()
+    with pytest.raises(plan.PlanError, match=r"plan\.rows\.alpaca"):
+        plan.dataset_sizes(config, plan.settings(config), tmp_path)
+    got = plan.dataset_sizes(config, plan.settings(config) | {"rows": {"alpaca": 1500}}, tmp_path)
+    assert got.train["alpaca"] == 1000 and got.test["alpaca"] == 500
+    assert got.tokens_per_row["alpaca"] == config["max_length"]  # the upper bound by default
+    folder = tmp_path / "datasets/alpaca"
+    folder.mkdir(parents=True)
+    (folder / "train.jsonl").write_text("{}\n" * 7)
+    (folder / "test.jsonl").write_text("{}\n" * 3)
+    got = plan.dataset_sizes(config, plan.settings(config) | {"rows": {"alpaca": 1500}, "tokens_per_row": 90}, tmp_path)
+    assert (got.train["alpaca"], got.test["alpaca"], got.tokens_per_row["alpaca"]) == (7, 3, 90)
+    # a named evaluation set: its prompts for responses and the judge
+    config["evaluation"]["eval_set"] = {"name": "vicuna", "path": "v.jsonl", "limit": 80}
+    got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
+    assert got.prompts["alpaca"] == 80 and got.tokens_per_row["vicuna"] == config["max_length"]
+
+
+def test_peak_disk_kept_and_temporary():
+    config = hub_config()
+    jobs = [plan.Job("prepare_model", {"model": "small"}), plan.Job("prepare_model", {"model": "big"}),
+            job("train_proxy", dataset="alpaca", proxy="small"),
+            *[job("finetune_target", gpus=2, dataset="alpaca", target="big", selector="none", subset=f"s{i}")
+              for i in range(5)]]
+    got = plan.disk(config, jobs, A100, concurrent=1, results=ROOT / "no-results")
+    it = got["items"]
+    assert it["base"] == (2, 8e9, 4 * 3e9) and it["hub"] == (2, 4e9, 2 * 3e9)
+    assert it["proxy_epochs"] == (3, 4e9, 3 * 4e9)  # every epoch of the proxy
+    assert it["targets"] == (5, 8e9, 5 * 8e9)
+    assert it["resume"] == (1, 24 * 2e9, 24 * 2e9)
+    assert got["kept"] == 12e9 + 6e9 + 12e9 + 40e9 + 48e9
+    # removed once consumed: at most one training job's state and checkpoints at a time
+    assert got["temporary"] == 12e9 + 6e9 + max(24e9 + 12e9, 48e9 + 8e9)
+    two = plan.disk(config, jobs, A100, concurrent=2, results=ROOT / "no-results", existing=5)
+    assert two["temporary"] == 5 + 18e9 + 2 * 56e9 and two["kept"] == got["kept"] + 48e9 + 5
+
+
+def test_judge_calls():
+    config, s = hub_config(), sizes(test=100)
+    got = plan.judge_calls(config, [], s)
+    # per target: 1 proxy x 2 LP methods x 1 fraction + clust_rand + 3 thirds + base, each against full
+    assert not got["enabled"] and got["calls"] == 0 and got["models_per_dataset"] == 7
+    assert got["would_call"] == 7 * 100 * 2
+    config["judge"] = {"enabled": True, "base_url": "http://localhost:8000/v1", "model": "m"}
+    judged = [plan.Job("judge", {"dataset": "alpaca"}) for _ in range(7)]
+    got = plan.judge_calls(config, judged, s)
+    assert got["enabled"] and got["calls"] == 7 * 100 * 2
+
+
+DRY_RUN = """Building DAG of jobs...
+Job stats:
+job                count
+---------------  -------
+finetune_target        1
+select                 1
+total                  2
+
+
+[Wed Dec  2 08:41:39 2026]
+rule finetune_target:
+    input: results/models/big, results/datasets/alpaca/train.jsonl
+    output: results/targets/alpaca/big/none/full_seed42, results/ledger/finetune_target/alpaca/big/none/full_seed42.json
+    jobid: 15
+    wildcards: dataset=alpaca, target=big, selector=none, subset=full_seed42
+    threads: 16
+    resources: tmpdir=/tmp, runtime=1440, gpu=2, gpu_model=a100, cpus_per_gpu=8, mem_mb=128000
+Shell command: None
+
+[Wed Dec  2 08:41:39 2026]
+localrule select:
+    input: results/datasets/alpaca/train.jsonl
+    output: results/subsets/alpaca/none/random_cluster_k4_hard_seed42.json
+    wildcards: dataset=alpaca, selector=none, subset=random_cluster_k4_hard_seed42
+    resources: tmpdir=/tmp, mem_mb=4000, runtime=30
+"""
+
+
+def test_parse_dry_run():
+    jobs = plan.parse_dry_run(DRY_RUN)
+    assert [j.rule for j in jobs] == ["finetune_target", "select"]
+    assert jobs[0].wildcards == {"dataset": "alpaca", "target": "big", "selector": "none", "subset": "full_seed42"}
+    assert jobs[0].resources["gpu"] == "2" and jobs[0].resources["runtime"] == "1440"
+    assert plan.job_stats(DRY_RUN) == {"finetune_target": 1, "select": 1}
+
+
+def test_measured_throughput_from_ledgers(tmp_path):
+    ledgers = tmp_path / "ledger"
+    for i, (rule, flops, wall, processes) in enumerate([("train_proxy", 6e12, 10, 1), ("finetune_target", 8e12, 10, 2),
+                                                       ("finetune_target", 3e12, 10, 1)]):
+        path = ledgers / rule / "alpaca" / f"m{i}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"kind": "train", "flops": flops, "wall_s": wall, "processes": processes,
+                                    "tokens": 3 * 10 * (100 + i), "samples": 10, "epochs": 3}))
+    path = ledgers / "extract_losses/alpaca/m0/epoch-0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"kind": "forward", "flops": 1e12, "wall_s": 4, "tokens": 10, "samples": 10}))
+    throughput, tokens, n = plan.measured_throughput(tmp_path)
+    assert n == 4 and throughput == {"train": 4e11, "extract": 2.5e11}  # median per process
+    assert tokens == {"alpaca": pytest.approx(101)}
+
+
+def test_a_plan_from_a_dry_runs_text_with_measured_throughput(tmp_path):
+    config_path = tmp_path / "study.yaml"
+    config_path.write_text(yaml.safe_dump(hub_config(rows={"alpaca": 1500}, tokens_per_row=100)))
+    got = plan.build(config_path, DRY_RUN, root=tmp_path)
+    [full, select] = got.costs
+    assert full.flops == 6 * 2e9 * 3 * 1000 * 100 and full.wall_s == pytest.approx(full.flops / 1.25e14 / 2)
+    assert select.flops == 0 and got.counts == {"finetune_target": 1, "select": 1}
+    ledger = tmp_path / "results/ledger/train_proxy/alpaca/small.json"
+    ledger.parent.mkdir(parents=True)
+    ledger.write_text(json.dumps({"flops": 1e13, "wall_s": 10, "processes": 1, "tokens": 3 * 10 * 80,
+                                  "samples": 10, "epochs": 3}))
+    got = plan.build(config_path, DRY_RUN, root=tmp_path, measured=True)
+    [full, _] = got.costs
+    assert full.tokens == 3 * 1000 * 80 and full.wall_s == pytest.approx(full.flops / 1e12 / 2)
+    assert got.measured_n == 1 and "measured by the training ledgers" in plan.render(got)
+
+
+@pytest.fixture
+def clone(workdir):
+    """The workflow copied without results/ (a fresh clone), configs included."""
+    shutil.copytree(ROOT / "configs", workdir / "configs")
+    return workdir
+
+
+def test_default_plan_counts_match_snakemakes_dry_run(clone):
+    text = plan.dry_run(clone / "config.yaml", root=clone)
+    got = plan.build(clone / "config.yaml", text, root=clone)
+    proc = subprocess.run(snakemake_cmd("-n", "--quiet", "rules"), cwd=clone, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = plan.job_stats(proc.stdout + proc.stderr)
+    rules = plan.per_rule(got.costs)
+    assert expected and {rule: r["jobs"] for rule, r in rules.items()} == expected
+    assert rules["train_proxy"]["flops"] > 0 and rules["extract_losses"]["flops"] > 0
+    assert rules["finetune_target"]["flops"] > 0 and rules["predict"]["flops"] > 0
+    assert rules["responses"]["flops"] == 0  # predict's generations are reused
+    assert got.disk["existing"] == 0 and 0 < got.disk["temporary"] < got.disk["kept"]
+    report = plan.render(got)
+    assert "| **total** | **" + f"{sum(expected.values()):,}" in report
+
+
+def test_paper_plan_runs_offline(clone):
+    # any attempt to reach the network fails fast
+    env = os.environ | {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+                        "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "lpselect.plan", "configs/paper.yaml", "--jobs", "4",
+                           "--root", str(clone)], cwd=clone, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = proc.stdout
+    total = next(line for line in report.splitlines() if line.startswith("| **total**"))
+    gpu_hours = float(total.split("|")[6].strip(" *").replace(",", ""))
+    assert gpu_hours > 0
+    assert "of 4 training job(s) at once" in report and "No judge configured" in report
+    for rule in ("train_proxy", "extract_losses", "finetune_target", "predict"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {rule} |"))
+        assert float(row.split("|")[6].strip().replace(",", "")) > 0, row
+
+
+def test_a_missing_row_count_is_named_before_the_dry_run(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(hub_config()))
+    assert plan.main([str(path), "--root", str(tmp_path)]) == 1  # no Snakefile there: no dry run was needed
+    assert "config key plan.rows.alpaca is missing" in capsys.readouterr().err
