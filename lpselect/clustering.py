@@ -42,9 +42,12 @@ def resolve_sentence_model(name: str) -> str:
 
 def minilm_embedding(texts: list[str], model: str, batch_size: int = 64) -> np.ndarray:
     """The paper's embedding: all-MiniLM-L6-v2 sentence vectors (max_seq_length 256), normalized."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(resolve_sentence_model(model), device="cpu")
+    # a GPU when the job has one (resources.cluster.gpus), else the job's CPU threads
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    encoder = SentenceTransformer(resolve_sentence_model(model), device=device)
     encoder.max_seq_length = 256
     return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
 

@@ -1,6 +1,7 @@
 """Jobs with several processes (one per GPU): the job's own process launches N ranks with torchrun,
-waits, then merges and publishes what they wrote. Training is data-parallel through the Trainer
-(FSDP full_shard on GPUs as the paper did, DDP over gloo on CPUs); loss extraction gives each rank
+waits, then merges and publishes what they wrote. Every rank reads the examples from the job's tokenized
+dataset folder (results/tokenized/<d>/<tokenizer>, memory-mapped). Training is data-parallel through the
+Trainer (FSDP full_shard on GPUs as the paper did, DDP over gloo on CPUs); loss extraction gives each rank
 every N-th length-sorted batch and merges the parts back into sample order.
 
     python -m lpselect.distributed <task> '<json arguments>'     (run by torchrun, not by hand)
@@ -32,21 +33,24 @@ def launch(task: str, args: dict, processes: int) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
-def _train(model_dir, examples_path, hp, seed, state_dir, epochs_to_keep):
-    from . import models, training
+def _train(model_dir, tokenized_dir, subset_path, hp, seed, state_dir, epochs_to_keep):
+    from . import models, stages, training
 
+    # the training arguments first: under FSDP they start the process group and ask transformers to
+    # load the weights on rank 0 only (cpu_ram_efficient_loading), which must be known before loading
+    training.training_arguments(hp, Path(state_dir) / "checkpoints", seed)
     model, _ = models.load_model(model_dir, device="cpu")
     tokenizer = models.load_tokenizer(model_dir)
-    examples = json.loads(Path(examples_path).read_text())
+    examples = stages.training_examples(tokenized_dir, subset_path)
     training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep)
 
 
-def _extract(model_dir, examples_path, cfg, part_prefix):
-    from . import losses, models
+def _extract(model_dir, tokenized_dir, cfg, part_prefix, response_only=False):
+    from . import losses, models, stages
 
     rank, world = rank_and_world()
     model, tokenizer = models.load_model(model_dir)
-    examples = json.loads(Path(examples_path).read_text())
+    examples = stages.extraction_examples(tokenized_dir, tokenizer, response_only)
     frame = losses.per_sample_losses(
         model, examples, pad_id=tokenizer.pad_token_id, desc=f"{model_dir} rank {rank}", rank=rank, world=world,
         **losses.extraction_options(cfg),

@@ -64,6 +64,11 @@ def greedy_generate(
     return outputs
 
 
+def weights_dtype(cfg: dict):
+    """The dtype a model is evaluated in: bfloat16 with evaluation.bf16 (a 13B model on one GPU)."""
+    return torch.bfloat16 if cfg.get("bf16", False) else torch.float32
+
+
 def predict(model, tokenizer, rows: list[dict], cfg: dict, template: str = "alpaca") -> pd.DataFrame:
     """Per held-out row: response loss and perplexity, and (if configured) the greedy generation."""
     examples = encode_rows(rows, tokenizer, cfg["max_length"], template)

@@ -279,14 +279,16 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         if job.rule == "finetune_target":
             rows, realized = subset_rows(d, w["selector"], w["subset"], rows, results)
             cost.nominal = not realized
-        cost.kind, cost.tokens = "train", config["training"]["epochs"] * rows * tpr
+        # a proxy trains only the epochs its methods read (study.proxy_epochs)
+        epochs = study.proxy_epochs(config) if job.rule == "train_proxy" else config["training"]["epochs"]
+        cost.kind, cost.tokens = "train", epochs * rows * tpr
         rate = throughput.get("train") or (bf16 if config["training"].get("bf16") else fp32)
         processes = max(1, gpus)
     elif job.rule in EXTRACT_RULES:
         cost.kind, cost.tokens = "forward", sizes.train[d] * tpr
         rate = throughput.get("extract") or (bf16 if config["extraction"].get("bf16") else fp32)
         processes = max(1, gpus)
-    else:  # predict, responses: one process in float32
+    else:  # predict, responses: one process (one GPU), bf16 weights with evaluation.bf16
         ev, eval_set = config["evaluation"], sizes.prompts.get("__eval_set__")
         if job.rule == "predict":  # held-out losses, then (if configured) greedy generations
             cost.tokens = sizes.test[d] * tpr + (sizes.test[d] * (tpr + ev["max_new_tokens"]) if ev["generate"] else 0)
@@ -294,7 +296,7 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
             return cost  # copies predict's generations: no model runs
         else:  # generates for the evaluation prompts
             cost.tokens = sizes.prompts[d] * (sizes.tokens_per_row[eval_set or d] + ev["max_new_tokens"])
-        cost.kind, rate, processes = "forward", fp32, 1
+        cost.kind, rate, processes = "forward", bf16 if config["evaluation"].get("bf16") else fp32, 1
     cost.flops = flops(cost.kind, n, cost.tokens)
     cost.wall_s = cost.flops / rate / processes
     return cost
@@ -350,16 +352,19 @@ def disk(config: dict, jobs: list[Job], plan: dict, concurrent: int = 1, results
     `existing` bytes already on disk are added to both."""
     ckpt, state, hub = (plan["checkpoint_bytes_per_parameter"], plan["resume_bytes_per_parameter"],
                         plan["hub_bytes_per_parameter"])
-    epochs = config["training"]["epochs"]
+    epochs = study.proxy_epochs(config)
     used = list(dict.fromkeys([model_of(j) for j in jobs if j.rule == "prepare_model"]))
     size = {m: parameters(config, m, results) for m in dict.fromkeys(used + [model_of(j) for j in jobs
                                                                              if j.rule in TRAIN_RULES])}
     hub_models = [m for m in used if _is_hub_model(config["models"][m])]
+    base_bytes = {m: hub if config["models"][m]["source"] == "pretrained" else ckpt for m in used}
     training = [j for j in jobs if j.rule in TRAIN_RULES]
     outputs = [(epochs if j.rule == "train_proxy" else 1) * ckpt * size[model_of(j)] for j in training]
     running = [state * size[model_of(j)] for j in training]
     items = {
-        "base": (len(used), ckpt * max((size[m] for m in used), default=0), ckpt * sum(size[m] for m in used)),
+        # a pretrained base is copied in its checkpoint's dtype (hub bytes), the others saved in float32
+        "base": (len(used), max((base_bytes[m] * size[m] for m in used), default=0),
+                 sum(base_bytes[m] * size[m] for m in used)),
         "hub": (len(hub_models), hub * max((size[m] for m in hub_models), default=0),
                 hub * sum(size[m] for m in hub_models)),
         "proxy_epochs": _item([o for j, o in zip(training, outputs) if j.rule == "train_proxy"], epochs),
@@ -517,7 +522,8 @@ def render(p: Plan) -> str:
     out += ["## Peak disk", "",
             "| what | count | largest | total |", "| --- | ---: | ---: | ---: |",
             f"| already in `results/` ({', '.join(CHECKPOINT_FOLDERS)}; measured) | | | {_bytes(d['existing'])} |",
-            f"| base models (`results/models/`, {p.plan['checkpoint_bytes_per_parameter']:g} B/parameter) | "
+            f"| base models (`results/models/`: pretrained in their checkpoint dtype, "
+            f"{p.plan['hub_bytes_per_parameter']:g} B/parameter; others {p.plan['checkpoint_bytes_per_parameter']:g}) | "
             f"{it['base'][0]} | {_bytes(it['base'][1])} | {_bytes(it['base'][2])} |",
             f"| hub downloads (Hugging Face cache, {p.plan['hub_bytes_per_parameter']:g} B/parameter) | "
             f"{it['hub'][0]} | {_bytes(it['hub'][1])} | {_bytes(it['hub'][2])} |",
@@ -528,8 +534,8 @@ def render(p: Plan) -> str:
             f"| Trainer resume state (`results/.state/`) of {c} training job(s) at once "
             f"({p.plan['resume_bytes_per_parameter']:g} B/parameter) | {it['resume'][0]} | {_bytes(it['resume'][1])} | "
             f"{_bytes(it['resume'][2])} |",
-            f"| **peak, all outputs kept (today)** | | | **{_bytes(d['kept'])}** |",
-            f"| **peak, checkpoints temporary (removed once consumed)** | | | **{_bytes(d['temporary'])}** |",
+            f"| **peak, all outputs kept (`keep: {{proxies: true, targets: true}}`)** | | | **{_bytes(d['kept'])}** |",
+            f"| **peak, checkpoints temporary (the default: removed once consumed)** | | | **{_bytes(d['temporary'])}** |",
             ""]
     j = p.judge
     out += ["## Judge calls", ""]

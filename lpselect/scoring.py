@@ -96,8 +96,9 @@ def score_table(epoch_losses: list[pd.DataFrame], seed: int, names=None) -> pd.D
     for e in range(p.shape[1]):
         table[f"p{e}"] = p[:, e]
     with np.errstate(invalid="ignore"):  # NaN rows (unscorable) give NaN scores
-        table["lp1"] = learning_percentage(p, 1)
-        table["lp_app"] = learning_percentage_approx(p[:, 0], p[:, 1])
+        # a study that reads fewer epochs (lp_app only: P_0, P_1) has no LP(1) (nor LP_app without P_1)
+        table["lp1"] = learning_percentage(p, 1) if p.shape[1] > 2 else np.nan
+        table["lp_app"] = learning_percentage_approx(p[:, 0], p[:, 1]) if p.shape[1] > 1 else np.nan
     table["ppl0"] = p[:, 0]
     table["random"] = random_scores(ids, seed)
     table["scorable"] = scorable

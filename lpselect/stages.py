@@ -95,58 +95,69 @@ def _warm_up(model, tokenizer, warmup: dict, hp: dict, seed: int, max_length: in
     training.publish(state_dir, {})
 
 
-def _training_examples(model_dir, rows_path, subset_path, max_length, template):
-    from . import models
-    from .tokenization import encode_rows
+def tokenize(tokenizer_dir, rows_path, max_length: int, template: str, out_dir) -> None:
+    """The training split encoded once for one tokenizer (encode_rows: ids, input_ids, labels,
+    truncated), saved as a Hugging Face dataset folder that every training and extraction job reads."""
+    from . import models, tokenization
 
-    tokenizer = models.load_tokenizer(model_dir)
-    rows = read_jsonl(rows_path)
-    if subset_path:
-        keep = set(json.loads(Path(subset_path).read_text())["ids"])
-        rows = [r for r in rows if r["id"] in keep]
-    log.info("training on %d rows", len(rows))
-    return tokenizer, encode_rows(rows, tokenizer, max_length, template)
+    tokenizer = models.load_tokenizer(tokenizer_dir)
+    examples = tokenization.encode_rows(read_jsonl(rows_path), tokenizer, max_length, template)
+    tokenization.save_examples(examples, out_dir)
+    log.info("%s: %d examples, %d tokens", out_dir, len(examples), sum(len(e["input_ids"]) for e in examples))
+
+
+def training_examples(tokenized_dir, subset_path=None) -> list[dict]:
+    """The tokenized training split, or the subset's samples of it in the split's order."""
+    from .tokenization import load_examples
+
+    ids = json.loads(Path(subset_path).read_text())["ids"] if subset_path else None
+    examples = load_examples(tokenized_dir, ids)
+    log.info("training on %d rows", len(examples))
+    return examples
 
 
 def train_model(
     model_dir,
-    rows_path,
+    tokenized_dir,
     subset_path,
     hp: dict,
     seed: int,
-    max_length: int,
-    template: str,
     epoch_outputs: dict,
     state_dir,
     ledger_out,
     processes: int = 1,
+    logging_steps: int | None = None,
 ) -> None:
-    """Fine-tune; epoch_outputs maps each epoch to keep to its output folder (proxy: all, target: last).
-    With processes > 1 the training runs data-parallel in that many ranks (one per GPU)."""
+    """Fine-tune; epoch_outputs maps each epoch to keep to its output folder (proxy: the epochs the
+    study reads, target: the last); training stops after the last of them, on the schedule of
+    hp["epochs"]. The examples are the tokenize stage's dataset folder `tokenized_dir`, restricted to the
+    subset's ids (subset_path, a select output) if given. With processes > 1 the training runs
+    data-parallel in that many ranks (one per GPU), each reading the same folder."""
     from . import distributed, ledger, models, training
 
     watch = ledger.Stopwatch()
-    tokenizer, examples = _training_examples(model_dir, rows_path, subset_path, max_length, template)
+    examples = training_examples(tokenized_dir, subset_path)
     epochs = sorted(epoch_outputs)
-    # resume only a state this very job left (same settings, same inputs); wipe one a changed job left
-    parameters = {"hp": hp, "seed": seed, "max_length": max_length, "template": template, "epochs_kept": epochs,
-                  "processes": processes}
-    inputs = {"model": model_dir, "rows": rows_path, "subset": subset_path}
+    # resume only a state this very job left (same settings, same inputs); wipe one a changed job left.
+    # max_length and the template are in the tokenized folder, which is fingerprinted by content.
+    parameters = {"hp": hp, "seed": seed, "epochs_kept": epochs, "processes": processes}
+    inputs = {"model": model_dir, "tokenized": tokenized_dir, "subset": subset_path}
     training.use_state(state_dir, training.fingerprint(parameters, inputs))
+    if logging_steps:  # not part of the fingerprint: it changes the log, not the model
+        hp = hp | {"logging_steps": logging_steps}
     if processes > 1:
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-        examples_path = Path(state_dir) / "examples.json"
-        examples_path.write_text(json.dumps(examples))
-        args = {"model_dir": str(model_dir), "examples_path": str(examples_path), "hp": hp, "seed": seed,
+        args = {"model_dir": str(model_dir), "tokenized_dir": str(tokenized_dir),
+                "subset_path": subset_path and str(subset_path), "hp": hp, "seed": seed,
                 "state_dir": str(state_dir), "epochs_to_keep": epochs}
         distributed.launch("train", args, processes)
         saved = {e: Path(state_dir) / f"epoch-{e}" for e in epochs}
     else:
-        model, _ = models.load_model(model_dir, device="cpu")  # the Trainer places it
+        model, tokenizer = models.load_model(model_dir, device="cpu")  # the Trainer places it
         saved = training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep=epochs)
-    tokens = hp["epochs"] * sum(len(e["input_ids"]) for e in examples)
+    trained = max(epochs)  # an lp_app-only proxy stops after epoch 1 of its schedule
+    tokens = trained * sum(len(e["input_ids"]) for e in examples)
     n_params = parameter_count(saved[epochs[-1]])
-    watch.record(ledger_out, "train", n_params, tokens, samples=len(examples), epochs=hp["epochs"], processes=processes,
+    watch.record(ledger_out, "train", n_params, tokens, samples=len(examples), epochs=trained, processes=processes,
                  global_batch_size=hp["global_batch_size"], batch_size=hp["batch_size"],
                  gradient_accumulation_steps=training.accumulation_steps(hp, processes))
     log_src = Path(state_dir) / "train_log.json"
@@ -154,37 +165,38 @@ def train_model(
     training.publish(state_dir, moves | {log_src: Path(epoch_outputs[epochs[-1]]) / "train_log.json"})
 
 
+def extraction_examples(tokenized_dir, tokenizer, response_only: bool = False) -> list[dict]:
+    """The tokenized training split; with `response_only`, the same response tokens without their
+    prompt (tokenization.response_only, IFD's second pass)."""
+    from . import tokenization
+
+    examples = tokenization.load_examples(tokenized_dir)
+    return tokenization.response_only(examples, tokenizer) if response_only else examples
+
+
 def extract_losses(
-    model_dir, rows_path, cfg: dict, max_length: int, template: str, out_csv, ledger_out, processes: int = 1,
-    response_only: bool = False,
+    model_dir, tokenized_dir, cfg: dict, out_csv, ledger_out, processes: int = 1, response_only: bool = False,
 ) -> None:
-    """Per-sample response losses of one model on the rows (`cfg`: the config's extraction section);
-    with processes > 1, one rank per GPU. `response_only` scores the same response tokens without
-    their prompt (IFD's second pass)."""
-    from . import distributed, ledger, losses, models, tokenization
+    """Per-sample response losses of one model on the tokenize stage's dataset folder `tokenized_dir`
+    (`cfg`: the config's extraction section); with processes > 1, one rank per GPU, each reading the same
+    folder. `response_only` scores the same response tokens without their prompt (IFD's second pass)."""
+    from . import distributed, ledger, losses, models
 
     watch = ledger.Stopwatch()
     tokenizer = models.load_tokenizer(model_dir)
-    examples = tokenization.encode_rows(read_jsonl(rows_path), tokenizer, max_length, template)
-    if response_only:
-        examples = tokenization.response_only(examples, tokenizer)
+    examples = extraction_examples(tokenized_dir, tokenizer, response_only)
     if processes > 1:
-        examples_path = Path(f"{out_csv}.examples.json")
-        examples_path.write_text(json.dumps(examples))
-        args = {"model_dir": str(model_dir), "examples_path": str(examples_path), "cfg": cfg,
-                "part_prefix": str(out_csv)}
-        try:
-            distributed.launch("extract", args, processes)
-            frame = distributed.merge_parts(out_csv, processes)
-        finally:
-            examples_path.unlink()
+        args = {"model_dir": str(model_dir), "tokenized_dir": str(tokenized_dir), "cfg": cfg,
+                "part_prefix": str(out_csv), "response_only": response_only}
+        distributed.launch("extract", args, processes)
+        frame = distributed.merge_parts(out_csv, processes)
     else:
         model, _ = models.load_model(model_dir)
         frame = losses.per_sample_losses(
             model, examples, pad_id=tokenizer.pad_token_id, desc=str(model_dir), **losses.extraction_options(cfg)
         )
-    log.info("%s: %d samples, %d truncated to %d tokens, %d unscorable (no response token left: NaN loss)",
-             model_dir, len(frame), frame["truncated"].sum(), max_length, (frame["n_tokens"] == 0).sum())
+    log.info("%s: %d samples, %d truncated (when tokenized), %d unscorable (no response token left: NaN loss)",
+             model_dir, len(frame), frame["truncated"].sum(), (frame["n_tokens"] == 0).sum())
     write_csv(out_csv, frame)
     tokens = sum(len(e["input_ids"]) for e in examples)
     watch.record(ledger_out, "forward", parameter_count(model_dir), tokens, samples=len(examples),
@@ -243,7 +255,7 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, opti
 def predict(model_dir, rows_path, cfg: dict, max_length: int, template: str, out_csv) -> None:
     from . import evaluation, models
 
-    model, tokenizer = models.load_model(model_dir)
+    model, tokenizer = models.load_model(model_dir, dtype=evaluation.weights_dtype(cfg))
     frame = evaluation.predict(model, tokenizer, read_jsonl(rows_path), cfg | {"max_length": max_length}, template)
     write_csv(out_csv, frame)
 
@@ -285,7 +297,7 @@ def responses(rows_path, generator: str, out_json, pred_csv=None, model_dir=None
     else:
         from . import evaluation, models
 
-        model, tokenizer = models.load_model(model_dir)
+        model, tokenizer = models.load_model(model_dir, dtype=evaluation.weights_dtype(cfg))
         outputs = evaluation.greedy_generate(model, tokenizer, rows, cfg["batch_size"], cfg["max_new_tokens"], template)
     log.info("%s: %d responses", generator, len(outputs))
     write_json(out_json, alpaca_eval_records(rows, outputs, generator))

@@ -66,6 +66,9 @@ def _check_references(config: dict) -> None:
         raise ConfigError(f"config key fresh_models is missing (needed by fresh model {fresh[0]!r})")
     if fresh and config["fresh_models"]["tokenizer_dataset"] not in datasets:
         raise ConfigError("config key fresh_models.tokenizer_dataset: must name a dataset under datasets")
+    if models.get("fresh", {"source": "fresh"})["source"] != "fresh":
+        raise ConfigError("config key models.fresh: the name 'fresh' is reserved for the fresh models' shared "
+                          "tokenizer (results/tokenized/<dataset>/fresh); rename the model")
     ifd_epoch = method_settings(config)["ifd"]["epoch"]
     if ifd_epoch > config["training"]["epochs"]:
         raise ConfigError(f"config key methods.ifd.epoch: {ifd_epoch} is after the proxy's last epoch "
@@ -150,6 +153,14 @@ def _merged(defaults, given):
         k: v for k, v in given.items() if k not in defaults}
 
 
+def proxy_epochs(config: dict) -> int:
+    """How many epochs of its training.epochs schedule a proxy trains (and is extracted after): every
+    one for lp1 and s2l, the first for lp_app, IFD's epoch, none for ppl0, length and random."""
+    grid, n = config["grid"], config["training"]["epochs"]
+    needs = {"lp1": n, "s2l": n, "lp_app": 1, "ifd": method_settings(config)["ifd"]["epoch"]}
+    return max([needs.get(m, 0) for m in set(grid["methods"]) | set(grid["thirds"])], default=0)
+
+
 def select_options(config: dict, subset: str) -> dict:
     """The settings a subset's selection depends on (only its own method's, so that changing one
     method's settings reruns that method's selections alone)."""
@@ -161,10 +172,35 @@ def select_options(config: dict, subset: str) -> dict:
     return {}
 
 
-def method_settings(config: dict) -> dict:
-    """The config's `methods` block with the schema's defaults filled in (the schema holds them)."""
+def defaulted(config: dict, section: str) -> dict:
+    """A top-level config section with the schema's defaults filled in (the schema holds them)."""
     schema = yaml.safe_load(SCHEMA.read_text())
-    return _merged(_schema_defaults(schema["properties"]["methods"]), config.get("methods", {}))
+    return _merged(_schema_defaults(schema["properties"][section]), config.get(section, {}))
+
+
+def method_settings(config: dict) -> dict:
+    return defaulted(config, "methods")
+
+
+# Settings that change how fast a job runs or what it logs, never its result. Rules leave them out
+# of their params (the scripts read them from the config), so changing one reruns nothing.
+NOT_RESULTS = {
+    "training": ("logging_steps",),
+    "extraction": ("batch_size", "max_tokens", "share_prefix"),
+    "evaluation": ("tie_tolerance", "eval_set"),
+}
+
+
+def result_settings(config: dict, section: str) -> dict:
+    """The settings of a config section that change a job's outputs (its rules' params)."""
+    return {k: v for k, v in config[section].items() if k not in NOT_RESULTS[section]}
+
+
+def training_settings(config: dict, model: str) -> dict:
+    """The training settings that change a model's fine-tune, with its size row's overrides."""
+    row = size_resources(config, model, "train")
+    overrides = {"gradient_checkpointing": row["gradient_checkpointing"]} if "gradient_checkpointing" in row else {}
+    return result_settings(config, "training") | overrides
 
 
 def references(grid: dict) -> list[str]:
@@ -216,4 +252,5 @@ def size_resources(config: dict, name: str, kind: str) -> dict:
     n = model_parameters(config, name)
     row = next((r for r in rows if n is not None and n <= r["max_parameters"]), rows[-1])
     extras = {"gpu_model": row.get("gpu_model", ""), "cpus_per_gpu": row.get("cpus_per_gpu", 0)}
+    extras |= {k: row[k] for k in ("gradient_checkpointing",) if k in row}
     return {"threads": row["threads"], "gpus": row["gpus"]} | extras | row[kind]

@@ -109,3 +109,47 @@ def response_only(examples: list[dict], tokenizer) -> list[dict]:
         labels = [IGNORE_INDEX] * len(bos) + response
         out.append({"id": e["id"], "input_ids": bos + response, "labels": labels, "truncated": e["truncated"]})
     return out
+
+
+# --- the tokenized training split: built once per (dataset, tokenizer), read by every job -----------------
+
+COLUMNS = ("id", "input_ids", "labels", "truncated")
+
+
+def save_examples(examples: list[dict], out_dir) -> None:
+    """encode_rows' examples as a Hugging Face dataset folder (Dataset.save_to_disk), in their order.
+    Written beside out_dir and moved into place, so a failed job leaves no partial folder."""
+    import shutil
+    from pathlib import Path
+
+    from datasets import Dataset, Features, List, Value
+
+    features = Features({"id": Value("string"), "input_ids": List(Value("int32")), "labels": List(Value("int32")),
+                         "truncated": Value("bool")})
+    dataset = Dataset.from_dict({c: [e[c] for e in examples] for c in COLUMNS}, features=features)
+    out_dir = Path(out_dir)
+    partial = out_dir.with_name(f"{out_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    dataset.save_to_disk(str(partial))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    partial.rename(out_dir)
+
+
+def load_examples(path, ids=None) -> list[dict]:
+    """The examples save_examples wrote, as encode_rows returned them; with `ids`, only those samples,
+    still in the dataset's (the rows') order. An id the dataset lacks is an error. Reads the memory-mapped
+    folder without writing to it (no cache files)."""
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(path))
+    if ids is not None:
+        keep, all_ids = set(ids), list(dataset["id"])
+        indices = [i for i, sample_id in enumerate(all_ids) if sample_id in keep]
+        if len(indices) != len(keep):
+            missing = sorted(keep - {all_ids[i] for i in indices})
+            raise ValueError(f"{path}: {len(missing)} selected ids are not in the tokenized rows, e.g. {missing[:3]}")
+        columns = dataset[indices]
+    else:
+        columns = dataset[:]
+    return [dict(zip(COLUMNS, values)) for values in zip(*(columns[c] for c in COLUMNS))]

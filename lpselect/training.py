@@ -34,9 +34,23 @@ from .losses import response_token_nll
 log = logging.getLogger(__name__)
 
 
+def save_full_model(trainer, out: Path) -> None:
+    """An ordinary model folder, also when FSDP keeps its checkpoints as shards: Trainer.save_model
+    writes nothing then, so every rank gathers the full weights and the main process writes them."""
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if trainer.is_fsdp_enabled and "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+        state_dict = trainer.accelerator.get_state_dict(trainer.model)  # collective: every rank calls it
+        if trainer.args.should_save:
+            trainer._save(str(out), state_dict=state_dict)
+    else:
+        trainer.save_model(str(out))
+
+
 class SaveEachEpoch(TrainerCallback):
-    """Save the model (weights and tokenizer, no optimizer) after every epoch as state/epoch-{e}.
-    Trainer.save_model gathers sharded (FSDP) weights and writes from the main process only."""
+    """Save the model (weights and tokenizer, no optimizer) after every epoch to keep as
+    state/epoch-{e}, and stop after the last of them: a proxy read only at epoch 1 (lp_app) trains one
+    epoch of its n-epoch schedule, so its P_1 is the one an n-epoch proxy has. Trainer.save_model
+    gathers sharded (FSDP) weights and writes from the main process only."""
 
     def __init__(self, state_dir: Path, epochs_to_keep):
         self.state_dir, self.epochs_to_keep, self.trainer = state_dir, set(epochs_to_keep), None
@@ -45,8 +59,10 @@ class SaveEachEpoch(TrainerCallback):
         epoch = round(state.epoch)
         if epoch in self.epochs_to_keep:
             out = self.state_dir / f"epoch-{epoch}"
-            self.trainer.save_model(str(out))
+            save_full_model(self.trainer, out)
             log.info("saved epoch %d model to %s", epoch, out)
+        if self.epochs_to_keep and epoch >= max(self.epochs_to_keep):
+            control.should_training_stop = True
 
 
 class ResponseLossTrainer(Trainer):
@@ -78,6 +94,23 @@ def accumulation_steps(hp: dict, processes: int) -> int:
     return hp["global_batch_size"] // per_step
 
 
+def fsdp_options(hp: dict) -> dict:
+    """TrainingArguments' FSDP options for a multi-GPU job (`training.fsdp`)."""
+    options = {"fsdp": hp.get("fsdp", "")}
+    if options["fsdp"]:
+        options["fsdp_config"] = {
+            # rank 0 alone reads the weights and the others receive their shards: four ranks never
+            # hold four full float32 copies of a 13B model in host memory
+            "cpu_ram_efficient_loading": True,
+            # resume checkpoints as shards (each rank writes its own), not one gathered copy
+            "state_dict_type": "SHARDED_STATE_DICT",
+        }
+        if hp.get("gradient_checkpointing", False):
+            # FSDP's own activation checkpointing avoids an extra all-gather in the backward
+            options["fsdp_config"]["activation_checkpointing"] = True
+    return options
+
+
 def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool = True) -> TrainingArguments:
     """The config's hyper-parameters; under torchrun with several processes, data-parallel training
     (FSDP as the config says on GPUs, plain DDP over gloo on CPUs)."""
@@ -86,11 +119,8 @@ def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool 
     distributed = {}
     if world > 1:
         if torch.cuda.is_available():
-            distributed = {"fsdp": hp.get("fsdp", "")}
-            if checkpointing:
-                # under FSDP its own activation checkpointing avoids an extra all-gather in the backward
-                distributed["fsdp_config"] = {"activation_checkpointing": True}
-                checkpointing = False
+            distributed = fsdp_options(hp)
+            checkpointing = checkpointing and "fsdp_config" not in distributed
         else:
             distributed = {"ddp_backend": "gloo"}
     extra = {}

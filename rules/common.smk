@@ -37,7 +37,9 @@ if DUMPS_STUDY:
     }
 else:
     GRID = config["grid"]
-    EPOCHS = config["training"]["epochs"]
+    # the proxy epochs the study's methods read (an lp_app-only study trains and extracts one)
+    EPOCHS = study.proxy_epochs(config)
+    KEEP = study.defaulted(config, "keep")
     DATASETS = GRID["datasets"]
     SCORED_MODELS = GRID["proxies"]
     TABLES = [
@@ -71,6 +73,8 @@ else:
     # responses: free when predict already generated for the held-out split; otherwise generated
     # only when a named evaluation set or a judge asks for them
     WRITE_RESPONSES = EVAL["generate"] or EVAL_SET is not None or JUDGE is not None
+    # responses then only reformat predict's generations: a light local job, no model, no GPU
+    REUSE_PREDICTIONS = EVAL["generate"] and not EVAL_SET
 FIGURES = list(FIGURE_TABLES)
 # the methods are compared on the first (cheapest) proxy's selections
 FIGURE_OPTIONS = (
@@ -90,6 +94,7 @@ wildcard_constraints:
     proxy=MODEL_NAMES,
     target=MODEL_NAMES,
     selector=f"none|{MODEL_NAMES}",
+    tokenizer=f"fresh|{MODEL_NAMES}",
     subset=f"{REFERENCE_PATTERN}|{SUBSET_PATTERN}",
     epoch=r"\d+",
 
@@ -110,6 +115,21 @@ def sized(kind, key):
 
 def sized_threads(wildcards):
     return study.size_resources(config, model_of(wildcards), "train")["threads"]
+
+
+def one_gpu(kind):
+    """A single-process model job (predict) asks for at most one GPU, whatever its size row says."""
+    gpus = sized(kind, "gpus")
+    return lambda wildcards, attempt: min(1, gpus(wildcards, attempt))
+
+
+def checkpoint(path, keep):
+    """A model folder, deleted once every job that reads it is done unless the config keeps it."""
+    return directory(path) if keep else temp(directory(path))
+
+
+def training_hp(wildcards):
+    return study.training_settings(config, model_of(wildcards))
 
 
 def light(key):
@@ -179,10 +199,34 @@ def model_to_evaluate(wildcards):
     return f"results/targets/{wildcards.dataset}/{wildcards.target}/{wildcards.selector}/{wildcards.subset}"
 
 
+def fresh_tokenizer_dir():
+    """The tokenizer every fresh model shares, trained on fresh_models.tokenizer_dataset."""
+    return f"results/tokenizers/{config['fresh_models']['tokenizer_dataset']}"
+
+
 def fresh_tokenizer_input(wildcards):
     if config["models"][wildcards.model]["source"] == "fresh":
-        return f"results/tokenizers/{config['fresh_models']['tokenizer_dataset']}"
+        return fresh_tokenizer_dir()
     return []
+
+
+def tokenizer_name(model):
+    """Fresh models share one tokenizer ("fresh"); every other model has its own, named after it."""
+    return "fresh" if config["models"][model]["source"] == "fresh" else model
+
+
+def tokenizer_source(wildcards):
+    """The folder a tokenize job loads its tokenizer from: the shared one, or the model's own folder."""
+    if wildcards.tokenizer == "fresh":
+        return fresh_tokenizer_dir()
+    return f"results/models/{wildcards.tokenizer}"
+
+
+def tokenized(wildcards):
+    """The training split tokenized for the job's model: one folder per (dataset, tokenizer)."""
+    return (
+        f"results/tokenized/{wildcards.dataset}/{tokenizer_name(model_of(wildcards))}"
+    )
 
 
 def subset_inputs(wildcards):
@@ -204,7 +248,7 @@ def subset_inputs(wildcards):
 def finetune_inputs(wildcards):
     inputs = {
         "model": f"results/models/{wildcards.target}",
-        "rows": f"results/datasets/{wildcards.dataset}/train.jsonl",
+        "tokenized": tokenized(wildcards),
     }
     if full_reference_seed(wildcards.subset) is None:
         inputs["subset"] = (
@@ -240,7 +284,7 @@ def eval_rows(wildcards):
 
 def responses_inputs(wildcards):
     """Reuse predict's greedy generations when they cover the evaluation prompts; else generate."""
-    if EVAL["generate"] and not EVAL_SET:
+    if REUSE_PREDICTIONS:
         return {
             "rows": eval_rows(wildcards),
             "predictions": "results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
@@ -270,7 +314,7 @@ def proxy_ledgers(dataset, proxy):
     """The ledgers of a proxy's jobs, by kind (and epoch), for charging each method what it used."""
     ledger = f"results/ledger/{{}}/{dataset}/{proxy}"
     return {
-        "train": f"{ledger.format('train_proxy')}.json",
+        "train": f"{ledger.format('train_proxy')}.json" if EPOCHS else None,
         "extract": {
             e: f"{ledger.format('extract_losses')}/epoch-{e}.json"
             for e in range(EPOCHS + 1)
@@ -289,7 +333,7 @@ def ledger_files(ledgers):
     """The paths of a proxy_ledgers() structure."""
     if isinstance(ledgers, dict):
         return [path for value in ledgers.values() for path in ledger_files(value)]
-    return [ledgers]
+    return [ledgers] if ledgers else []
 
 
 def aggregate_inputs(wildcards):

@@ -19,11 +19,11 @@ rule predict:
     resources:
         mem_mb=sized("extract", "mem_mb"),
         runtime=sized("extract", "runtime"),
-        gpu=sized("extract", "gpus"),
+        gpu=one_gpu("extract"),
         gpu_model=sized("extract", "gpu_model"),
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
-        cfg=config["evaluation"],
+        cfg=study.result_settings(config, "evaluation"),
         max_length=config["max_length"],
         template=config["prompt_template"],
     script:
@@ -66,6 +66,12 @@ if EVAL_SET:
             "../workflow_scripts/prepare_eval_set.py"
 
 
+if REUSE_PREDICTIONS:
+
+    localrules:
+        responses,
+
+
 rule responses:
     input:
         unpack(responses_inputs),
@@ -77,16 +83,16 @@ rule responses:
         "results/benchmarks/responses/{dataset}/{target}/{selector}/{subset}.tsv"
     conda:
         "../envs/model.yaml"
-    threads: sized_threads
+    threads: 1 if REUSE_PREDICTIONS else sized_threads
     resources:
-        mem_mb=sized("extract", "mem_mb"),
-        runtime=sized("extract", "runtime"),
-        gpu=sized("extract", "gpus"),
-        gpu_model=sized("extract", "gpu_model"),
-        cpus_per_gpu=sized("extract", "cpus_per_gpu"),
+        mem_mb=light("mem_mb") if REUSE_PREDICTIONS else sized("extract", "mem_mb"),
+        runtime=light("runtime") if REUSE_PREDICTIONS else sized("extract", "runtime"),
+        gpu=0 if REUSE_PREDICTIONS else one_gpu("extract"),
+        gpu_model="" if REUSE_PREDICTIONS else sized("extract", "gpu_model"),
+        cpus_per_gpu=0 if REUSE_PREDICTIONS else sized("extract", "cpus_per_gpu"),
     params:
         generator="{target}/{selector}/{subset}",
-        cfg=EVAL,
+        cfg=study.result_settings(config, "evaluation"),
         template=config["prompt_template"],
     script:
         "../workflow_scripts/responses.py"

@@ -32,15 +32,44 @@ rule prepare_model:
     resources:
         mem_mb=sized("extract", "mem_mb"),
         runtime=sized("extract", "runtime"),
-        gpu=sized("extract", "gpus"),
+        # a GPU only to warm a fresh model up; a pretrained or packaged one is copied on the CPU
+        gpu=lambda wildcards, attempt: (
+            one_gpu("extract")(wildcards, attempt)
+            if config["models"][wildcards.model]["source"] == "fresh"
+            else 0
+        ),
         gpu_model=sized("extract", "gpu_model"),
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
         spec=lambda wildcards: config["models"][wildcards.model],
         seed=config["seed"],
         warmup=config.get("fresh_models", {}).get("warmup"),
-        hp=config["training"],
+        hp=study.result_settings(config, "training"),
         max_length=config["max_length"],
         template=config["prompt_template"],
     script:
         "../workflow_scripts/prepare_model.py"
+
+
+# The training split tokenized once per (dataset, tokenizer): fresh models share one tokenizer
+# ("fresh"), every other model has its own. Every training and extraction job reads this folder.
+rule tokenize:
+    input:
+        rows="results/datasets/{dataset}/train.jsonl",
+        tokenizer=tokenizer_source,
+    output:
+        directory("results/tokenized/{dataset}/{tokenizer}"),
+    log:
+        "results/logs/tokenize/{dataset}/{tokenizer}.log",
+    benchmark:
+        "results/benchmarks/tokenize/{dataset}/{tokenizer}.tsv"
+    conda:
+        "../envs/model.yaml"
+    resources:
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
+    params:
+        max_length=config["max_length"],
+        template=config["prompt_template"],
+    script:
+        "../workflow_scripts/tokenize_rows.py"

@@ -1,10 +1,12 @@
 rule train_proxy:
     input:
         model="results/models/{proxy}",
-        rows="results/datasets/{dataset}/train.jsonl",
+        tokenized=tokenized,
     output:
         epochs=[
-            directory(f"results/proxies/{{dataset}}/{{proxy}}/epoch-{e}")
+            checkpoint(
+                f"results/proxies/{{dataset}}/{{proxy}}/epoch-{e}", KEEP["proxies"]
+            )
             for e in range(1, EPOCHS + 1)
         ],
         ledger="results/ledger/train_proxy/{dataset}/{proxy}.json",
@@ -22,10 +24,8 @@ rule train_proxy:
         gpu_model=sized("train", "gpu_model"),
         cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:
-        hp=config["training"],
+        hp=training_hp,
         seed=config["seed"],
-        max_length=config["max_length"],
-        template=config["prompt_template"],
         # resumable state outside the outputs: Snakemake deletes the outputs of a failed job
         state="results/.state/train_proxy/{dataset}/{proxy}",
     script:
@@ -35,7 +35,7 @@ rule train_proxy:
 rule extract_losses:
     input:
         model=lambda wildcards: proxy_epoch_dir(**wildcards),
-        rows="results/datasets/{dataset}/train.jsonl",
+        tokenized=tokenized,
     output:
         losses="results/losses/{dataset}/{proxy}/epoch-{epoch}.csv",
         ledger="results/ledger/extract_losses/{dataset}/{proxy}/epoch-{epoch}.json",
@@ -53,9 +53,7 @@ rule extract_losses:
         gpu_model=sized("extract", "gpu_model"),
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
-        extraction=config["extraction"],
-        max_length=config["max_length"],
-        template=config["prompt_template"],
+        extraction=study.result_settings(config, "extraction"),
         response_only=False,
     script:
         "../workflow_scripts/extract_losses.py"
@@ -71,9 +69,7 @@ use rule extract_losses as extract_response_losses with:
     benchmark:
         "results/benchmarks/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.tsv"
     params:
-        extraction=config["extraction"],
-        max_length=config["max_length"],
-        template=config["prompt_template"],
+        extraction=study.result_settings(config, "extraction"),
         response_only=True,
 
 

@@ -18,9 +18,12 @@ rule cluster:
         "../envs/light.yaml"
         if config["clustering"]["embedding"] == "tfidf"
         else "../envs/model.yaml"
+    threads: RES.get("cluster", {}).get("threads", 1)
     resources:
-        mem_mb=light("mem_mb"),
-        runtime=light("runtime"),
+        mem_mb=RES.get("cluster", RES["light"])["mem_mb"],
+        runtime=lambda wildcards, attempt: attempt
+        * RES.get("cluster", RES["light"])["runtime"],
+        gpu=RES.get("cluster", {}).get("gpus", 0),
     params:
         cfg=lambda wildcards: config["clustering"]
         | {"n_clusters": study.n_clusters(config, wildcards.dataset)},

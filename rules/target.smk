@@ -2,7 +2,9 @@ rule finetune_target:
     input:
         unpack(finetune_inputs),
     output:
-        model=directory("results/targets/{dataset}/{target}/{selector}/{subset}"),
+        model=checkpoint(
+            "results/targets/{dataset}/{target}/{selector}/{subset}", KEEP["targets"]
+        ),
         ledger="results/ledger/finetune_target/{dataset}/{target}/{selector}/{subset}.json",
     log:
         "results/logs/finetune_target/{dataset}/{target}/{selector}/{subset}.log",
@@ -20,10 +22,8 @@ rule finetune_target:
         gpu_model=sized("train", "gpu_model"),
         cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:
-        hp=config["training"],
+        hp=training_hp,
         seed=lambda wildcards: study.training_seed(wildcards.subset),
-        max_length=config["max_length"],
-        template=config["prompt_template"],
         state="results/.state/finetune_target/{dataset}/{target}/{selector}/{subset}",
     script:
         "../workflow_scripts/train.py"

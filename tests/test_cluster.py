@@ -106,7 +106,8 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
 def test_light_rules_stay_local():
     text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
     local = {name.strip() for block in re.findall(r"localrules:\n((?:    .*\n)+)", text) for name in block.split(",")}
-    assert {"aggregate", "figure", "select", "evaluate", "dump_tables", "dump_summary"} <= local - {""}
+    assert {"aggregate", "figure", "select", "evaluate", "dump_tables", "dump_summary", "responses", "judge",
+            "transfer", "ifd"} <= local - {""}
 
 
 def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
@@ -127,3 +128,40 @@ def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
     assert re.search(r"^finetune_target\s+1470$", proc.stdout, re.M), proc.stdout[-2000:]
     calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
     assert "sbatch" not in calls  # a dry run submits nothing
+
+
+def dry_run_jobs(tmp_path, workdir, study) -> list[dict]:
+    """Every job of a dry run through profiles/slurm: its rule and GPUs."""
+    import shutil
+
+    shutil.copytree(ROOT / "profiles", workdir / "profiles")
+    (workdir / "slurm.yaml").write_text(yaml.safe_dump(study))
+    (workdir / "data.jsonl").write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "sacct", "sacctmgr", "sshare", "scontrol", "squeue", "sinfo"):
+        (bin_dir / name).write_text(STAND_IN.format(body=""))
+        (bin_dir / name).chmod(0o755)
+    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(tmp_path / "calls.log")}
+    args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "10", "--configfile", "slurm.yaml"]
+    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = []
+    for m in re.finditer(r"^rule (\w+):\n((?:    .*\n)+)", proc.stdout, re.M):
+        resources = re.search(r"resources: (.*)", m[2])
+        fields = dict(kv.split("=", 1) for kv in resources[1].split(", ")) if resources else {}
+        jobs.append({"rule": m[1], "gpu": int(fields.get("gpu") or 0)})
+    return jobs
+
+
+def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):
+    study = yaml.safe_load(yaml.safe_dump(STUDY))
+    study["evaluation"]["generate"] = True  # responses then reuse predict's generations
+    jobs = dry_run_jobs(tmp_path, workdir, study)
+    by_rule = {}
+    for job in jobs:
+        by_rule.setdefault(job["rule"], []).append(job)
+    assert {j["gpu"] for j in by_rule["finetune_target"]} == {4}  # the 13B row: four GPUs, data-parallel
+    assert {j["gpu"] for j in by_rule["predict"]} == {1}  # one process: one GPU, whatever the size row
+    assert {j["gpu"] for j in by_rule["responses"]} == {0}  # a reformat of predictions (a local rule)
+    assert {j["gpu"] for j in by_rule["prepare_model"]} == {0}  # pretrained copies, on the CPU

@@ -20,11 +20,12 @@ def base(tmp_path_factory):
     tokenizer = models.train_tokenizer(rows, 320)
     models.save_model(models.build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, tokenizer, 0),
                       tokenizer, root / "base")
+    stages.tokenize(root / "base", root / "rows.jsonl", 512, "alpaca", root / "tokenized")
     return root
 
 
 def test_two_rank_extraction_equals_one_process_in_order_and_count(base):
-    args = (base / "base", base / "rows.jsonl", {"batch_size": 5}, 512, "alpaca")
+    args = (base / "base", base / "tokenized", {"batch_size": 5})
     stages.extract_losses(*args, base / "one.csv", base / "one.json", processes=1)
     stages.extract_losses(*args, base / "two.csv", base / "two.json", processes=2)
     one, two = pd.read_csv(base / "one.csv"), pd.read_csv(base / "two.csv")
@@ -34,14 +35,28 @@ def test_two_rank_extraction_equals_one_process_in_order_and_count(base):
     assert json.loads((base / "two.json").read_text())["processes"] == 2
 
 
+def test_two_rank_response_only_extraction_equals_one_process(base):
+    """IFD's second pass: the ranks derive the response-only examples from the tokenized folder too."""
+    args = (base / "base", base / "tokenized", {"batch_size": 5})
+    stages.extract_losses(*args, base / "r1.csv", base / "r1.json", processes=1, response_only=True)
+    stages.extract_losses(*args, base / "r2.csv", base / "r2.json", processes=2, response_only=True)
+    one, two = pd.read_csv(base / "r1.csv"), pd.read_csv(base / "r2.csv")
+    assert two["id"].tolist() == one["id"].tolist()
+    assert two["loss"].to_numpy() == pytest.approx(one["loss"].to_numpy(), rel=1e-6)
+
+
 def test_two_rank_data_parallel_training_publishes_every_epoch(base):
     outputs = {1: base / "proxy/epoch-1", 2: base / "proxy/epoch-2"}
-    stages.train_model(base / "base", base / "rows.jsonl", None, HP, 42, 512, "alpaca", outputs,
-                       base / "state", base / "train.json", processes=2)
+    ids = [e["id"] for e in stages.training_examples(base / "tokenized")][::2]  # a subset: the ranks select it
+    (base / "subset.json").write_text(json.dumps({"ids": ids}))
+    stages.train_model(base / "base", base / "tokenized", base / "subset.json", HP, 42, outputs, base / "state",
+                       base / "train.json", processes=2)
     for folder in outputs.values():
         assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
     assert not (base / "state").exists()
     ledger = json.loads((base / "train.json").read_text())
-    assert ledger["processes"] == 2 and ledger["tokens"] > 0
-    losses = [h["loss"] for h in json.loads((outputs[2] / "train_log.json").read_text()) if "loss" in h]
+    assert ledger["processes"] == 2 and ledger["tokens"] > 0 and ledger["samples"] == len(ids) == 24
+    history = json.loads((outputs[2] / "train_log.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
     assert losses and all(x == x for x in losses)  # logged and finite
+    assert max(h["step"] for h in history) == 2 * len(ids) // HP["global_batch_size"]  # the subset, not all rows

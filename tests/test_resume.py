@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lpselect import models, synthetic
+from lpselect import models, stages, synthetic
 from lpselect.fileio import write_jsonl
 
 HP = {"epochs": 3, "learning_rate": 3e-3, "lr_scheduler": "cosine", "warmup_ratio": 0.03, "weight_decay": 0.0,
@@ -26,7 +26,7 @@ logging.basicConfig(level=logging.INFO)
 torch.set_num_threads(1)
 from lpselect import stages
 a = json.loads(sys.argv[1])
-stages.train_model(a["model"], a["rows"], None, a["hp"], 42, 512, "alpaca", {3: a["out"]}, a["state"], a["ledger"])
+stages.train_model(a["model"], a["tokenized"], None, a["hp"], 42, {3: a["out"]}, a["state"], a["ledger"])
 """
 
 
@@ -38,11 +38,12 @@ def setup(tmp_path_factory):
     tokenizer = models.train_tokenizer(rows, 320)
     model = models.build_fresh_model({"hidden_size": 48, "num_layers": 2, "num_heads": 4}, tokenizer, 0)
     models.save_model(model, tokenizer, root / "base")
+    stages.tokenize(root / "base", root / "rows.jsonl", 512, "alpaca", root / "tokenized")
     return root
 
 
 def start(root, name):
-    args = {"model": str(root / "base"), "rows": str(root / "rows.jsonl"), "hp": HP, "out": str(root / name),
+    args = {"model": str(root / "base"), "tokenized": str(root / "tokenized"), "hp": HP, "out": str(root / name),
             "state": str(root / f"{name}.state"), "ledger": str(root / f"{name}.json")}
     return subprocess.Popen([sys.executable, "-c", TRAIN, json.dumps(args)], start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), args
@@ -97,18 +98,20 @@ def small(tmp_path):
     tokenizer = models.train_tokenizer(rows, 320)
     model = models.build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, tokenizer, 0)
     models.save_model(model, tokenizer, tmp_path / "base")
+    for name in ("rows", "fewer"):  # the tokenize stage's folders, which training reads
+        stages.tokenize(tmp_path / "base", tmp_path / f"{name}.jsonl", 512, "alpaca", tmp_path / f"{name}.tokenized")
     return tmp_path
 
 
-def train_leaving_state(root, out, monkeypatch, caplog, hp=SMALL_HP, rows="rows.jsonl", subset=None):
+def train_leaving_state(root, out, monkeypatch, caplog, hp=SMALL_HP, rows="rows.tokenized", subset=None):
     """stages.train_model as a job killed after its last checkpoint, before publishing: the state stays."""
-    from lpselect import stages, training
+    from lpselect import training
 
     monkeypatch.setattr(training, "publish", lambda state_dir, moves: None)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="lpselect"):
-        stages.train_model(root / "base", root / rows, subset and root / subset, hp, 42, 512, "alpaca",
-                           {1: root / out}, root / "state", root / f"{out}.json")
+        stages.train_model(root / "base", root / rows, subset and root / subset, hp, 42, {1: root / out},
+                           root / "state", root / f"{out}.json")
     return caplog.text, load_file(root / "state" / "epoch-1" / "model.safetensors")
 
 
@@ -122,7 +125,7 @@ def test_a_changed_job_starts_afresh_and_an_unchanged_one_resumes(small, monkeyp
     assert "resuming from" in same_log and "different job" not in same_log
     assert all(torch.equal(first[k], same[k]) for k in first)
 
-    changed = {"learning_rate": {"hp": SMALL_HP | {"learning_rate": 1e-2}}, "rows": {"rows": "fewer.jsonl"},
+    changed = {"learning_rate": {"hp": SMALL_HP | {"learning_rate": 1e-2}}, "rows": {"rows": "fewer.tokenized"},
                "subset": {"subset": "subset.json"}}[change]
     log_text, after = train_leaving_state(small, "b", monkeypatch, caplog, **changed)
     assert re.search(r"state of a different job \(fingerprint \w{12} != \w{12}\): starting afresh", log_text)

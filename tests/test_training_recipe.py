@@ -2,15 +2,17 @@
 runs in bfloat16 on the response-only loss, and gradient checkpointing that changes nothing but memory."""
 
 import copy
+import json
 import logging
 
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from conftest import ROOT
-from lpselect import study, synthetic
+from lpselect import study, synthetic, training
 from lpselect.models import build_fresh_model
 from lpselect.tokenization import encode_rows
 from lpselect.training import accumulation_steps, build_trainer, training_arguments
@@ -117,3 +119,33 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_tokenizer
     for name, grad in plain_grads.items():
         assert grad.abs().sum() > 0 or "embed" in name
         torch.testing.assert_close(ckpt_grads[name], grad, rtol=1e-5, atol=1e-7)
+
+
+def test_fsdp_loads_on_one_rank_and_checkpoints_in_shards():
+    options = training.fsdp_options(HP | {"fsdp": "full_shard auto_wrap", "gradient_checkpointing": True})
+    assert options["fsdp"] == "full_shard auto_wrap"
+    assert options["fsdp_config"] == {"cpu_ram_efficient_loading": True, "state_dict_type": "SHARDED_STATE_DICT",
+                                      "activation_checkpointing": True}
+    assert training.fsdp_options(HP) == {"fsdp": ""}  # plain DDP: the Trainer's own checkpointing stays
+
+
+def test_gradient_checkpointing_can_be_set_per_model_size():
+    config = paper_config()
+    config["resources"]["by_model_size"][-1]["gradient_checkpointing"] = False
+    study.validate_config(config)
+    small, large = config["grid"]["proxies"][0], config["grid"]["targets"][-1]
+    assert study.training_settings(config, small)["gradient_checkpointing"] is True  # training.* default
+    assert study.training_settings(config, large)["gradient_checkpointing"] is False  # its size row
+    assert "logging_steps" not in study.training_settings(config, small)  # logging changes no result
+
+
+def test_a_proxy_read_at_epoch_one_stops_there_on_its_full_schedule(tiny_tokenizer, examples, tmp_path):
+    hp = HP | {"epochs": 3, "lr_scheduler": "linear"}
+    one = training.train(fresh(tiny_tokenizer), tiny_tokenizer, examples, hp, tmp_path / "one", 0, epochs_to_keep=[1])
+    three = training.train(fresh(tiny_tokenizer), tiny_tokenizer, examples, hp, tmp_path / "three", 0,
+                           epochs_to_keep=[1, 3])
+    log_one = json.loads((tmp_path / "one" / "train_log.json").read_text())
+    assert max(h.get("epoch", 0) for h in log_one) == pytest.approx(1.0)
+    first = load_file(one[1] / "model.safetensors")
+    same = load_file(three[1] / "model.safetensors")  # epoch 1 of the 3-epoch run: the same schedule
+    assert all(torch.equal(first[k], same[k]) for k in first)

@@ -37,6 +37,18 @@ def test_the_transfer_diagnostic_runs_no_fine_tune(workdir):
     assert not {"finetune_target", "predict", "evaluate", "responses", "aggregate"} & set(counts)
 
 
+@pytest.mark.parametrize("methods, epochs", [(["lp_app", "random"], 1), (["ppl0", "ifd", "length"], 0),
+                                             (["lp1", "lp_app"], 2)])
+def test_proxies_train_only_the_epochs_their_methods_read(workdir, methods, epochs):
+    config = shrunken_config()  # training.epochs: 2
+    config["grid"]["methods"] = methods
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    counts = job_counts(out)
+    assert counts["extract_losses"] == 2 * (epochs + 1)
+    assert counts.get("train_proxy", 0) == (2 if epochs else 0)
+    assert ("epoch-2" in out) == (epochs == 2)
+
+
 def test_dry_run_with_a_judge_and_a_named_eval_set(workdir):
     config = shrunken_config() | {"judge": judge_config("http://127.0.0.1:9/v1")}
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
@@ -125,6 +137,16 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
 
     # a second run has nothing to do
     assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout
+    # checkpoints are temporary: proxy epochs went once their losses were out, targets once predicted
+    assert not list((results / "proxies").rglob("*.safetensors")) and not (results / "targets").exists()
+    # logging and speed settings rerun nothing; the tie tolerance reruns the verdicts only
+    changed = copy.deepcopy(config)
+    changed["training"]["logging_steps"] += 1
+    changed["extraction"] |= {"batch_size": 3, "share_prefix": False}
+    assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
+    changed["evaluation"]["tie_tolerance"] = 0.2
+    counts = job_counts(run_snakemake(workdir, changed, "-n", "--cores", "2").stdout)
+    assert set(counts) == {"evaluate", "aggregate", "figure", "summary", "all"}
 
     # same config and seed: byte-identical subsets and score tables on rerun
     files = sorted((results / "subsets").rglob("*.json")) + sorted((results / "scores").rglob("*.csv"))

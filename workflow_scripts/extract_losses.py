@@ -5,10 +5,9 @@ run_stage(
     snakemake.log[0],
     stages.extract_losses,
     snakemake.input.model,
-    snakemake.input.rows,
-    snakemake.params.extraction,
-    snakemake.params.max_length,
-    snakemake.params.template,
+    snakemake.input.tokenized,
+    # batching is a speed setting, read from the config rather than params (changing it reruns nothing)
+    snakemake.config["extraction"] | snakemake.params.extraction,
     snakemake.output.losses,
     snakemake.output.ledger,
     threads=snakemake.threads,

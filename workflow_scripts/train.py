@@ -11,12 +11,10 @@ run_stage(
     snakemake.log[0],
     stages.train_model,
     snakemake.input.model,
-    snakemake.input.rows,
+    snakemake.input.tokenized,
     snakemake.input.get("subset"),
     snakemake.params.hp,
     snakemake.params.seed,
-    snakemake.params.max_length,
-    snakemake.params.template,
     epoch_outputs,
     snakemake.params.state,
     snakemake.output.ledger,
@@ -24,4 +22,6 @@ run_stage(
     gpus=snakemake.resources.get("gpu", 0),
     # one process per GPU of the job (data-parallel inside the job)
     processes=max(1, snakemake.resources.get("gpu", 0)),
+    # logging only: read from the config, not params (changing it reruns nothing)
+    logging_steps=snakemake.config["training"].get("logging_steps"),
 )
