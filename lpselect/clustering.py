@@ -40,28 +40,30 @@ def resolve_sentence_model(name: str) -> str:
     return name
 
 
-def minilm_embedding(texts: list[str], model: str, batch_size: int = 64) -> np.ndarray:
+def minilm_embedding(texts: list[str], model: str, batch_size: int = 64, threads: int | None = None) -> np.ndarray:
     """The paper's embedding: all-MiniLM-L6-v2 sentence vectors (max_seq_length 256), normalized."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     # a GPU when the job has one (resources.cluster.gpus), else the job's CPU threads
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if threads:
+        torch.set_num_threads(threads)
     encoder = SentenceTransformer(resolve_sentence_model(model), device=device)
     encoder.max_seq_length = 256
     return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
 
 
-def embed(texts: list[str], cfg: dict) -> np.ndarray:
+def embed(texts: list[str], cfg: dict, threads: int | None = None) -> np.ndarray:
     if cfg["embedding"] == "minilm":
-        return minilm_embedding(texts, cfg.get("model", "sentence-transformers/all-MiniLM-L6-v2"))
+        return minilm_embedding(texts, cfg.get("model", "sentence-transformers/all-MiniLM-L6-v2"), threads=threads)
     return tfidf_embedding(texts, cfg["dims"], cfg["seed"])
 
 
-def assign_clusters(rows: list[dict], cfg: dict) -> np.ndarray:
-    """Seeded KMeans over the configured embedding of every row's text."""
+def assign_clusters(rows: list[dict], cfg: dict, threads: int | None = None) -> np.ndarray:
+    """Seeded KMeans over the configured embedding of every row's text (`threads`: the encoder's)."""
     n_clusters, seed = cfg["n_clusters"], cfg["seed"]
-    vectors = embed([cluster_text(r) for r in rows], cfg)
+    vectors = embed([cluster_text(r) for r in rows], cfg, threads)
     k = min(n_clusters, len(rows))
     if n_clusters >= len(rows) / 2:
         log.warning("%d clusters for %d rows: with at least one row per cluster, every hard subset holds at "

@@ -12,10 +12,10 @@ job that trains or runs a model is costed from its wildcards:
   for an extraction pass; prompts x (tokens per row + max_new_tokens) more for generation.
 - time: FLOPs / the sustained FLOP/s of one GPU that the config's `plan` block states (bf16 or float32,
   as the job computes). Training and extraction run one process per GPU (ideal scaling is assumed);
-  predict and responses run one process, so their other GPUs are allocated and idle.
+  predict and responses run one process on one GPU (bf16 weights with evaluation.bf16).
 - GPU-hours = wall hours x GPUs the job requests (resources.by_model_size, as the dry run lists them).
 
-Peak disk counts model folders (saved float32), the Trainer's resume state of the training jobs that
+Peak disk counts model folders (pretrained copies in their checkpoint dtype, others float32), the Trainer's resume state of the training jobs that
 run at once, and hub downloads, once with every output kept and once with proxy epoch checkpoints and
 target checkpoints removed as soon as their consumers (loss extraction, prediction) have run.
 
@@ -292,9 +292,7 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         ev, eval_set = config["evaluation"], sizes.prompts.get("__eval_set__")
         if job.rule == "predict":  # held-out losses, then (if configured) greedy generations
             cost.tokens = sizes.test[d] * tpr + (sizes.test[d] * (tpr + ev["max_new_tokens"]) if ev["generate"] else 0)
-        elif ev["generate"] and not eval_set:
-            return cost  # copies predict's generations: no model runs
-        else:  # generates for the evaluation prompts
+        else:  # responses (predict writes them when its generations are them): the evaluation prompts
             cost.tokens = sizes.prompts[d] * (sizes.tokens_per_row[eval_set or d] + ev["max_new_tokens"])
         cost.kind, rate, processes = "forward", bf16 if config["evaluation"].get("bf16") else fp32, 1
     cost.flops = flops(cost.kind, n, cost.tokens)
@@ -555,7 +553,8 @@ def render(p: Plan) -> str:
     out += [
         f"- FLOPs: 6 N T per training job, 2 N T per forward pass; {rate}.",
         "- Training and extraction scale ideally over the GPUs of a job (one process per GPU); predict and "
-        "responses run one float32 process. GPU-hours = job wall time x GPUs requested.",
+        "responses run one process on one GPU (bf16 weights with evaluation.bf16, else float32). GPU-hours = "
+        "job wall time x GPUs requested.",
         "- T: training = epochs x rows x tokens per row; a subset trains on its realized rows once `select` ran, "
         "else on 1/k of the rows (a lower bound: every cluster gives a row). Extraction = rows x tokens per row "
         "per epoch (response-only passes counted as whole rows). Generation = prompts x (tokens per row + "

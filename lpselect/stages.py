@@ -232,11 +232,11 @@ def response_lengths(model_dir, rows_path, out_csv) -> None:
     write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "length": lengths}))
 
 
-def cluster(rows_path, cfg: dict, out_csv) -> None:
+def cluster(rows_path, cfg: dict, out_csv, threads: int | None = None) -> None:
     from . import clustering
 
     rows = read_jsonl(rows_path)
-    labels = clustering.assign_clusters(rows, cfg)
+    labels = clustering.assign_clusters(rows, cfg, threads)
     write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "cluster": labels}))
 
 
@@ -252,11 +252,18 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, opti
     write_json(out_json, chosen)
 
 
-def predict(model_dir, rows_path, cfg: dict, max_length: int, template: str, out_csv) -> None:
+def predict(model_dir, rows_path, cfg: dict, max_length: int, template: str, out_csv, responses_out=None,
+            generator: str = "") -> None:
+    """Held-out losses and (cfg['generate']) greedy generations of a model; with `responses_out`, the
+    generations in AlpacaEval's format too (what the judge reads), so no job runs just to convert them."""
     from . import evaluation, models
+    from .responses import alpaca_eval_records
 
     model, tokenizer = models.load_model(model_dir, dtype=evaluation.weights_dtype(cfg))
-    frame = evaluation.predict(model, tokenizer, read_jsonl(rows_path), cfg | {"max_length": max_length}, template)
+    rows = read_jsonl(rows_path)
+    frame = evaluation.predict(model, tokenizer, rows, cfg | {"max_length": max_length}, template)
+    if responses_out:
+        write_json(responses_out, alpaca_eval_records(rows, frame["generation"].tolist(), generator))
     write_csv(out_csv, frame)
 
 

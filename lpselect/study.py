@@ -50,8 +50,8 @@ def _check_references(config: dict) -> None:
     if "by_model_size" not in config["resources"]:
         raise ConfigError("config key resources.by_model_size is missing")
     grid, models, datasets = config["grid"], config["models"], config["datasets"]
-    for role in ("proxies", "targets"):
-        for i, name in enumerate(grid[role]):
+    for role in ("proxies", "targets", "diagnostic_models"):
+        for i, name in enumerate(grid.get(role, [])):
             if name not in models:
                 raise ConfigError(f"config key grid.{role}[{i}]: unknown model {name!r} (not under models)")
     for i, name in enumerate(grid["datasets"]):
@@ -80,7 +80,7 @@ def _check_batch(config: dict) -> None:
     """Every model must reach training.global_batch_size with whole accumulation steps on the GPU
     count its resources row gives it (one process per GPU), so no job fails after it has started."""
     hp = config["training"]
-    for name in dict.fromkeys(config["grid"]["proxies"] + config["grid"]["targets"]):
+    for name in dict.fromkeys(scoring_models(config["grid"]) + config["grid"]["targets"]):
         gpus = size_resources(config, name, "train")["gpus"]
         per_step = hp["batch_size"] * max(1, gpus)
         if hp["global_batch_size"] % per_step:
@@ -109,6 +109,18 @@ def load_config(path) -> dict:
     config = yaml.safe_load(Path(path).read_text())
     validate_config(config)
     return config
+
+
+def scoring_models(grid: dict) -> list[str]:
+    """Every model that scores the rows: the proxies, then the diagnostic-only models."""
+    return list(dict.fromkeys(grid["proxies"] + grid.get("diagnostic_models", [])))
+
+
+def diagnostic_subsets(grid: dict) -> list[tuple[str, str]]:
+    """(model, subset) of the hard subset every scoring model selects per method, k and seed: what the
+    transfer diagnostic compares (no target is trained on the diagnostic models' picks)."""
+    every = grid | {"proxies": scoring_models(grid), "thirds": []}
+    return [(sel, sub) for sel, sub in subsets(every) if sel != "none"]
 
 
 def selectors(grid: dict, method: str) -> list[str]:

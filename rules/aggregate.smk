@@ -70,15 +70,16 @@ rule summary:
         "../workflow_scripts/summary.py"
 
 
-# Transfer diagnostic: do the proxies agree (rank correlation, overlap of their selections) before
-# any target is fine-tuned? `snakemake --cores 2 diagnostic` runs it without a fine-tune.
+# Transfer diagnostic: do the scoring models (proxies and grid.diagnostic_models) agree (rank
+# correlation, overlap of their selections) before any target is fine-tuned? `snakemake --cores 2
+# diagnostic` runs it without a fine-tune.
 rule transfer:
     input:
         subsets=lambda wildcards: [
             f"results/subsets/{wildcards.dataset}/{sel}/{sub}.json"
-            for sel, sub in proxy_subsets()
+            for sel, sub in study.diagnostic_subsets(GRID)
         ],
-        scores=expand("results/scores/{{dataset}}/{proxy}.csv", proxy=GRID["proxies"]),
+        scores=expand("results/scores/{{dataset}}/{model}.csv", model=SCORED_MODELS),
         ifd=expand("results/ifd/{{dataset}}/{proxy}.csv", proxy=ifd_proxies()),
     output:
         "results/tables/{dataset}/transfer.csv",
@@ -90,8 +91,8 @@ rule transfer:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
     params:
-        subsets=proxy_subsets(),
-        proxies=GRID["proxies"],
+        subsets=study.diagnostic_subsets(GRID),
+        proxies=SCORED_MODELS,
         ifd_proxies=ifd_proxies(),
     script:
         "../workflow_scripts/transfer.py"

@@ -41,7 +41,7 @@ else:
     EPOCHS = study.proxy_epochs(config)
     KEEP = study.defaulted(config, "keep")
     DATASETS = GRID["datasets"]
-    SCORED_MODELS = GRID["proxies"]
+    SCORED_MODELS = study.scoring_models(GRID)
     TABLES = [
         "metrics",
         "seeds",
@@ -73,7 +73,7 @@ else:
     # responses: free when predict already generated for the held-out split; otherwise generated
     # only when a named evaluation set or a judge asks for them
     WRITE_RESPONSES = EVAL["generate"] or EVAL_SET is not None or JUDGE is not None
-    # responses then only reformat predict's generations: a light local job, no model, no GPU
+    # predict then writes the responses itself (its generations are them)
     REUSE_PREDICTIONS = EVAL["generate"] and not EVAL_SET
 FIGURES = list(FIGURE_TABLES)
 # the methods are compared on the first (cheapest) proxy's selections
@@ -167,17 +167,8 @@ def diagnostic_outputs():
     )
 
 
-def proxy_subsets():
-    """(proxy, subset) of every hard subset a proxy selects, for the transfer diagnostic."""
-    return [
-        (sel, sub)
-        for sel, sub in study.subsets(GRID)
-        if sel != "none" and Subset.parse(sub).part == "hard"
-    ]
-
-
 def ifd_proxies():
-    return GRID["proxies"] if "ifd" in GRID["methods"] else []
+    return SCORED_MODELS if "ifd" in GRID["methods"] else []
 
 
 def figure_inputs(wildcards):
@@ -280,16 +271,6 @@ def eval_rows(wildcards):
     if EVAL_SET:
         return f"results/eval_sets/{EVAL_SET['name']}.jsonl"
     return f"results/datasets/{wildcards.dataset}/test.jsonl"
-
-
-def responses_inputs(wildcards):
-    """Reuse predict's greedy generations when they cover the evaluation prompts; else generate."""
-    if REUSE_PREDICTIONS:
-        return {
-            "rows": eval_rows(wildcards),
-            "predictions": "results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
-        }
-    return {"rows": eval_rows(wildcards), "model": model_to_evaluate(wildcards)}
 
 
 def judged_models():

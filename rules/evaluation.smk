@@ -3,12 +3,20 @@ localrules:
     evaluate,
 
 
+# predict also writes the generations in AlpacaEval's format when they are the study's responses
 rule predict:
     input:
         model=model_to_evaluate,
         rows="results/datasets/{dataset}/test.jsonl",
     output:
-        "results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
+        **(
+            {
+                "responses": "results/responses/{dataset}/{target}/{selector}/{subset}.json"
+            }
+            if REUSE_PREDICTIONS
+            else {}
+        ),
+        predictions="results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
     log:
         "results/logs/predict/{dataset}/{target}/{selector}/{subset}.log",
     benchmark:
@@ -26,6 +34,7 @@ rule predict:
         cfg=study.result_settings(config, "evaluation"),
         max_length=config["max_length"],
         template=config["prompt_template"],
+        generator="{target}/{selector}/{subset}",
     script:
         "../workflow_scripts/predict.py"
 
@@ -66,36 +75,35 @@ if EVAL_SET:
             "../workflow_scripts/prepare_eval_set.py"
 
 
-if REUSE_PREDICTIONS:
+# responses of a model that predict did not already generate for (a named evaluation set, or a judge
+# without evaluation.generate)
+if not REUSE_PREDICTIONS:
 
-    localrules:
-        responses,
-
-
-rule responses:
-    input:
-        unpack(responses_inputs),
-    output:
-        "results/responses/{dataset}/{target}/{selector}/{subset}.json",
-    log:
-        "results/logs/responses/{dataset}/{target}/{selector}/{subset}.log",
-    benchmark:
-        "results/benchmarks/responses/{dataset}/{target}/{selector}/{subset}.tsv"
-    conda:
-        "../envs/model.yaml"
-    threads: 1 if REUSE_PREDICTIONS else sized_threads
-    resources:
-        mem_mb=light("mem_mb") if REUSE_PREDICTIONS else sized("extract", "mem_mb"),
-        runtime=light("runtime") if REUSE_PREDICTIONS else sized("extract", "runtime"),
-        gpu=0 if REUSE_PREDICTIONS else one_gpu("extract"),
-        gpu_model="" if REUSE_PREDICTIONS else sized("extract", "gpu_model"),
-        cpus_per_gpu=0 if REUSE_PREDICTIONS else sized("extract", "cpus_per_gpu"),
-    params:
-        generator="{target}/{selector}/{subset}",
-        cfg=study.result_settings(config, "evaluation"),
-        template=config["prompt_template"],
-    script:
-        "../workflow_scripts/responses.py"
+    rule responses:
+        input:
+            rows=eval_rows,
+            model=model_to_evaluate,
+        output:
+            "results/responses/{dataset}/{target}/{selector}/{subset}.json",
+        log:
+            "results/logs/responses/{dataset}/{target}/{selector}/{subset}.log",
+        benchmark:
+            "results/benchmarks/responses/{dataset}/{target}/{selector}/{subset}.tsv"
+        conda:
+            "../envs/model.yaml"
+        threads: sized_threads
+        resources:
+            mem_mb=sized("extract", "mem_mb"),
+            runtime=sized("extract", "runtime"),
+            gpu=one_gpu("extract"),
+            gpu_model=sized("extract", "gpu_model"),
+            cpus_per_gpu=sized("extract", "cpus_per_gpu"),
+        params:
+            generator="{target}/{selector}/{subset}",
+            cfg=study.result_settings(config, "evaluation"),
+            template=config["prompt_template"],
+        script:
+            "../workflow_scripts/responses.py"
 
 
 if JUDGE:

@@ -23,6 +23,7 @@ rule cluster:
         mem_mb=RES.get("cluster", RES["light"])["mem_mb"],
         runtime=lambda wildcards, attempt: attempt
         * RES.get("cluster", RES["light"])["runtime"],
+        # a GPU for the MiniLM encoder (SLURM sets CUDA_VISIBLE_DEVICES)
         gpu=RES.get("cluster", {}).get("gpus", 0),
     params:
         cfg=lambda wildcards: config["clustering"]

@@ -91,6 +91,8 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
         (workdir / f"results/models/{model}/config.json").write_text("{}")
     (workdir / "results/datasets/alpaca").mkdir(parents=True)
     (workdir / "results/datasets/alpaca/train.jsonl").write_text('{"id": "a"}\n')
+    for model in ("opt-350m", "opt-13b"):  # stand-ins for the tokenized training split
+        (workdir / f"results/tokenized/alpaca/{model}").mkdir(parents=True)
     lines = submitted(
         tmp_path, workdir, ["results/targets/alpaca/opt-13b/none/full_seed42", "results/proxies/alpaca/opt-350m/epoch-1"], 2
     )
@@ -106,7 +108,7 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
 def test_light_rules_stay_local():
     text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
     local = {name.strip() for block in re.findall(r"localrules:\n((?:    .*\n)+)", text) for name in block.split(",")}
-    assert {"aggregate", "figure", "select", "evaluate", "dump_tables", "dump_summary", "responses", "judge",
+    assert {"aggregate", "figure", "select", "evaluate", "dump_tables", "dump_summary", "judge",
             "transfer", "ifd"} <= local - {""}
 
 
@@ -163,5 +165,5 @@ def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):
         by_rule.setdefault(job["rule"], []).append(job)
     assert {j["gpu"] for j in by_rule["finetune_target"]} == {4}  # the 13B row: four GPUs, data-parallel
     assert {j["gpu"] for j in by_rule["predict"]} == {1}  # one process: one GPU, whatever the size row
-    assert {j["gpu"] for j in by_rule["responses"]} == {0}  # a reformat of predictions (a local rule)
+    assert "responses" not in by_rule  # predict writes them (its generations), no job just to convert them
     assert {j["gpu"] for j in by_rule["prepare_model"]} == {0}  # pretrained copies, on the CPU

@@ -23,7 +23,7 @@ TARGET = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platfo
           "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
 # imports the static analysis below sees but the rule never makes under the environment it picks:
 # cluster runs in the light environment only with the TF-IDF embedding, and only MiniLM needs this
-CONFIG_DEPENDENT = {("cluster", "tfidf"): {"sentence-transformers"}}
+CONFIG_DEPENDENT = {("cluster", "tfidf"): {"sentence-transformers", "torch"}}
 
 
 def requirements() -> dict:

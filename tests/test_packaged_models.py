@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lpselect import data, losses, models, stages
-from lpselect.tokenization import encode_rows
+from lpselect.fileio import write_jsonl
+from lpselect.tokenization import encode_rows, load_examples
 
 from conftest import SHARED
 
@@ -44,12 +45,16 @@ def test_converted_folder_has_the_packaged_models_loss(converted):
 
 
 @pytest.mark.skipif(not ALPACA.exists(), reason=f"needs {ALPACA} (../shared is absent)")
-def test_per_sample_losses_of_real_rows(converted):
+def test_per_sample_losses_of_real_rows(converted, tmp_path):
     """16 real Alpaca rows through the extractor (length-sorted batches, labelled positions only)
     equal the plain approach: one sample at a time, full logits, shifted cross-entropy."""
     rows = data.take_slice(data.load_local_rows(ALPACA, "alpaca", drop_empty=True), limit=16)
     model, tokenizer = models.load_model(converted, device="cpu")
     examples = encode_rows(rows, tokenizer, max_length=256)
+    # the tokenize stage's folder (what training and extraction jobs read) holds exactly these examples
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    stages.tokenize(converted, tmp_path / "rows.jsonl", 256, "alpaca", tmp_path / "tokenized")
+    assert load_examples(tmp_path / "tokenized") == examples
     table = losses.per_sample_losses(model, examples, batch_size=4, pad_id=tokenizer.pad_token_id)
     assert list(table["id"]) == [r["id"] for r in rows]
     # SmolLM2 pads with its EOS token: the response's EOS must still be a label

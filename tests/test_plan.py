@@ -94,20 +94,22 @@ def test_a_subset_trains_on_its_nominal_share_until_selected(tmp_path):
     assert third.tokens == pytest.approx(3 * 1000 / 3 * 100)
 
 
-def test_prediction_runs_one_float32_process_and_responses_reuse_it():
+def test_prediction_runs_one_process_in_its_evaluation_dtype():
     config, s = hub_config(), sizes(test=100, tpr=100)
-    pred = plan.job_cost(config, job("predict", gpus=4, dataset="alpaca", target="big", selector="none",
+    config["evaluation"]["bf16"] = False
+    pred = plan.job_cost(config, job("predict", gpus=1, dataset="alpaca", target="big", selector="none",
                                      subset="base"), s, A100)
     max_new = config["evaluation"]["max_new_tokens"]
     assert pred.tokens == 100 * 100 + 100 * (100 + max_new)  # held-out losses, then prompts + generated tokens
-    assert pred.wall_s == pytest.approx(2 * 2e9 * pred.tokens / 1e13)  # one process
-    assert pred.gpu_hours == pytest.approx(4 * pred.wall_s / 3600)  # the other three GPUs wait
-    resp = job("responses", gpus=4, dataset="alpaca", target="big", selector="none", subset="base")
-    reused = plan.job_cost(config, resp, s, A100)
-    assert reused.flops == 0 and reused.kind == "none" and reused.gpus == 4
-    config["evaluation"]["generate"] = False
-    generated = plan.job_cost(config, resp, s, A100)
-    assert generated.tokens == 100 * (100 + max_new)
+    assert pred.wall_s == pytest.approx(2 * 2e9 * pred.tokens / 1e13)  # one float32 process
+    assert pred.gpu_hours == pytest.approx(pred.wall_s / 3600)
+    config["evaluation"]["bf16"] = True
+    bf16 = plan.job_cost(config, job("predict", gpus=1, dataset="alpaca", target="big", selector="none",
+                                     subset="base"), s, A100)
+    assert bf16.wall_s == pytest.approx(2 * 2e9 * pred.tokens / A100["gpu_flops"])
+    config["evaluation"]["generate"] = False  # responses then generate for the evaluation prompts
+    resp = job("responses", gpus=1, dataset="alpaca", target="big", selector="none", subset="base")
+    assert plan.job_cost(config, resp, s, A100).tokens == 100 * (100 + max_new)
     light = plan.job_cost(config, plan.Job("select", {"dataset": "alpaca"}, {}), s, A100)
     assert light.flops == 0 and light.gpu_hours == 0
 
@@ -249,7 +251,7 @@ def test_default_plan_counts_match_snakemakes_dry_run(clone):
     assert expected and {rule: r["jobs"] for rule, r in rules.items()} == expected
     assert rules["train_proxy"]["flops"] > 0 and rules["extract_losses"]["flops"] > 0
     assert rules["finetune_target"]["flops"] > 0 and rules["predict"]["flops"] > 0
-    assert rules["responses"]["flops"] == 0  # predict's generations are reused
+    assert "responses" not in rules  # predict writes them: its generations are the responses
     assert got.disk["existing"] == 0 and 0 < got.disk["temporary"] < got.disk["kept"]
     report = plan.render(got)
     assert "| **total** | **" + f"{sum(expected.values()):,}" in report

@@ -58,10 +58,18 @@ def test_samples_without_response_tokens_are_unscorable_with_nan_scores():
 def test_frames_may_say_which_rows_are_unscorable():
     """The paper's dumps: P == 1.0 at every epoch is the official code's value for an unscorable row;
     the row keeps its published values but is marked."""
-    frames = [pd.DataFrame({"id": ["a", "b"], "perplexity": p, "scorable": [True, False]}) for p in ([9.0, 1.0], [3.0, 1.0])]
+    frames = [pd.DataFrame({"id": ["a", "b"], "perplexity": p, "scorable": [True, False]})
+              for p in ([9.0, 1.0], [3.0, 1.0], [2.0, 1.0])]
     table = score_table(frames, seed=0)
     assert table["scorable"].tolist() == [True, False]
     assert table.loc[1, "p0"] == 1.0 and table.loc[1, "lp1"] == 0.0
+
+
+def test_two_epochs_give_lp_app_but_no_lp1():
+    """P_0 and P_1 alone (a proxy read at epoch 1 only): LP(1) would be 1 for every sample."""
+    frames = extraction_frames([[10.0, 6.0, 5.0], [6.0, 3.0, 4.0]], [5, 5, 5])
+    table = score_table(frames, seed=0)
+    assert table["lp1"].isna().all() and table["lp_app"].tolist() == pytest.approx([0.4, 0.5, 0.2])
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -6,6 +6,7 @@ import re
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import ROOT, judge_config, run_snakemake, shrunken_config, snakemake_cmd
 
@@ -21,12 +22,35 @@ def job_counts(output: str) -> dict:
 def test_default_dry_run_lists_the_whole_dag(workdir):
     counts = job_counts(run_snakemake(workdir, None, "-n", "--cores", "2").stdout)
     assert counts["train_proxy"] == 3 and counts["extract_losses"] == 3 * 4 and counts["score"] == 3
-    # per target: 23 subsets (lp1, lp_app x 3 proxies x 2 fractions; clust_rand x 2; thirds 3 x 3) + full
-    assert counts["select"] == 23
-    assert counts["finetune_target"] == 2 * 24
-    assert counts["predict"] == counts["evaluate"] == counts["responses"] == 2 * 25  # + the untrained base
+    # per target: 31 subsets (lp1, lp_app, ifd x 3 proxies x 2 fractions; length, clust_rand x 2; lp1 thirds
+    # 3 x 3, the hard one being k3) + full
+    assert counts["select"] == 31
+    assert counts["extract_response_losses"] == counts["ifd"] == 3 and counts["response_lengths"] == 1
+    assert counts["finetune_target"] == 2 * 32
+    assert counts["predict"] == counts["evaluate"] == 2 * 33  # + the untrained base
+    assert "responses" not in counts  # predict writes them: its generations are the responses
     assert counts["figure"] == 10 and counts["aggregate"] == 1 and counts["transfer"] == 1
     assert "judge" not in counts  # no judge configured by default
+
+
+def test_the_training_split_is_tokenized_once_per_tokenizer(workdir):
+    """One tokenize job per (dataset, tokenizer): the default study's three fresh models share one
+    tokenizer and so one tokenized folder; the real small models have a tokenizer each. Every training
+    and extraction job reads the tokenized folder, none the rows."""
+    tokenized = re.compile(r"results/tokenized/[^,;\s]+")
+    out = run_snakemake(workdir, None, "-n", "--cores", "2").stdout
+    counts = job_counts(out)
+    assert counts["tokenize"] == 1
+    assert set(tokenized.findall(out)) == {"results/tokenized/synth/fresh"}
+    readers = ("train_proxy", "finetune_target", "extract_losses", "extract_response_losses")
+    jobs = re.findall(rf"^rule ({'|'.join(readers)}):\n    input: (.*)$", out, re.M)
+    assert len(jobs) == sum(counts.get(rule, 0) for rule in readers) > 3
+    assert all("results/tokenized/synth/fresh" in inputs and ".jsonl" not in inputs for _, inputs in jobs)
+
+    real_small = yaml.safe_load((ROOT / "configs/real-small.yaml").read_text())
+    out = run_snakemake(workdir, real_small, "-n", "--cores", "2").stdout
+    assert job_counts(out)["tokenize"] == 2
+    assert set(tokenized.findall(out)) == {f"results/tokenized/alpaca/{m}" for m in ("smollm2-135m", "gemma-3-270m")}
 
 
 def test_the_transfer_diagnostic_runs_no_fine_tune(workdir):
@@ -35,6 +59,12 @@ def test_the_transfer_diagnostic_runs_no_fine_tune(workdir):
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2", "--", "diagnostic").stdout)
     assert counts["transfer"] == 1 and counts["select"] == 2 * 3  # the proxies' subsets only
     assert not {"finetune_target", "predict", "evaluate", "responses", "aggregate"} & set(counts)
+    # a diagnostic-only model (say, the expensive target) scores and selects, and nothing trains on its picks
+    config["grid"].update(proxies=["m-a"], diagnostic_models=["m-b"])
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2", "--", "diagnostic").stdout)
+    assert counts["train_proxy"] == 2 and counts["select"] == 2 * 3
+    full = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    assert full["finetune_target"] == 1 + 3 + 2  # full, m-a's lp1 / ifd / s2l, length and random
 
 
 @pytest.mark.parametrize("methods, epochs", [(["lp_app", "random"], 1), (["ppl0", "ifd", "length"], 0),
@@ -126,9 +156,12 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
         if path.is_file() and path.suffix in (".log", ".json", ".jsonl", ".csv", ".tsv"):
             assert JUDGE_KEY not in path.read_text(), path
     # judge outputs lost: the cache answers, the judge server is not asked again
-    for path in (results / "judge").rglob("*.json"):
+    lost = sorted((results / "judge").rglob("*.json"))
+    for path in lost:
         path.unlink()
-    run_snakemake(workdir, config, "--cores", "2")
+    # named as targets: Snakemake does not remake a lost intermediate file whose consumers are up to date
+    run_snakemake(workdir, config, "--cores", "2", "all", *(str(p.relative_to(workdir)) for p in lost))
+    assert all(p.exists() for p in lost)
     assert fake_judge.count == 4 * 8 * 2
     assert not (results / ".state").exists() or not any((results / ".state").rglob("*.safetensors"))
 
@@ -158,7 +191,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     more = copy.deepcopy(config)
     more["grid"]["fractions"] = [0.5, 0.25]
     counts = job_counts(run_snakemake(workdir, more, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"select", "finetune_target", "predict", "evaluate", "responses", "judge", "aggregate",
+    assert set(counts) == {"select", "finetune_target", "predict", "evaluate", "judge", "aggregate",
                            "transfer", "figure", "summary", "all"}
     assert counts["select"] == 3  # lp1 x 2 proxies + random
 
@@ -167,7 +200,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     methods["grid"]["methods"] += ["ifd", "length", "s2l"]
     counts = job_counts(run_snakemake(workdir, methods, "-n", "--cores", "2").stdout)
     assert set(counts) == {"extract_response_losses", "ifd", "response_lengths", "select", "finetune_target",
-                           "predict", "evaluate", "responses", "judge", "aggregate", "transfer", "figure",
+                           "predict", "evaluate", "judge", "aggregate", "transfer", "figure",
                            "summary", "all"}
     assert counts["extract_response_losses"] == counts["ifd"] == 2  # IFD at epoch 0, per proxy
     assert counts["select"] == counts["finetune_target"] == 5  # ifd, s2l x 2 proxies + length

@@ -9,7 +9,9 @@ run_stage(
     snakemake.params.cfg,
     snakemake.params.max_length,
     snakemake.params.template,
-    snakemake.output[0],
+    snakemake.output.predictions,
+    responses_out=snakemake.output.get("responses"),
+    generator=snakemake.params.generator,
     threads=snakemake.threads,
     gpus=snakemake.resources.get("gpu", 0),
 )

@@ -7,7 +7,6 @@ run_stage(
     snakemake.input.rows,
     snakemake.params.generator,
     snakemake.output[0],
-    pred_csv=snakemake.input.get("predictions"),
     model_dir=snakemake.input.get("model"),
     cfg=snakemake.params.cfg,
     template=snakemake.params.template,
