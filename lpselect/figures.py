@@ -79,12 +79,43 @@ def metric_vs_fraction(metrics: pd.DataFrame, **_):
 
 
 def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
-    """Every method at its realized size, per target, on one proxy's selections (the first and
-    cheapest of the study) and the proxy-free ones (length; random = the baseline of the same size:
-    clust_rand draws the same per-cluster counts as every score under the cluster scheme)."""
+    """Every method side by side, per target and metric: the hard subsets one proxy (the first and
+    cheapest of the study) and the proxy-free methods select, a point per share 1/k (mean over seeds,
+    bar = 95% interval), the realized share in the legend; clust_rand (random under the global scheme)
+    is the same-size random baseline, the dashed line the full-data model."""
+    from .aggregate import over_seeds
+
     keep = metrics["selector"].isin([proxy, "none"]) if proxy else np.ones(len(metrics), dtype=bool)
-    fig = metric_vs_fraction(metrics[keep])
-    fig.suptitle(f"selection methods on the picks of {proxy}" if proxy else "selection methods", fontsize=10)
+    names = _metrics_present(metrics)
+    summary = over_seeds(metrics[keep], names)
+    hard = summary[(summary["part"] == "hard")]
+    methods = sorted(hard["display"].unique(), key=lambda m: (m in ("clust_rand", "random"), m))
+    chunks = sorted(hard["chunks"].unique())
+    targets = sorted(metrics["target"].unique())
+    fig, axes = plt.subplots(len(names), len(targets), figsize=(max(5, 0.8 * len(methods)) * len(targets),
+                             3.2 * len(names)), squeeze=False)
+    width = 0.6 / max(1, len(chunks))
+    for col, target in enumerate(targets):
+        at = hard[hard["target"] == target]
+        for row, name in enumerate(names):
+            ax = axes[row, col]
+            for j, k in enumerate(chunks):
+                g = at[at["chunks"] == k].set_index("display").reindex(methods)
+                x = np.arange(len(methods)) + (j - (len(chunks) - 1) / 2) * width
+                err = np.vstack([g[name] - g[f"{name}_seed_lo"], g[f"{name}_seed_hi"] - g[name]])
+                realized = g["realized_fraction"].mean()
+                ax.errorbar(x, g[name], yerr=np.where(np.isnan(err), 0, err), fmt="o", capsize=3,
+                            label=f"1/{int(k)} (realized {realized:.0%})")
+            full = metrics[(metrics["target"] == target) & (metrics["method"] == "full")][name]
+            if len(full) and full.notna().any():
+                ax.axhline(full.mean(), color="k", ls="--", lw=1, label="full data")
+            if name in WIN_RATES:
+                ax.axhline(0.5, color="grey", ls=":", lw=1, label="50% (parity with full)")
+            ax.set_xticks(range(len(methods)), methods, rotation=30, fontsize=8)
+            ax.set(ylabel=METRICS[name], title=f"target {target}")
+    axes[0, -1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"selection methods on the picks of {proxy} (bars: 95% interval over seeds)" if proxy
+                 else "selection methods", fontsize=10)
     return fig
 
 
@@ -103,11 +134,12 @@ def transfer(transfer: pd.DataFrame, **_):
             tau = g["kendall_tau"].mean()
             label = f"{a} vs {b}" + ("" if np.isnan(tau) else f" (tau {tau:.2f})")
             line = ax.plot(g["realized_fraction"] * 100, g["overlap"], marker="o", label=label)[0]
-            ax.plot(g["realized_fraction"] * 100, g["chance_overlap"], ls=":", color=line.get_color())
+            ax.plot(g["realized_fraction"] * 100, g["chance_overlap"], ls=":", marker="_", markersize=14,
+                    color=line.get_color())
         ax.set(xlabel="selected data (% of rows, realized)", ylabel="overlap of the selections", ylim=(0, 1.02),
                title=method)
         ax.legend(fontsize=6)
-    fig.text(0.01, 0.005, "dotted: overlap of two random draws of the same sizes", fontsize=7)
+    fig.text(0.01, 0.005, "dotted / bar: overlap of two random draws of the same sizes", fontsize=7)
     return fig
 
 

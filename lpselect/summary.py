@@ -72,9 +72,10 @@ def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
              f"{r['realized_fraction']:.3f}", *(_value(r, c) for c in columns)) for _, r in order.iterrows()]
     lines += _table(("target", "model", "part", "nominal", "realized", *columns), rows) + [""]
     lp1 = corr[(corr["score"] == "lp1") & (corr["model_a"] < corr["model_b"])]
-    lines += ["Kendall tau of LP(1) rankings between proxies:", ""]
-    lines += _table(("model a", "model b", "tau"), [(r.model_a, r.model_b, f"{r.kendall_tau:.3f}")
-                                                   for r in lp1.itertuples()]) + [""]
+    if len(lp1):
+        lines += ["Kendall tau of LP(1) rankings between the scoring models:", ""]
+        lines += _table(("model a", "model b", "tau"), [(r.model_a, r.model_b, f"{r.kendall_tau:.3f}")
+                                                       for r in lp1.itertuples()]) + [""]
     lines += method_section(seeds, metric, next(iter(score_paths)), n_seeds)
     if "transfer" in tables:
         lines += transfer_section(pd.read_csv(tables["transfer"]))
@@ -113,7 +114,7 @@ def transfer_section(transfer: pd.DataFrame) -> list[str]:
         ["kendall_tau", "overlap", "chance_overlap"]].mean().reset_index()
     rows = [(r.display, r.model_a, r.model_b, f"1/{r.chunks}", "" if pd.isna(r.kendall_tau) else f"{r.kendall_tau:.3f}",
              f"{r.overlap:.3f}", f"{r.chance_overlap:.3f}") for r in g.itertuples()]
-    return ["Transfer diagnostic (`snakemake diagnostic`, no fine-tune): agreement of two proxies' selections "
+    return ["Transfer diagnostic (`snakemake diagnostic`, no fine-tune): agreement of two models' selections "
             "(overlap = shared rows / the smaller selection; chance = two random draws of the same sizes):", ""] + _table(
         ("method", "model a", "model b", "nominal", "Kendall tau", "overlap", "chance"), rows) + [""]
 

@@ -26,7 +26,7 @@ rule aggregate:
         runtime=light("runtime"),
     params:
         models=evaluated_models(),
-        proxies=GRID["proxies"],
+        proxies=SCORED_MODELS,
         # the same files as the ledger inputs, keyed by what they measured
         target_ledgers=lambda wildcards, input: dict(
             zip(trained_targets(), input.target_ledgers)

@@ -327,7 +327,7 @@ def aggregate_inputs(wildcards):
         "subsets": [
             f"results/subsets/{d}/{sel}/{sub}.json" for sel, sub in study.subsets(GRID)
         ],
-        "scores": [f"results/scores/{d}/{proxy}.csv" for proxy in GRID["proxies"]],
+        "scores": [f"results/scores/{d}/{model}.csv" for model in SCORED_MODELS],
         "target_ledgers": [
             f"results/ledger/finetune_target/{d}/{t}/{sel}/{sub}.json"
             for t, sel, sub in trained_targets()
