@@ -124,7 +124,7 @@ def transfer(transfer: pd.DataFrame, **_):
     panel per method, a line per model pair (Kendall tau of the method's score in the legend), and the
     overlap of independent random draws of the same sizes (dotted)."""
     if transfer.empty:
-        return _placeholder("the transfer diagnostic needs two or more proxies")
+        return _placeholder("the transfer diagnostic needs two or more scoring models (proxies, diagnostic_models)")
     methods = list(dict.fromkeys(transfer["display"]))
     fig, axes = _panel_grid(len(methods), width=4.5, height=3.4, ncols=3)
     for ax, method in zip(axes, methods):

@@ -129,6 +129,10 @@ def load_model(path, dtype=torch.float32, trust_remote_code: bool = False, devic
     the weights straight into it (what low_cpu_mem_usage used to ask for; the option is gone)."""
     tokenizer = load_tokenizer(path, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    if any(p.is_meta for p in model.parameters()):
+        # FSDP's rank-0 loading (cpu_ram_efficient_loading): the other ranks hold empty weights until
+        # FSDP sends them their shards; there is nothing to move
+        return model, tokenizer
     return model.to(device or default_device()), tokenizer
 
 

@@ -33,8 +33,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from . import study
 from .selection import Subset, full_reference_seed
 
@@ -56,12 +54,9 @@ def flops(kind: str, parameters: float, tokens: float) -> float:
     return FLOPS_PER_TOKEN_PARAM[kind] * parameters * tokens
 
 
-def settings(config: dict, schema_path=study.SCHEMA) -> dict:
+def settings(config: dict) -> dict:
     """The config's `plan` block over the schema's defaults (the schema holds them)."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    props = schema["properties"]["plan"]["properties"]
-    defaults = {key: spec["default"] for key, spec in props.items() if "default" in spec}
-    return defaults | config.get("plan", {})
+    return study.defaulted(config, "plan")
 
 
 # --- the dry run ---------------------------------------------------------------------------------

@@ -74,10 +74,11 @@ def scorable_rows(epoch_losses: list[pd.DataFrame]) -> np.ndarray:
     return np.ones(len(epoch_losses[0]), dtype=bool)
 
 
-def score_table(epoch_losses: list[pd.DataFrame], seed: int, names=None) -> pd.DataFrame:
+def score_table(epoch_losses: list[pd.DataFrame], seed: int, names=None, epochs: int | None = None) -> pd.DataFrame:
     """One row per sample: p0..pn, lp1, lp_app, ppl0 (= p0, high is hard), random, scorable, and
     truncated (epoch 0's) when the losses carry it. Unscorable samples keep the perplexities they
-    have (NaN from our extraction, so NaN scores; the dumps' published 1.0); a non-finite perplexity
+    have (NaN from our extraction, so NaN scores; the dumps' published 1.0); `epochs`, the training
+    schedule's n, leaves LP(1) NaN unless P_n is there; a non-finite perplexity
     of a scorable sample (a diverged model) raises ValueError naming the samples and the epoch
     (or `names[epoch]`, e.g. its file)."""
     names = names or [f"epoch {e}" for e in range(len(epoch_losses))]
@@ -96,8 +97,10 @@ def score_table(epoch_losses: list[pd.DataFrame], seed: int, names=None) -> pd.D
     for e in range(p.shape[1]):
         table[f"p{e}"] = p[:, e]
     with np.errstate(invalid="ignore"):  # NaN rows (unscorable) give NaN scores
-        # a study that reads fewer epochs (lp_app only: P_0, P_1) has no LP(1) (nor LP_app without P_1)
-        table["lp1"] = learning_percentage(p, 1) if p.shape[1] > 2 else np.nan
+        # LP(1) needs P_n of the whole schedule (`epochs`, when given): a proxy read at fewer epochs
+        # (lp_app only: P_0, P_1; IFD at an inner epoch) has none (nor LP_app without P_1)
+        complete = p.shape[1] > 2 and (epochs is None or p.shape[1] == epochs + 1)
+        table["lp1"] = learning_percentage(p, 1) if complete else np.nan
         table["lp_app"] = learning_percentage_approx(p[:, 0], p[:, 1]) if p.shape[1] > 1 else np.nan
     table["ppl0"] = p[:, 0]
     table["random"] = random_scores(ids, seed)

@@ -91,6 +91,10 @@ def _warm_up(model, tokenizer, warmup: dict, hp: dict, seed: int, max_length: in
     rows = synthetic.generate(warmup["n_per_level"], warmup["levels"], warmup["seed"])
     log.info("warm-up on %d generated rows (seed %d) for %d epochs", len(rows), warmup["seed"], warmup["epochs"])
     examples = encode_rows(rows, tokenizer, max_length, template)
+    # resume only the warm-up of this very model (sizes, seeds, settings)
+    parameters = {"architecture": model.config.to_dict(), "warmup": warmup, "hp": hp, "seed": seed,
+                  "max_length": max_length, "template": template}
+    training.use_state(state_dir, training.fingerprint(parameters, {}))
     training.train(model, tokenizer, examples, hp | {"epochs": warmup["epochs"]}, state_dir, seed, epochs_to_keep=[])
     training.publish(state_dir, {})
 
@@ -203,8 +207,9 @@ def extract_losses(
                  processes=processes)
 
 
-def score(loss_csvs: list, rows_path, seed: int, out_csv) -> None:
-    table = scoring.score_table([pd.read_csv(p) for p in loss_csvs], seed, names=[str(p) for p in loss_csvs])
+def score(loss_csvs: list, rows_path, seed: int, out_csv, epochs: int | None = None) -> None:
+    table = scoring.score_table([pd.read_csv(p) for p in loss_csvs], seed, names=[str(p) for p in loss_csvs],
+                                epochs=epochs)
     log.info("%s: %d samples, %d unscorable (NaN scores), %d truncated", out_csv, len(table),
              (~table["scorable"]).sum(), table["truncated"].sum() if "truncated" in table else 0)
     rows = read_jsonl(rows_path)

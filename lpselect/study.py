@@ -194,8 +194,9 @@ def method_settings(config: dict) -> dict:
     return defaulted(config, "methods")
 
 
-# Settings that change how fast a job runs or what it logs, never its result. Rules leave them out
-# of their params (the scripts read them from the config), so changing one reruns nothing.
+# Settings that do not change the result of the rules that read them (speed, logging; the tie tolerance
+# and evaluation set belong to other rules). Rules leave them out of their params (the scripts read them
+# from the config), so changing one reruns nothing that does not depend on it.
 NOT_RESULTS = {
     "training": ("logging_steps",),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),

@@ -72,7 +72,7 @@ def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
              f"{r['realized_fraction']:.3f}", *(_value(r, c) for c in columns)) for _, r in order.iterrows()]
     lines += _table(("target", "model", "part", "nominal", "realized", *columns), rows) + [""]
     lp1 = corr[(corr["score"] == "lp1") & (corr["model_a"] < corr["model_b"])]
-    if len(lp1):
+    if lp1["kendall_tau"].notna().any():
         lines += ["Kendall tau of LP(1) rankings between the scoring models:", ""]
         lines += _table(("model a", "model b", "tau"), [(r.model_a, r.model_b, f"{r.kendall_tau:.3f}")
                                                        for r in lp1.itertuples()]) + [""]

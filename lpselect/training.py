@@ -49,8 +49,8 @@ def save_full_model(trainer, out: Path) -> None:
 class SaveEachEpoch(TrainerCallback):
     """Save the model (weights and tokenizer, no optimizer) after every epoch to keep as
     state/epoch-{e}, and stop after the last of them: a proxy read only at epoch 1 (lp_app) trains one
-    epoch of its n-epoch schedule, so its P_1 is the one an n-epoch proxy has. Trainer.save_model
-    gathers sharded (FSDP) weights and writes from the main process only."""
+    epoch of its n-epoch schedule, so its P_1 is the one an n-epoch proxy has. The folders are whole
+    models also under FSDP's sharded checkpoints (save_full_model)."""
 
     def __init__(self, state_dir: Path, epochs_to_keep):
         self.state_dir, self.epochs_to_keep, self.trainer = state_dir, set(epochs_to_keep), None

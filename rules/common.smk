@@ -128,6 +128,14 @@ def checkpoint(path, keep):
     return directory(path) if keep else temp(directory(path))
 
 
+def fresh_only(value):
+    """A prepare_model param that only a fresh model uses (None for the others, so that changing it
+    does not rerun a pretrained copy or a GGUF conversion)."""
+    return lambda wildcards: (
+        value if config["models"][wildcards.model]["source"] == "fresh" else None
+    )
+
+
 def training_hp(wildcards):
     return study.training_settings(config, model_of(wildcards))
 

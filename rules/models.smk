@@ -42,11 +42,12 @@ rule prepare_model:
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
         spec=lambda wildcards: config["models"][wildcards.model],
-        seed=config["seed"],
-        warmup=config.get("fresh_models", {}).get("warmup"),
-        hp=study.result_settings(config, "training"),
-        max_length=config["max_length"],
-        template=config["prompt_template"],
+        # what builds and warms up a fresh model; nothing else depends on them
+        seed=fresh_only(config["seed"]),
+        warmup=fresh_only(config.get("fresh_models", {}).get("warmup")),
+        hp=fresh_only(study.result_settings(config, "training")),
+        max_length=fresh_only(config["max_length"]),
+        template=fresh_only(config["prompt_template"]),
     script:
         "../workflow_scripts/prepare_model.py"
 

@@ -91,6 +91,8 @@ rule score:
         runtime=light("runtime"),
     params:
         seed=config["seed"],
+        # the schedule's n: LP(1) only when the proxy was read at its last epoch
+        epochs=config["training"]["epochs"],
     script:
         "../workflow_scripts/score.py"
 

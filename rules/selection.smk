@@ -24,7 +24,11 @@ rule cluster:
         runtime=lambda wildcards, attempt: attempt
         * RES.get("cluster", RES["light"])["runtime"],
         # a GPU for the MiniLM encoder (SLURM sets CUDA_VISIBLE_DEVICES)
-        gpu=RES.get("cluster", {}).get("gpus", 0),
+        gpu=(
+            RES.get("cluster", {}).get("gpus", 0)
+            if config["clustering"]["embedding"] == "minilm"
+            else 0
+        ),
     params:
         cfg=lambda wildcards: config["clustering"]
         | {"n_clusters": study.n_clusters(config, wildcards.dataset)},

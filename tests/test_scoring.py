@@ -72,6 +72,13 @@ def test_two_epochs_give_lp_app_but_no_lp1():
     assert table["lp1"].isna().all() and table["lp_app"].tolist() == pytest.approx([0.4, 0.5, 0.2])
 
 
+def test_lp1_needs_the_last_epoch_of_the_schedule():
+    """A proxy read up to epoch 2 of a 3-epoch schedule (IFD at epoch 2) has no P_n: no LP(1)."""
+    frames = extraction_frames([[10.0, 6.0, 5.0], [6.0, 3.0, 4.0], [5.0, 2.0, 3.0]], [5, 5, 5])
+    assert score_table(frames, seed=0, epochs=3)["lp1"].isna().all()
+    assert score_table(frames, seed=0, epochs=2)["lp1"].tolist() == pytest.approx([0.8, 0.75, 0.5])
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_perplexity_of_a_scorable_sample_stops_scoring(bad):
     frames = extraction_frames([[10.0, 9.0, 8.0], [6.0, bad, 4.0], [2.0, 3.0, 4.0]], [5, 6, 7])

@@ -1,4 +1,4 @@
-# Serves train_proxy (keeps every epoch) and finetune_target (keeps the last).
+# Serves train_proxy (keeps the epochs its study reads) and finetune_target (keeps the last).
 from lpselect import stages
 from lpselect.jobs import run_stage
 
