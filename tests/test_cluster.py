@@ -112,17 +112,22 @@ def test_light_rules_stay_local():
             "transfer", "ifd"} <= local - {""}
 
 
-def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
-    import shutil
-
-    shutil.copytree(ROOT / "profiles", workdir / "profiles")
-    shutil.copytree(ROOT / "configs", workdir / "configs")
+def silent_slurm(tmp_path) -> dict:
+    """An environment whose SLURM commands are stand-ins that only log their calls (for dry runs)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in ("sbatch", "sacct", "sacctmgr", "sshare", "scontrol", "squeue", "sinfo"):
         (bin_dir / name).write_text(STAND_IN.format(body=""))
         (bin_dir / name).chmod(0o755)
-    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(tmp_path / "calls.log")}
+    return os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(tmp_path / "calls.log")}
+
+
+def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
+    import shutil
+
+    shutil.copytree(ROOT / "profiles", workdir / "profiles")
+    shutil.copytree(ROOT / "configs", workdir / "configs")
+    env = silent_slurm(tmp_path)
     args = ["-n", "--quiet", "rules", "--workflow-profile", "profiles/slurm", "--jobs", "100",
             "--configfile", "configs/paper.yaml"]
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
@@ -139,12 +144,7 @@ def dry_run_jobs(tmp_path, workdir, study) -> list[dict]:
     shutil.copytree(ROOT / "profiles", workdir / "profiles")
     (workdir / "slurm.yaml").write_text(yaml.safe_dump(study))
     (workdir / "data.jsonl").write_text("")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("sbatch", "sacct", "sacctmgr", "sshare", "scontrol", "squeue", "sinfo"):
-        (bin_dir / name).write_text(STAND_IN.format(body=""))
-        (bin_dir / name).chmod(0o755)
-    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(tmp_path / "calls.log")}
+    env = silent_slurm(tmp_path)
     args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "10", "--configfile", "slurm.yaml"]
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
