@@ -3,6 +3,7 @@
 Validation happens when the Snakefile is parsed, before any job starts; each error names the key.
 """
 
+import functools
 from itertools import product
 from pathlib import Path
 
@@ -25,8 +26,14 @@ def _key(path) -> str:
     return out or "(top level)"
 
 
+@functools.cache
+def _schema(path) -> dict:
+    """The parsed schema, read once per process (the DAG asks for method defaults once per select job)."""
+    return yaml.safe_load(Path(path).read_text())
+
+
 def validate_config(config: dict, schema_path=SCHEMA) -> None:
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = _schema(schema_path)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         err = errors[0]
@@ -186,7 +193,7 @@ def select_options(config: dict, subset: str) -> dict:
 
 def defaulted(config: dict, section: str) -> dict:
     """A top-level config section with the schema's defaults filled in (the schema holds them)."""
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = _schema(SCHEMA)
     return _merged(_schema_defaults(schema["properties"][section]), config.get(section, {}))
 
 
