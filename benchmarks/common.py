@@ -39,7 +39,8 @@ def load_model(name: str, rows: list[dict]):
         return models.load_model(folder, device="cpu")
     if name == "default":
         config = yaml.safe_load((ROOT / "config.yaml").read_text())
-        spec = config["models"]["llama-840k"]
+        fresh = [s for s in config["models"].values() if s["source"] == "fresh"]
+        spec = max(fresh, key=lambda s: s["hidden_size"] ** 2 * s["num_layers"])
         tokenizer = models.train_tokenizer(rows, config["fresh_models"]["vocab_size"])
         return models.build_fresh_model(spec, tokenizer, config["seed"]).eval(), tokenizer
     return models.load_model(name, device="cpu")

@@ -119,6 +119,50 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
     return fig
 
 
+def same_size(metrics: pd.DataFrame, **_):
+    """The paper's question at one size, per target and metric: at every share 1/k, the hard (and easy,
+    mid) parts each proxy ranks (the target's own pick marked), clust_rand of the same size, and the
+    full-data model (dashed line); a point is the mean over seeds, its bar the 95% interval, the realized
+    share in the label."""
+    from .aggregate import over_seeds
+
+    names = _metrics_present(metrics)
+    if "exact_match" in names:  # ROUGE-L adds little beside exact match on short answers
+        names = [n for n in names if n != "rouge_l"]
+    summary = over_seeds(metrics, names)
+    parts = {"hard": 0, "mid": 1, "easy": 2}
+    sized = summary[summary["part"].isin(list(parts)) & summary["chunks"].notna()]
+    if sized.empty:
+        return _placeholder("no subsets in this study")
+    targets = sorted(metrics["target"].unique())
+    width = max(6.5, 0.9 * sized.groupby("target").size().max())
+    fig, axes = plt.subplots(len(names), len(targets), figsize=(width * len(targets), 3.4 * len(names)), squeeze=False)
+    for col, target in enumerate(targets):
+        at = sized[sized["target"] == target]
+        at = at.assign(random=at["method"] == "random", own=at["selector"] == target, rank=at["part"].map(parts))
+        at = at.sort_values(["chunks", "random", "rank", "display", "own", "selector"])
+        labels = [(r.display if r.random else f"{r.display} {r.part}\n" + ("own pick" if r.own else r.selector))
+                  + f"\n1/{int(r.chunks)} ({r.realized_fraction:.0%})" for r in at.itertuples()]
+        colors = ["grey" if r.random else {"hard": "C3", "mid": "C1", "easy": "C0"}[r.part] for r in at.itertuples()]
+        for row, name in enumerate(names):
+            ax = axes[row, col]
+            for x, (r, color) in enumerate(zip(at.itertuples(), colors)):
+                value, lo, hi = getattr(r, name), getattr(r, f"{name}_seed_lo"), getattr(r, f"{name}_seed_hi")
+                err = [[0 if np.isnan(lo) else value - lo], [0 if np.isnan(hi) else hi - value]]
+                ax.errorbar([x], [value], yerr=err, fmt="o", capsize=3, color=color)
+            full = metrics[(metrics["target"] == target) & (metrics["method"] == "full")][name]
+            if len(full) and full.notna().any():
+                ax.axhline(full.mean(), color="k", ls="--", lw=1, label="full data")
+            if name in WIN_RATES:
+                ax.axhline(0.5, color="grey", ls=":", lw=1, label="50% (parity with full)")
+            ax.set_xticks(range(len(labels)), labels, fontsize=7)
+            ax.set(ylabel=METRICS[name], title=f"target {target}")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7, loc="best")
+    fig.suptitle("subsets of the same size (points: mean over seeds, bars: 95% interval)", fontsize=10)
+    return fig
+
+
 def transfer(transfer: pd.DataFrame, **_):
     """Overlap of two models' selections (same method, same k) against the realized fraction, one
     panel per method, a line per model pair (Kendall tau of the method's score in the legend), and the
@@ -376,6 +420,7 @@ FIGURES = {
         fraction_to_parity,
         thirds,
         method_comparison,
+        same_size,
         transfer,
     )
 }

@@ -12,12 +12,13 @@ job that trains or runs a model is costed from its wildcards:
   for an extraction pass; prompts x (tokens per row + max_new_tokens) more for generation.
 - time: FLOPs / the sustained FLOP/s of one GPU that the config's `plan` block states (bf16 or float32,
   as the job computes). Training and extraction run one process per GPU (ideal scaling is assumed);
-  predict and responses run one process on one GPU (bf16 weights with evaluation.bf16).
+  evaluate (one job per evaluated model: held-out losses, generations, metrics) and responses run one
+  process on one GPU (bf16 weights with evaluation.bf16).
 - GPU-hours = wall hours x GPUs the job requests (resources.by_model_size, as the dry run lists them).
 
 Peak disk counts model folders (pretrained copies in their checkpoint dtype, others float32), the Trainer's resume state of the training jobs that
 run at once, and hub downloads, once with every output kept and once with proxy epoch checkpoints and
-target checkpoints removed as soon as their consumers (loss extraction, prediction) have run.
+target checkpoints removed as soon as their consumers (loss extraction, evaluation) have run.
 
 The module's functions are pure (a dry run's text, a config, a results folder in, numbers out) so that
 every formula is tested without Snakemake; `main` runs the dry run and prints a Markdown report.
@@ -41,7 +42,7 @@ FLOPS_PER_TOKEN_PARAM = {"train": 6, "forward": 2}  # as lpselect.ledger (which 
 
 TRAIN_RULES = ("train_proxy", "finetune_target")
 EXTRACT_RULES = ("extract_losses", "extract_response_losses")
-GENERATE_RULES = ("predict", "responses")
+GENERATE_RULES = ("evaluate", "responses")
 COSTED_RULES = TRAIN_RULES + EXTRACT_RULES + GENERATE_RULES
 
 
@@ -171,9 +172,10 @@ def dataset_sizes(config: dict, plan: dict, results=ROOT / "results", measured_t
             elif spec.get("limit") or spec.get("sample"):
                 n, source = spec.get("limit") or spec.get("sample"), "the dataset's limit / sample"
             elif spec["source"] == "synthetic":
-                from .synthetic import generate
+                from .synthetic import rows
 
-                n = len(generate(spec["n_per_level"], spec["levels"], spec.get("seed", 0)))
+                pool, held_out = rows(spec)
+                n = len(pool) + len(held_out or [])
                 source = "the generator's count"
             else:
                 raise PlanError(f"config key plan.rows.{d} is missing: dataset {d!r} is not prepared yet "
@@ -283,11 +285,11 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         cost.kind, cost.tokens = "forward", sizes.train[d] * tpr
         rate = throughput.get("extract") or (bf16 if config["extraction"].get("bf16") else fp32)
         processes = max(1, gpus)
-    else:  # predict, responses: one process (one GPU), bf16 weights with evaluation.bf16
+    else:  # evaluate, responses: one process (one GPU), bf16 weights with evaluation.bf16
         ev, eval_set = config["evaluation"], sizes.prompts.get("__eval_set__")
-        if job.rule == "predict":  # held-out losses, then (if configured) greedy generations
+        if job.rule == "evaluate":  # held-out losses, then (if configured) greedy generations
             cost.tokens = sizes.test[d] * tpr + (sizes.test[d] * (tpr + ev["max_new_tokens"]) if ev["generate"] else 0)
-        else:  # responses (predict writes them when its generations are them): the evaluation prompts
+        else:  # responses (evaluate writes them when its generations are them): the evaluation prompts
             cost.tokens = sizes.prompts[d] * (sizes.tokens_per_row[eval_set or d] + ev["max_new_tokens"])
         cost.kind, rate, processes = "forward", bf16 if config["evaluation"].get("bf16") else fp32, 1
     cost.flops = flops(cost.kind, n, cost.tokens)
@@ -547,7 +549,7 @@ def render(p: Plan) -> str:
                  + ", ".join(f"{k} {v:.3g}" for k, v in tp.items() if v))
     out += [
         f"- FLOPs: 6 N T per training job, 2 N T per forward pass; {rate}.",
-        "- Training and extraction scale ideally over the GPUs of a job (one process per GPU); predict and "
+        "- Training and extraction scale ideally over the GPUs of a job (one process per GPU); evaluate and "
         "responses run one process on one GPU (bf16 weights with evaluation.bf16, else float32). GPU-hours = "
         "job wall time x GPUs requested.",
         "- T: training = epochs x rows x tokens per row; a subset trains on its realized rows once `select` ran, "
@@ -566,7 +568,7 @@ def render(p: Plan) -> str:
         f"{c} largest training job(s) running at once (--jobs {c}). Temporary = base models + hub downloads + the "
         f"{c} largest (resume state + the job's checkpoints), i.e. each checkpoint's consumers run before more "
         "than that many training jobs' checkpoints wait.",
-        "- Jobs that do not train or run a model (selection, evaluation, tables, figures, downloads, model "
+        "- Jobs that do not train or run a model (selection, scores, tables, figures, downloads, model "
         "preparation) are counted as jobs with no GPU-hours.",
     ]
     return "\n".join(out) + "\n"

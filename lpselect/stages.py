@@ -16,7 +16,7 @@ from . import data, scoring, selection, synthetic
 from .fileio import parameter_count, read_jsonl, write_csv, write_json, write_jsonl
 
 # torch, transformers and scikit-learn are imported inside the stages that need them: light jobs
-# (select, score, evaluate) then start in a fraction of a second, which matters over hundreds of jobs.
+# (select, score, ifd) then start in a fraction of a second, which matters over hundreds of jobs.
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,9 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> No
     """Normalized rows with stable ids, split into train and held-out test; what was dropped or found
     (empty rows, exact duplicates) is counted in the log and in `stats_out`."""
     stats = {"dataset": name, "dropped_empty": 0}
+    held_out = None  # a generated held-out split (the facts kind), instead of one drawn from the rows
     if spec["source"] == "synthetic":
-        rows = synthetic.generate(spec["n_per_level"], spec["levels"], spec.get("seed", 0))
+        rows, held_out = synthetic.rows(spec)
     elif spec["source"] == "hub":
         rows = data.load_hub_rows(spec["path"], spec.get("split", "train"), name, spec.get("subset"),
                                   spec.get("field_map"), spec.get("drop_empty", False), stats)
@@ -42,7 +43,7 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> No
         log.warning("%s: %d rows repeat an earlier row exactly (instruction, input, output); %s", name,
                     stats["duplicates"], "dropped (dedupe)" if stats["deduplicated"] else
                     "kept, each group on one side of the split (set dedupe: true to drop them)")
-    train, test = data.split_rows(rows, spec["test_size"], spec.get("seed", 0))
+    train, test = (rows, held_out) if held_out is not None else data.split_rows(rows, spec["test_size"], spec.get("seed", 0))
     stats |= {"n_train": len(train), "n_test": len(test)}
     log.info("%s: %d train rows, %d test rows", name, len(train), len(test))
     write_jsonl(train_out, train)
@@ -88,7 +89,9 @@ def _warm_up(model, tokenizer, warmup: dict, hp: dict, seed: int, max_length: in
     from . import training
     from .tokenization import encode_rows
 
-    rows = synthetic.generate(warmup["n_per_level"], warmup["levels"], warmup["seed"])
+    # facts: every wording, the held-out one included (pretraining knows how each question is asked),
+    # about other creatures than the study's
+    rows, _ = synthetic.rows(warmup | {"warmup": True})
     log.info("warm-up on %d generated rows (seed %d) for %d epochs", len(rows), warmup["seed"], warmup["epochs"])
     examples = encode_rows(rows, tokenizer, max_length, template)
     # resume only the warm-up of this very model (sizes, seeds, settings)
@@ -257,35 +260,44 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, opti
     write_json(out_json, chosen)
 
 
-def predict(model_dir, rows_path, cfg: dict, max_length: int, template: str, out_csv, responses_out=None,
-            generator: str = "") -> None:
-    """Held-out losses and (cfg['generate']) greedy generations of a model; with `responses_out`, the
-    generations in AlpacaEval's format too (what the judge reads), so no job runs just to convert them."""
+def evaluate(model_dir, rows_path, reference_csv, cfg: dict, max_length: int, template: str, tie_tolerance: float,
+             pred_out, metrics_out, responses_out=None, generator: str = "") -> None:
+    """One trained model's evaluation: held-out losses and (cfg['generate']) greedy generations
+    (`pred_out`), their metrics against the held-out rows and, with `reference_csv`, pairwise verdicts
+    against the full-data model's predictions (`metrics_out`); with `responses_out`, the generations in
+    AlpacaEval's format too (what the judge reads), so no job runs just to convert them."""
     from . import evaluation, models
     from .responses import alpaca_eval_records
 
     model, tokenizer = models.load_model(model_dir, dtype=evaluation.weights_dtype(cfg))
     rows = read_jsonl(rows_path)
     frame = evaluation.predict(model, tokenizer, rows, cfg | {"max_length": max_length}, template)
+    write_csv(pred_out, frame)
+    # the metrics read the predictions back as the reference's are read (same types, same NaN handling)
+    reference = read_predictions(reference_csv) if reference_csv else None
+    summary = evaluation_metrics(read_predictions(pred_out), reference, rows, tie_tolerance)
     if responses_out:
         write_json(responses_out, alpaca_eval_records(rows, frame["generation"].tolist(), generator))
-    write_csv(out_csv, frame)
+    write_json(metrics_out, summary)
 
 
-def evaluate(pred_csv, reference_csv, rows_path, tie_tolerance: float, out_json) -> None:
+def read_predictions(path) -> pd.DataFrame:
+    # an empty generation stays "", an unscorable row's loss is NaN
+    return pd.read_csv(path, keep_default_na=False, na_values={"loss": [""], "perplexity": [""]})
+
+
+def evaluation_metrics(pred: pd.DataFrame, reference: pd.DataFrame | None, rows: list[dict] | None,
+                       tie_tolerance: float) -> dict:
+    """Metrics of a model's predictions; pairwise verdicts against `reference` (the full-data model's
+    predictions) when given, ROUGE-L against the `rows`' responses when given."""
     from . import metrics
 
-    # an empty generation stays "", an unscorable row's loss is NaN
-    read = lambda path: pd.read_csv(path, keep_default_na=False, na_values={"loss": [""], "perplexity": [""]})  # noqa: E731
-    pred = read(pred_csv)
-    outcomes = None
-    if reference_csv:
-        outcomes = metrics.pairwise_outcomes(pred, read(reference_csv), tie_tolerance)
+    outcomes = None if reference is None else metrics.pairwise_outcomes(pred, reference, tie_tolerance)
     references = None
-    if rows_path:
-        rows = {r["id"]: r["output"] for r in read_jsonl(rows_path)}
-        references = [rows[i] for i in pred["id"]]
-    write_json(out_json, metrics.summarize(pred, outcomes, references))
+    if rows is not None:
+        by_id = {r["id"]: r["output"] for r in rows}
+        references = [by_id[i] for i in pred["id"]]
+    return metrics.summarize(pred, outcomes, references)
 
 
 def prepare_eval_set(spec: dict, out_jsonl) -> None:
@@ -295,7 +307,7 @@ def prepare_eval_set(spec: dict, out_jsonl) -> None:
 
 
 def responses(rows_path, generator: str, out_json, pred_csv=None, model_dir=None, cfg=None, template="alpaca") -> None:
-    """The model's responses in AlpacaEval's format: taken from predict's greedy generations when they
+    """The model's responses in AlpacaEval's format: taken from evaluate's greedy generations when they
     exist for these rows, otherwise generated here (batched, greedy, cfg['max_new_tokens'], prompts cut
     to fit the model's context as evaluation.greedy_generate does)."""
     from .responses import alpaca_eval_records

@@ -65,6 +65,8 @@ def _check_references(config: dict) -> None:
         if name not in datasets:
             raise ConfigError(f"config key grid.datasets[{i}]: unknown dataset {name!r} (not under datasets)")
     _check_fractions(grid["fractions"])
+    for name, spec in datasets.items():
+        _check_facts(f"datasets.{name}", spec)
     for i, method in enumerate(grid["thirds"]):
         if method == "random":
             raise ConfigError(f"config key grid.thirds[{i}]: thirds need a score method, not 'random'")
@@ -81,6 +83,16 @@ def _check_references(config: dict) -> None:
         raise ConfigError(f"config key methods.ifd.epoch: {ifd_epoch} is after the proxy's last epoch "
                           f"(training.epochs = {config['training']['epochs']})")
     _check_batch(config)
+
+
+def _check_facts(key: str, spec: dict) -> None:
+    """A generated held-out split of the facts kind asks the same number of facts per level."""
+    if spec.get("source") != "synthetic" or spec.get("kind") != "facts":
+        return
+    levels = len(spec["repeats"])
+    if spec["test_size"] % levels or spec["test_size"] // levels > spec["n_per_level"]:
+        raise ConfigError(f"config key {key}.test_size: {spec['test_size']} must be a multiple of the "
+                          f"{levels} levels and at most n_per_level x levels = {spec['n_per_level'] * levels}")
 
 
 def _check_batch(config: dict) -> None:
@@ -146,8 +158,10 @@ def subsets(grid: dict) -> list[tuple[str, str]]:
     and a third that select the same rows are one."""
     out = set()
     for method, fraction, seed in product(grid["methods"], grid["fractions"], grid["seeds"]):
-        for scheme, selector in product(schemes(grid, method), selectors(grid, method)):
-            out.add((selector, Subset.from_fraction(method, scheme, fraction, "hard", seed).name))
+        # random has no easy end: its other parts would be more random draws of the same size
+        parts = ["hard"] if method == "random" else grid.get("parts", ["hard"])
+        for scheme, selector, part in product(schemes(grid, method), selectors(grid, method), parts):
+            out.add((selector, Subset.from_fraction(method, scheme, fraction, part, seed).name))
     for method, scheme, part, seed in product(grid["thirds"], grid["schemes"], PARTS, grid["seeds"]):
         out.update((sel, Subset(method, scheme, 3, part, seed).name) for sel in selectors(grid, method))
     return sorted(out)

@@ -61,6 +61,7 @@ else:
         "fraction_to_parity": ["metrics", "model_sizes"],
         "thirds": ["metrics"],
         "method_comparison": ["metrics"],
+        "same_size": ["metrics"],
         "transfer": ["transfer"],
     }
     METHODS = study.method_settings(config)
@@ -70,10 +71,10 @@ else:
     EVAL_SET = EVAL.get("eval_set")
     # None when no judge is configured (no `judge` block, or enabled: false)
     JUDGE = judge.settings(config.get("judge"))
-    # responses: free when predict already generated for the held-out split; otherwise generated
+    # responses: free when evaluate already generated for the held-out split; otherwise generated
     # only when a named evaluation set or a judge asks for them
     WRITE_RESPONSES = EVAL["generate"] or EVAL_SET is not None or JUDGE is not None
-    # predict then writes the responses itself (its generations are them)
+    # evaluate then writes the responses itself (its generations are them)
     REUSE_PREDICTIONS = EVAL["generate"] and not EVAL_SET
 FIGURES = list(FIGURE_TABLES)
 # the methods are compared on the first (cheapest) proxy's selections
@@ -118,7 +119,7 @@ def sized_threads(wildcards):
 
 
 def one_gpu(kind):
-    """A single-process model job (predict) asks for at most one GPU, whatever its size row says."""
+    """A single-process model job (evaluate, responses) asks for at most one GPU, whatever its size row says."""
     gpus = sized(kind, "gpus")
     return lambda wildcards, attempt: min(1, gpus(wildcards, attempt))
 
@@ -257,9 +258,10 @@ def finetune_inputs(wildcards):
 
 
 def evaluate_inputs(wildcards):
-    """Every model but the full-data ones is compared with the full-data model of its seed."""
+    """The model and its held-out rows; every model but the full-data ones is compared with
+    the full-data model of its seed (predictions its own evaluate job writes)."""
     inputs = {
-        "predictions": "results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
+        "model": model_to_evaluate(wildcards),
         "rows": "results/datasets/{dataset}/test.jsonl",
     }
     reference = study.pairwise_reference(GRID, wildcards.subset)

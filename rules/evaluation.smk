@@ -1,13 +1,9 @@
-# light jobs run on the submitting host, not as cluster jobs
-localrules:
-    evaluate,
-
-
-# predict also writes the generations in AlpacaEval's format when they are the study's responses
-rule predict:
+# one job per evaluated model: held-out losses and generations (predictions.csv), their metrics
+# (metrics.json, pairwise against the full-data model's predictions, which that model's own evaluate job
+# writes), and the generations in AlpacaEval's format when they are the study's responses
+rule evaluate:
     input:
-        model=model_to_evaluate,
-        rows="results/datasets/{dataset}/test.jsonl",
+        unpack(evaluate_inputs),
     output:
         **(
             {
@@ -17,10 +13,11 @@ rule predict:
             else {}
         ),
         predictions="results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
+        metrics="results/eval/{dataset}/{target}/{selector}/{subset}/metrics.json",
     log:
-        "results/logs/predict/{dataset}/{target}/{selector}/{subset}.log",
+        "results/logs/evaluate/{dataset}/{target}/{selector}/{subset}.log",
     benchmark:
-        "results/benchmarks/predict/{dataset}/{target}/{selector}/{subset}.tsv"
+        "results/benchmarks/evaluate/{dataset}/{target}/{selector}/{subset}.tsv"
     conda:
         "../envs/model.yaml"
     threads: sized_threads
@@ -35,23 +32,7 @@ rule predict:
         max_length=config["max_length"],
         template=config["prompt_template"],
         generator="{target}/{selector}/{subset}",
-    script:
-        "../workflow_scripts/predict.py"
-
-
-rule evaluate:
-    input:
-        unpack(evaluate_inputs),
-    output:
-        "results/eval/{dataset}/{target}/{selector}/{subset}/metrics.json",
-    log:
-        "results/logs/evaluate/{dataset}/{target}/{selector}/{subset}.log",
-    conda:
-        "../envs/light.yaml"
-    resources:
-        mem_mb=light("mem_mb"),
-        runtime=light("runtime"),
-    params:
+        # a param (it changes metrics.json), so changing it reruns this job and its model pass
         tie_tolerance=config["evaluation"]["tie_tolerance"],
     script:
         "../workflow_scripts/evaluate.py"
@@ -75,7 +56,7 @@ if EVAL_SET:
             "../workflow_scripts/prepare_eval_set.py"
 
 
-# responses of a model that predict did not already generate for (a named evaluation set, or a judge
+# responses of a model that evaluate did not already generate for (a named evaluation set, or a judge
 # without evaluation.generate)
 if not REUSE_PREDICTIONS:
 

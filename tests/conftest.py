@@ -33,15 +33,16 @@ def tiny_model(tiny_tokenizer):
 def shrunken_config() -> dict:
     """The default study made small enough to run end to end in a test."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["datasets"]["synth"].update(n_per_level=6, levels=2, test_size=8)
+    config["datasets"]["synth"].update(n_per_level=10, repeats=[3, 1], test_size=8)  # 40 training rows
     config["models"] = {
         "m-a": {"source": "fresh", "hidden_size": 16, "num_layers": 1, "num_heads": 2},
         "m-b": {"source": "fresh", "hidden_size": 24, "num_layers": 1, "num_heads": 2},
     }
-    config["fresh_models"].update(vocab_size=320, warmup={"n_per_level": 4, "levels": 2, "seed": 7, "epochs": 1})
+    config["fresh_models"].update(vocab_size=320, warmup={"kind": "facts", "n_per_level": 4, "repeats": [2, 1], "seed": 7, "epochs": 1})
     config["training"].update(epochs=2, batch_size=8, global_batch_size=8)
     config["clustering"].update(n_clusters=3, dims=8)
-    config["grid"].update(proxies=["m-a", "m-b"], targets=["m-b"], methods=["lp1", "random"], fractions=[0.5], thirds=[])
+    config["grid"].update(proxies=["m-a", "m-b"], targets=["m-b"], methods=["lp1", "random"], fractions=[0.5], thirds=[],
+                          seeds=[42], parts=["hard"])
     config["evaluation"]["max_new_tokens"] = 4
     return config
 

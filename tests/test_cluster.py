@@ -108,8 +108,9 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
 def test_light_rules_stay_local():
     text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
     local = {name.strip() for block in re.findall(r"localrules:\n((?:    .*\n)+)", text) for name in block.split(",")}
-    assert {"aggregate", "figure", "select", "evaluate", "dump_tables", "dump_summary", "judge",
+    assert {"aggregate", "figure", "select", "dump_tables", "dump_summary", "judge",
             "transfer", "ifd"} <= local - {""}
+    assert "evaluate" not in local  # it runs the model: a cluster job with a GPU
 
 
 def silent_slurm(tmp_path) -> dict:
@@ -158,12 +159,12 @@ def dry_run_jobs(tmp_path, workdir, study) -> list[dict]:
 
 def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):
     study = yaml.safe_load(yaml.safe_dump(STUDY))
-    study["evaluation"]["generate"] = True  # responses then reuse predict's generations
+    study["evaluation"]["generate"] = True  # responses then reuse evaluate's generations
     jobs = dry_run_jobs(tmp_path, workdir, study)
     by_rule = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
     assert {j["gpu"] for j in by_rule["finetune_target"]} == {4}  # the 13B row: four GPUs, data-parallel
-    assert {j["gpu"] for j in by_rule["predict"]} == {1}  # one process: one GPU, whatever the size row
-    assert "responses" not in by_rule  # predict writes them (its generations), no job just to convert them
+    assert {j["gpu"] for j in by_rule["evaluate"]} == {1}  # one process: one GPU, whatever the size row
+    assert "responses" not in by_rule  # evaluate writes them (its generations), no job just to convert them
     assert {j["gpu"] for j in by_rule["prepare_model"]} == {0}  # pretrained copies, on the CPU

@@ -9,7 +9,7 @@ import pytest
 
 from lpselect import aggregate, figures, metrics, models, stages
 from lpselect.data import DatasetError
-from lpselect.fileio import write_jsonl
+from lpselect.fileio import read_jsonl, write_jsonl
 from lpselect.responses import alpaca_eval_records, load_eval_set
 
 
@@ -172,7 +172,32 @@ def test_held_out_rows_without_a_response_token_are_counted_not_averaged(tmp_pat
                             for i, o in zip("abc", ("x", "z", "y"))))
     pred.to_csv(tmp_path / "pred.csv", index=False)
     ref.to_csv(tmp_path / "ref.csv", index=False)
-    stages.evaluate(tmp_path / "pred.csv", tmp_path / "ref.csv", rows, 0.01, tmp_path / "metrics.json")
-    out = json.loads((tmp_path / "metrics.json").read_text())
+    out = stages.evaluation_metrics(stages.read_predictions(tmp_path / "pred.csv"),
+                                    stages.read_predictions(tmp_path / "ref.csv"), read_jsonl(rows), 0.01)
     assert out["n_unscorable"] == 1 and out["heldout_ppl"] == pytest.approx(np.exp((2 * 1.0 + 4 * 2.0) / 6))
     assert (out["wins"], out["ties"], out["losses"]) == (1, 1, 1)  # b: no verdict from a missing loss
+
+
+def test_one_evaluate_job_predicts_and_scores_against_its_reference(tmp_path, tiny_model, tiny_tokenizer):
+    rows = [{"id": f"r{i}", "instruction": f"Add {i} and 1", "input": "", "output": str(i + 1)} for i in range(3)]
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    models.save_model(tiny_model, tiny_tokenizer, tmp_path / "model")
+    cfg = {"batch_size": 2, "generate": True, "max_new_tokens": 3}
+    # the full-data model: no reference, so no verdicts
+    stages.evaluate(tmp_path / "model", tmp_path / "rows.jsonl", None, cfg, 64, "alpaca", 0.01,
+                    tmp_path / "full.csv", tmp_path / "full.json", responses_out=tmp_path / "full-r.json",
+                    generator="t/none/full")
+    full = json.loads((tmp_path / "full.json").read_text())
+    assert full["n_test"] == 3 and "rouge_l" in full and "exact_match" in full and "wins" not in full
+    pred = pd.read_csv(tmp_path / "full.csv", keep_default_na=False)
+    assert pred["id"].tolist() == ["r0", "r1", "r2"] and "generation" in pred
+    responses = json.loads((tmp_path / "full-r.json").read_text())
+    assert [r["output"] for r in responses] == pred["generation"].astype(str).tolist()
+    assert responses[0]["generator"] == "t/none/full"
+    # the same model against itself: every row a tie; the metrics are those of the written predictions
+    stages.evaluate(tmp_path / "model", tmp_path / "rows.jsonl", tmp_path / "full.csv", cfg, 64, "alpaca", 0.01,
+                    tmp_path / "sub.csv", tmp_path / "sub.json")
+    sub = json.loads((tmp_path / "sub.json").read_text())
+    assert (sub["wins"], sub["ties"], sub["losses"]) == (0, 3, 0)
+    assert sub == stages.evaluation_metrics(stages.read_predictions(tmp_path / "sub.csv"),
+                                            stages.read_predictions(tmp_path / "full.csv"), rows, 0.01)

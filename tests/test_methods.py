@@ -133,6 +133,16 @@ def test_grid_names_each_method_with_its_selector_and_scheme():
     assert not any(sel != "none" and name.startswith(("length", "random")) for sel, name in subsets)
 
 
+def test_grid_parts_add_the_easy_end_of_every_fraction_for_score_methods_only():
+    grid = {"methods": ["lp1", "random"], "schemes": ["cluster"], "fractions": [0.5, 0.25], "seeds": [1, 2],
+            "proxies": ["a"], "thirds": [], "parts": ["hard", "easy"]}
+    subsets = set(study.subsets(grid))
+    assert {("a", f"lp1_cluster_k{k}_{part}_seed{s}") for k in (2, 4) for part in ("hard", "easy") for s in (1, 2)} < subsets
+    assert {name for sel, name in subsets if sel == "none"} == {f"random_cluster_k{k}_hard_seed{s}" for k in (2, 4) for s in (1, 2)}
+    assert len(subsets) == 8 + 4
+    assert set(study.subsets(grid | {"parts": ["hard"]})) == {x for x in subsets if "_easy_" not in x[1]}
+
+
 def test_method_settings_come_from_the_schema_and_only_reach_their_own_selections():
     config = study.load_config(study.SCHEMA.parent.parent / "config.yaml")
     assert study.method_settings(config) == {"ifd": {"epoch": 0, "drop_above_one": True}, "s2l": {"n_clusters": 10}}

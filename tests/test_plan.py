@@ -94,17 +94,17 @@ def test_a_subset_trains_on_its_nominal_share_until_selected(tmp_path):
     assert third.tokens == pytest.approx(3 * 1000 / 3 * 100)
 
 
-def test_prediction_runs_one_process_in_its_evaluation_dtype():
+def test_evaluation_runs_one_process_in_its_evaluation_dtype():
     config, s = hub_config(), sizes(test=100, tpr=100)
     config["evaluation"]["bf16"] = False
-    pred = plan.job_cost(config, job("predict", gpus=1, dataset="alpaca", target="big", selector="none",
+    pred = plan.job_cost(config, job("evaluate", gpus=1, dataset="alpaca", target="big", selector="none",
                                      subset="base"), s, A100)
     max_new = config["evaluation"]["max_new_tokens"]
     assert pred.tokens == 100 * 100 + 100 * (100 + max_new)  # held-out losses, then prompts + generated tokens
     assert pred.wall_s == pytest.approx(2 * 2e9 * pred.tokens / 1e13)  # one float32 process
     assert pred.gpu_hours == pytest.approx(pred.wall_s / 3600)
     config["evaluation"]["bf16"] = True
-    bf16 = plan.job_cost(config, job("predict", gpus=1, dataset="alpaca", target="big", selector="none",
+    bf16 = plan.job_cost(config, job("evaluate", gpus=1, dataset="alpaca", target="big", selector="none",
                                      subset="base"), s, A100)
     assert bf16.wall_s == pytest.approx(2 * 2e9 * pred.tokens / A100["gpu_flops"])
     config["evaluation"]["generate"] = False  # responses then generate for the evaluation prompts
@@ -250,8 +250,8 @@ def test_default_plan_counts_match_snakemakes_dry_run(clone):
     rules = plan.per_rule(got.costs)
     assert expected and {rule: r["jobs"] for rule, r in rules.items()} == expected
     assert rules["train_proxy"]["flops"] > 0 and rules["extract_losses"]["flops"] > 0
-    assert rules["finetune_target"]["flops"] > 0 and rules["predict"]["flops"] > 0
-    assert "responses" not in rules  # predict writes them: its generations are the responses
+    assert rules["finetune_target"]["flops"] > 0 and rules["evaluate"]["flops"] > 0
+    assert "predict" not in rules and "responses" not in rules  # evaluate writes them: its generations are them
     assert got.disk["existing"] == 0 and 0 < got.disk["temporary"] < got.disk["kept"]
     report = plan.render(got)
     assert "| **total** | **" + f"{sum(expected.values()):,}" in report
@@ -269,7 +269,7 @@ def test_paper_plan_runs_offline(clone):
     gpu_hours = float(total.split("|")[6].strip(" *").replace(",", ""))
     assert gpu_hours > 0
     assert "of 4 training job(s) at once" in report and "No judge configured" in report
-    for rule in ("train_proxy", "extract_losses", "finetune_target", "predict"):
+    for rule in ("train_proxy", "extract_losses", "finetune_target", "evaluate"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {rule} |"))
         assert float(row.split("|")[6].strip().replace(",", "")) > 0, row
 

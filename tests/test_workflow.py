@@ -21,15 +21,14 @@ def job_counts(output: str) -> dict:
 
 def test_default_dry_run_lists_the_whole_dag(workdir):
     counts = job_counts(run_snakemake(workdir, None, "-n", "--cores", "2").stdout)
-    assert counts["train_proxy"] == 3 and counts["extract_losses"] == 3 * 4 and counts["score"] == 3
-    # per target: 31 subsets (lp1, lp_app, ifd x 3 proxies x 2 fractions; length, clust_rand x 2; lp1 thirds
-    # 3 x 3, the hard one being k3) + full
-    assert counts["select"] == 31
-    assert counts["extract_response_losses"] == counts["ifd"] == 3 and counts["response_lengths"] == 1
-    assert counts["finetune_target"] == 2 * 32
-    assert counts["predict"] == counts["evaluate"] == 2 * 33  # + the untrained base
-    assert "responses" not in counts  # predict writes them: its generations are the responses
-    assert counts["figure"] == 10 and counts["aggregate"] == 1 and counts["transfer"] == 1
+    assert counts["train_proxy"] == 2 and counts["extract_losses"] == 2 * 6 and counts["score"] == 2
+    # 3 seeds x (lp1 hard and easy halves x 2 proxies + clust_rand)
+    assert counts["select"] == 3 * 5
+    assert not {"extract_response_losses", "ifd", "response_lengths"} & set(counts)  # no ifd, length
+    assert counts["finetune_target"] == 3 * 5 + 3  # + a full-data model per seed
+    assert counts["evaluate"] == 18 + 1  # + the untrained base; one job per model (predictions and metrics)
+    assert "predict" not in counts and "responses" not in counts  # evaluate writes them: its generations are them
+    assert counts["figure"] == 11 and counts["aggregate"] == 1 and counts["transfer"] == 1
     assert "judge" not in counts  # no judge configured by default
 
 
@@ -58,7 +57,7 @@ def test_the_transfer_diagnostic_runs_no_fine_tune(workdir):
     config["grid"]["methods"] = ["lp1", "ifd", "s2l", "length", "random"]
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2", "--", "diagnostic").stdout)
     assert counts["transfer"] == 1 and counts["select"] == 2 * 3  # the proxies' subsets only
-    assert not {"finetune_target", "predict", "evaluate", "responses", "aggregate"} & set(counts)
+    assert not {"finetune_target", "evaluate", "responses", "aggregate"} & set(counts)
     # a diagnostic-only model (say, the expensive target) scores and selects, and nothing trains on its picks
     config["grid"].update(proxies=["m-a"], diagnostic_models=["m-b"])
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2", "--", "diagnostic").stdout)
@@ -98,12 +97,16 @@ def test_every_seed_trains_its_own_full_data_reference(workdir):
     out = run_snakemake(workdir, config, "-n", "--cores", "2", "-p").stdout
     counts = job_counts(out)
     # per seed: lp1 by 2 proxies, clust_rand and a full-data model; the base model once
-    assert counts["finetune_target"] == 2 * 4 and counts["predict"] == 2 * 4 + 1
-    evaluations = re.findall(r"input: (results/eval/synth/m-b/\S+/predictions.csv), results/datasets/synth/test.jsonl"
-                             r"(?:, results/eval/synth/m-b/none/(full_seed\d)/predictions.csv)?$", out, re.M)
-    pairs = {pred.split("/")[-2]: ref for pred, ref in evaluations}
-    assert pairs["lp1_cluster_k2_hard_seed2"] == "full_seed2" and pairs["random_cluster_k2_hard_seed1"] == "full_seed1"
-    assert pairs["base"] == "full_seed1" and pairs["full_seed2"] == ""
+    assert counts["finetune_target"] == 2 * 4 and counts["evaluate"] == 2 * 4 + 1
+    # each evaluate job reads its model, the held-out rows and its full-data reference's predictions
+    evaluations = re.findall(r"^rule evaluate:\n    input: results/(?:targets|models)/\S+, results/datasets/synth/test.jsonl"
+                             r"(?:, results/eval/synth/m-b/none/(full_seed\d)/predictions.csv)?\n"
+                             r"    output: .*?results/eval/synth/m-b/(\S+)/predictions.csv,", out, re.M)
+    pairs = {model: ref for ref, model in evaluations}  # selector/subset -> reference
+    assert len(pairs) == counts["evaluate"]
+    assert pairs["m-a/lp1_cluster_k2_hard_seed2"] == "full_seed2"
+    assert pairs["none/random_cluster_k2_hard_seed1"] == "full_seed1"
+    assert pairs["none/base"] == "full_seed1" and pairs["none/full_seed2"] == ""
 
 
 def test_lint_is_clean():
@@ -124,7 +127,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     for table in ("metrics", "seeds", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
     figures = ("metric_vs_fraction", "transfer_heatmap", "rank_correlation", "trajectories", "composition",
-               "fraction_to_parity", "thirds", "method_comparison", "transfer")
+               "fraction_to_parity", "thirds", "method_comparison", "same_size", "transfer")
     for figure in figures:
         assert (results / f"figures/synth/{figure}.png").stat().st_size > 1000
         assert (results / f"figures/synth/{figure}.pdf").exists()
@@ -172,14 +175,16 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout
     # checkpoints are temporary: proxy epochs went once their losses were out, targets once predicted
     assert not list((results / "proxies").rglob("*.safetensors")) and not (results / "targets").exists()
-    # logging and speed settings rerun nothing; the tie tolerance reruns the verdicts only
+    # logging and speed settings rerun nothing
     changed = copy.deepcopy(config)
     changed["training"]["logging_steps"] += 1
     changed["extraction"] |= {"batch_size": 3, "share_prefix": False}
     assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
+    # the tie tolerance reruns the evaluations (one job: the model pass too), so the temporary targets
+    # they read are fine-tuned again, and what reads their outputs reruns; proxies and selections do not
     changed["evaluation"]["tie_tolerance"] = 0.2
     counts = job_counts(run_snakemake(workdir, changed, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"evaluate", "aggregate", "figure", "summary", "all"}
+    assert set(counts) == {"finetune_target", "evaluate", "judge", "aggregate", "figure", "summary", "all"}
 
     # same config and seed: byte-identical subsets and score tables on rerun
     files = sorted((results / "subsets").rglob("*.json")) + sorted((results / "scores").rglob("*.csv"))
@@ -191,7 +196,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     more = copy.deepcopy(config)
     more["grid"]["fractions"] = [0.5, 0.25]
     counts = job_counts(run_snakemake(workdir, more, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"select", "finetune_target", "predict", "evaluate", "judge", "aggregate",
+    assert set(counts) == {"select", "finetune_target", "evaluate", "judge", "aggregate",
                            "transfer", "figure", "summary", "all"}
     assert counts["select"] == 3  # lp1 x 2 proxies + random
 
@@ -200,8 +205,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     methods["grid"]["methods"] += ["ifd", "length", "s2l"]
     counts = job_counts(run_snakemake(workdir, methods, "-n", "--cores", "2").stdout)
     assert set(counts) == {"extract_response_losses", "ifd", "response_lengths", "select", "finetune_target",
-                           "predict", "evaluate", "judge", "aggregate", "transfer", "figure",
-                           "summary", "all"}
+                           "evaluate", "judge", "aggregate", "transfer", "figure", "summary", "all"}
     assert counts["extract_response_losses"] == counts["ifd"] == 2  # IFD at epoch 0, per proxy
     assert counts["select"] == counts["finetune_target"] == 5  # ifd, s2l x 2 proxies + length
 
