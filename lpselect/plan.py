@@ -282,7 +282,9 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         rate = throughput.get("train") or (bf16 if config["training"].get("bf16") else fp32)
         processes = max(1, gpus)
     elif job.rule in EXTRACT_RULES:
-        cost.kind, cost.tokens = "forward", sizes.train[d] * tpr
+        # extract_losses reads every epoch the study scores (0..n) in one job, the response-only pass one
+        passes = study.proxy_epochs(config) + 1 if job.rule == "extract_losses" else 1
+        cost.kind, cost.tokens = "forward", passes * sizes.train[d] * tpr
         rate = throughput.get("extract") or (bf16 if config["extraction"].get("bf16") else fp32)
         processes = max(1, gpus)
     else:  # evaluate, responses: one process (one GPU), bf16 weights with evaluation.bf16

@@ -7,6 +7,8 @@ failed stage leaves nothing behind.
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +210,31 @@ def extract_losses(
     tokens = sum(len(e["input_ids"]) for e in examples)
     watch.record(ledger_out, "forward", parameter_count(model_dir), tokens, samples=len(examples),
                  processes=processes)
+
+
+def extract_epochs(model_dirs: list, tokenized_dir, cfg: dict, out_csvs: list, ledger_outs: list, state_dir,
+                   parameters: dict, processes: int = 1) -> None:
+    """extract_losses for every epoch of one proxy in one job (the imports and start of a job cost more
+    than a small model's pass). Each finished epoch is kept in `state_dir`, fingerprinted by the models,
+    the tokenized rows and `parameters`, so a killed job resumes at the next epoch; the outputs appear
+    together at the end."""
+    from . import training
+
+    inputs = {f"model {i}": d for i, d in enumerate(model_dirs)} | {"tokenized": tokenized_dir}
+    training.use_state(state_dir, training.fingerprint(parameters, inputs))
+    moves = {}
+    for model_dir, out_csv, ledger_out in zip(model_dirs, out_csvs, ledger_outs):
+        part, part_ledger = Path(state_dir) / Path(out_csv).name, Path(state_dir) / f"{Path(out_csv).stem}.ledger.json"
+        if part.exists() and part_ledger.exists():
+            log.info("%s: losses already extracted (%s)", model_dir, part)
+        else:
+            extract_losses(model_dir, tokenized_dir, cfg, f"{part}.tmp", part_ledger, processes)
+            os.replace(f"{part}.tmp", part)  # an epoch counts as done only once its table is whole
+        moves |= {part: out_csv, part_ledger: ledger_out}
+    for src, dst in moves.items():
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(src, dst)
+    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def score(loss_csvs: list, rows_path, seed: int, out_csv, epochs: int | None = None) -> None:

@@ -32,17 +32,62 @@ rule train_proxy:
         "../workflow_scripts/train.py"
 
 
+# every epoch of a proxy in one job: a small model's pass costs less than a job's start and imports
 rule extract_losses:
     input:
-        model=lambda wildcards: proxy_epoch_dir(**wildcards),
+        models=lambda wildcards: [
+            proxy_epoch_dir(wildcards.dataset, wildcards.proxy, e)
+            for e in range(EPOCHS + 1)
+        ],
         tokenized=tokenized,
     output:
-        losses="results/losses/{dataset}/{proxy}/epoch-{epoch}.csv",
-        ledger="results/ledger/extract_losses/{dataset}/{proxy}/epoch-{epoch}.json",
+        losses=[
+            f"results/losses/{{dataset}}/{{proxy}}/epoch-{e}.csv"
+            for e in range(EPOCHS + 1)
+        ],
+        ledger=[
+            f"results/ledger/extract_losses/{{dataset}}/{{proxy}}/epoch-{e}.json"
+            for e in range(EPOCHS + 1)
+        ],
     log:
-        "results/logs/extract_losses/{dataset}/{proxy}/epoch-{epoch}.log",
+        "results/logs/extract_losses/{dataset}/{proxy}.log",
     benchmark:
-        "results/benchmarks/extract_losses/{dataset}/{proxy}/epoch-{epoch}.tsv"
+        "results/benchmarks/extract_losses/{dataset}/{proxy}.tsv"
+    conda:
+        "../envs/model.yaml"
+    threads: sized_threads
+    resources:
+        mem_mb=sized("extract", "mem_mb"),
+        runtime=lambda wildcards, attempt: sized("extract", "runtime")(
+            wildcards, attempt
+        )
+        * (EPOCHS + 1),
+        gpu=sized("extract", "gpus"),
+        gpu_model=sized("extract", "gpu_model"),
+        cpus_per_gpu=sized("extract", "cpus_per_gpu"),
+    params:
+        extraction=study.result_settings(config, "extraction"),
+        response_only=False,
+        # finished epochs, kept outside the outputs (Snakemake deletes those of a failed job)
+        state="results/.state/extract_losses/{dataset}/{proxy}",
+    script:
+        "../workflow_scripts/extract_losses.py"
+
+
+# IFD's second pass: the same response tokens without their prompt, at one epoch
+rule extract_response_losses:
+    input:
+        models=lambda wildcards: [proxy_epoch_dir(**wildcards)],
+        tokenized=tokenized,
+    output:
+        losses=["results/losses/{dataset}/{proxy}/response-only/epoch-{epoch}.csv"],
+        ledger=[
+            "results/ledger/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.json"
+        ],
+    log:
+        "results/logs/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.log",
+    benchmark:
+        "results/benchmarks/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.tsv"
     conda:
         "../envs/model.yaml"
     threads: sized_threads
@@ -54,23 +99,9 @@ rule extract_losses:
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
         extraction=study.result_settings(config, "extraction"),
-        response_only=False,
+        response_only=True,
     script:
         "../workflow_scripts/extract_losses.py"
-
-
-# IFD's second pass: the same response tokens without their prompt
-use rule extract_losses as extract_response_losses with:
-    output:
-        losses="results/losses/{dataset}/{proxy}/response-only/epoch-{epoch}.csv",
-        ledger="results/ledger/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.json",
-    log:
-        "results/logs/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.log",
-    benchmark:
-        "results/benchmarks/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.tsv"
-    params:
-        extraction=study.result_settings(config, "extraction"),
-        response_only=True,
 
 
 rule score:

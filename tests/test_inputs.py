@@ -23,7 +23,7 @@ def broken(edit):
 
 
 CONFIG_CASES = {
-    "unknown model": (lambda c: c["grid"]["targets"].append("gpt-7"), "grid.targets[2]"),
+    "unknown model": (lambda c: c["grid"]["targets"].append("gpt-7"), "grid.targets[1]"),
     "fraction 0": (lambda c: c["grid"].update(fractions=[0.0, 0.1]), "grid.fractions[0]"),
     "fraction above 1": (lambda c: c["grid"].update(fractions=[0.1, 1.5]), "grid.fractions[1]"),
     "missing key": (lambda c: c["training"].pop("learning_rate"), "training.learning_rate"),

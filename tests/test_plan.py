@@ -70,12 +70,15 @@ def test_training_and_extraction_costs():
     assert full.flops == 6 * 2e9 * tokens
     assert full.wall_s == pytest.approx(full.flops / 1e14 / 2)
     assert full.gpu_hours == pytest.approx(full.flops / 1e14 / 3600)
-    # extraction without extraction.bf16 runs in float32: one pass over the rows
-    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small", epoch="0"), s, A100)
-    assert ext.flops == 2 * 1e9 * 1000 * 100 and ext.wall_s == pytest.approx(ext.flops / 1e13)
+    # extraction without extraction.bf16 runs in float32: one pass over the rows per epoch 0..3, one job
+    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, A100)
+    assert ext.flops == 4 * 2 * 1e9 * 1000 * 100 and ext.wall_s == pytest.approx(ext.flops / 1e13)
     config["extraction"]["bf16"] = True
-    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small", epoch="1"), s, A100)
+    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, A100)
     assert ext.wall_s == pytest.approx(ext.flops / 1e14)
+    ifd = plan.job_cost(config, job("extract_response_losses", gpus=1, dataset="alpaca", proxy="small", epoch="0"),
+                        s, A100)
+    assert ifd.flops == ext.flops / 4
 
 
 def test_a_subset_trains_on_its_nominal_share_until_selected(tmp_path):

@@ -144,3 +144,51 @@ def test_the_fingerprint_reads_model_weights_by_size_and_mtime_only(tmp_path, mo
     assert before["inputs"] == {"model/model.safetensors": f"size 100, mtime_ns {weights.stat().st_mtime_ns}"}
     os.utime(weights, ns=(0, 0))
     assert training.fingerprint({}, {"model": tmp_path / "model"})["fingerprint"] != before["fingerprint"]
+
+
+# --- the per-proxy extraction job resumes at the next epoch -------------------------------------------
+
+
+def test_extraction_of_every_epoch_resumes_after_the_last_finished_one(small, monkeypatch, caplog):
+    """A job killed after its first epoch's table keeps it: the rerun extracts only the second; other
+    settings (a changed fingerprint) extract both again. The tables equal one-model extraction's."""
+    import shutil
+
+    import pandas as pd
+
+    shutil.copytree(small / "base", small / "epoch1")
+    cfg = {"batch_size": 8}
+    outs, ledgers = [small / f"out/epoch-{e}.csv" for e in (0, 1)], [small / f"out/epoch-{e}.json" for e in (0, 1)]
+    args = ([small / "base", small / "epoch1"], small / "rows.tokenized", cfg, outs, ledgers, small / "xstate")
+
+    real = stages.extract_losses
+    calls = []
+
+    def killed_after_first(model_dir, *rest, **kw):
+        if calls:
+            raise KeyboardInterrupt  # the job is killed during its second epoch
+        calls.append(model_dir)
+        real(model_dir, *rest, **kw)
+
+    monkeypatch.setattr(stages, "extract_losses", killed_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        stages.extract_epochs(*args, parameters={"batch": 8})
+    assert (small / "xstate" / "epoch-0.csv").exists() and not outs[0].exists()
+
+    done = []
+    monkeypatch.setattr(stages, "extract_losses", lambda model_dir, *a, **k: (done.append(model_dir), real(model_dir, *a, **k)))
+    stages.extract_epochs(*args, parameters={"batch": 8})
+    assert done == [small / "epoch1"] and all(p.exists() for p in outs + ledgers)
+    assert not (small / "xstate").exists()
+    real(small / "base", small / "rows.tokenized", cfg, small / "alone.csv", small / "alone.json")
+    pd.testing.assert_frame_equal(pd.read_csv(outs[0]), pd.read_csv(small / "alone.csv"))
+
+    # a state written with other parameters is not reused
+    monkeypatch.setattr(stages, "extract_losses", killed_after_first)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        stages.extract_epochs(*args, parameters={"batch": 8})
+    done.clear()
+    monkeypatch.setattr(stages, "extract_losses", lambda model_dir, *a, **k: (done.append(model_dir), real(model_dir, *a, **k)))
+    stages.extract_epochs(*args, parameters={"batch": 16})
+    assert done == [small / "base", small / "epoch1"]

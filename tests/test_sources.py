@@ -67,7 +67,7 @@ def test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid(workdir):
     subsets = [(sel, Subset.parse(name)) for sel, name in study.subsets(config["grid"])]
     assert len({(sel, s.method, s.scheme, s.chunks, s.part, s.seed) for sel, s in subsets}) == len(subsets)
     assert counts["train_proxy"] == models * datasets
-    assert counts["extract_losses"] == models * datasets * 4
+    assert counts["extract_losses"] == models * datasets  # epochs 0..3 in one job per proxy
     assert counts["finetune_target"] == models * datasets * per_target
     assert counts["evaluate"] == models * datasets * (per_target + 1)
     assert seconds < 60, seconds  # the issue asks for under 30 s on a laptop; CI machines vary
@@ -85,5 +85,5 @@ def test_real_small_models_config_pairs_every_proxy_with_every_target(workdir):
     proc = run_snakemake(workdir, None, "-n", "--quiet", "rules", "--configfile", "configs/real-small.yaml")
     counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M) if m[1] != "total"}
     assert counts["prepare_model"] == 2 and counts["train_proxy"] == 2
-    assert counts["extract_losses"] == 2 * (config["training"]["epochs"] + 1)
+    assert counts["extract_losses"] == 2  # one job per proxy reads its every epoch
     assert counts["finetune_target"] == 2 * (2 + 1 + 1)  # per target: lp1 from each proxy, clust_rand, full
