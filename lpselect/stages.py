@@ -8,7 +8,6 @@ failed stage leaves nothing behind.
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -231,10 +230,7 @@ def extract_epochs(model_dirs: list, tokenized_dir, cfg: dict, out_csvs: list, l
             extract_losses(model_dir, tokenized_dir, cfg, f"{part}.tmp", part_ledger, processes)
             os.replace(f"{part}.tmp", part)  # an epoch counts as done only once its table is whole
         moves |= {part: out_csv, part_ledger: ledger_out}
-    for src, dst in moves.items():
-        Path(dst).parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(src, dst)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    training.publish(state_dir, moves)
 
 
 def score(loss_csvs: list, rows_path, seed: int, out_csv, epochs: int | None = None) -> None:

@@ -244,11 +244,13 @@ def use_state(state_dir, job: dict) -> None:
 
 
 def publish(state_dir, moves: dict) -> None:
-    """Move finished folders from the state folder to their outputs, then drop the state folder."""
+    """Move finished folders (or files) from the state folder to their outputs, then drop the state folder."""
     for src, dst in moves.items():
         dst = Path(dst)
-        if dst.exists():
+        if dst.is_dir():
             shutil.rmtree(dst)
+        elif dst.exists():
+            dst.unlink()
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(src), str(dst))
     shutil.rmtree(state_dir, ignore_errors=True)
