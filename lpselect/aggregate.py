@@ -45,12 +45,17 @@ def judge_columns(path) -> dict:
     return out | {"judge_model": summary["judge_model"]}
 
 
-def metrics_table(models, metrics_paths, subset_sizes: pd.DataFrame, judge_paths: dict | None = None) -> pd.DataFrame:
-    """One row per evaluated model; `judge_paths` maps (target, selector, subset) to a judge summary."""
+def metrics_table(models, metrics_paths, subset_sizes: pd.DataFrame, judge_paths: dict | None = None,
+                  pairwise_paths: dict | None = None) -> pd.DataFrame:
+    """One row per evaluated model; `pairwise_paths` and `judge_paths` map (target, selector, subset) to
+    its offline verdicts and its judge summary against the full-data model (the references have none)."""
     rows = []
     for (target, selector, subset), path in zip(models, metrics_paths):
         metrics = json.loads(Path(path).read_text())
-        judged = (judge_paths or {}).get((target, selector, subset))
+        model = (target, selector, subset)
+        pairwise = (pairwise_paths or {}).get(model)
+        metrics |= json.loads(Path(pairwise).read_text()) if pairwise else {}
+        judged = (judge_paths or {}).get(model)
         metrics |= judge_columns(judged) if judged else {}
         rows.append({"target": target, "selector": selector, "subset": subset} | describe(selector, subset) | metrics)
     table = pd.DataFrame(rows)
@@ -195,6 +200,7 @@ def write_tables(
     proxy_ledgers: dict,
     judge_paths: dict | None = None,
     model_dirs: dict | None = None,
+    pairwise_paths: dict | None = None,
 ) -> None:
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
@@ -202,7 +208,7 @@ def write_tables(
     compute = compute.merge(sizes[["selector", "subset", "realized_fraction"]], on=["selector", "subset"], how="left")
     compute["realized_fraction"] = compute["realized_fraction"].fillna(compute["fraction"])
     write_csv(outputs["compute"], compute)
-    metrics = metrics_table(models, metrics_paths, sizes, judge_paths)
+    metrics = metrics_table(models, metrics_paths, sizes, judge_paths, pairwise_paths)
     write_csv(outputs["metrics"], metrics)
     write_csv(outputs["seeds"], over_seeds(metrics, SEED_METRICS))
     if "model_sizes" in outputs:

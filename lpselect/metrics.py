@@ -80,9 +80,15 @@ def judged_summary(status: pd.Series, outcome: pd.Series, n_resamples: int, conf
     }
 
 
-def summarize(pred: pd.DataFrame, outcomes: pd.Series | None, references=None) -> dict:
-    """Metrics of one model: held-out perplexity, exact match overall and per difficulty, ROUGE-L F1
-    against `references` (when there are generations), W/T/L."""
+def pairwise_summary(outcomes: pd.Series) -> dict:
+    """Wins, ties, losses and win rate of per-prompt +1/0/-1 verdicts."""
+    return {"wins": int((outcomes > 0).sum()), "ties": int((outcomes == 0).sum()),
+            "losses": int((outcomes < 0).sum()), "win_rate": win_rate(outcomes)}
+
+
+def summarize(pred: pd.DataFrame, references=None) -> dict:
+    """Metrics of one model's predictions: held-out perplexity, exact match overall and per difficulty,
+    ROUGE-L F1 against `references` (when there are generations)."""
     metrics = {"n_test": len(pred), "n_unscorable": int((pred["n_tokens"] == 0).sum()), "heldout_ppl": mean_perplexity(pred)}
     if "generation" in pred and references is not None:
         metrics["rouge_l"] = float(np.mean(rouge_l(pred["generation"], references)))
@@ -91,9 +97,4 @@ def summarize(pred: pd.DataFrame, outcomes: pd.Series | None, references=None) -
         if "difficulty" in pred:
             for level, em in pred.groupby("difficulty")["exact_match"].mean().items():
                 metrics[f"exact_match_level_{level}"] = float(em)
-    if outcomes is not None:
-        wins, ties, losses = int((outcomes > 0).sum()), int((outcomes == 0).sum()), int((outcomes < 0).sum())
-        metrics.update(
-            wins=wins, ties=ties, losses=losses, win_rate=(wins + ties / 2) / len(outcomes)
-        )
     return metrics

@@ -283,12 +283,13 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, opti
     write_json(out_json, chosen)
 
 
-def evaluate(model_dir, rows_path, reference_csv, cfg: dict, max_length: int, template: str, tie_tolerance: float,
-             pred_out, metrics_out, responses_out=None, generator: str = "") -> None:
-    """One trained model's evaluation: held-out losses and (cfg['generate']) greedy generations
-    (`pred_out`), their metrics against the held-out rows and, with `reference_csv`, pairwise verdicts
-    against the full-data model's predictions (`metrics_out`); with `responses_out`, the generations in
-    AlpacaEval's format too (what the judge reads), so no job runs just to convert them."""
+def evaluate(model_dir, rows_path, cfg: dict, max_length: int, template: str, pred_out, metrics_out,
+             responses_out=None, generator: str = "") -> None:
+    """One trained model's evaluation, the only part that runs the model: held-out losses and
+    (cfg['generate']) greedy generations (`pred_out`) and the metrics of those predictions alone
+    (`metrics_out`); with `responses_out`, the generations in AlpacaEval's format too (what the judge
+    reads), so no job runs just to convert them. Comparisons with another model are `compare`'s, so a
+    change to them never needs this model again."""
     from . import evaluation, models
     from .responses import alpaca_eval_records
 
@@ -296,12 +297,25 @@ def evaluate(model_dir, rows_path, reference_csv, cfg: dict, max_length: int, te
     rows = read_jsonl(rows_path)
     frame = evaluation.predict(model, tokenizer, rows, cfg | {"max_length": max_length}, template)
     write_csv(pred_out, frame)
-    # the metrics read the predictions back as the reference's are read (same types, same NaN handling)
-    reference = read_predictions(reference_csv) if reference_csv else None
-    summary = evaluation_metrics(read_predictions(pred_out), reference, rows, tie_tolerance)
+    # the metrics read the predictions back as `compare` reads them (same types, same NaN handling)
+    summary = evaluation_metrics(read_predictions(pred_out), rows)
     if responses_out:
         write_json(responses_out, alpaca_eval_records(rows, frame["generation"].tolist(), generator))
     write_json(metrics_out, summary)
+
+
+def compare(pred_csv, reference_csv, tie_tolerance: float, out_json) -> None:
+    """Per-prompt verdicts of a model's predictions against the full-data model's (offline judge), and
+    their wins / ties / losses and win rate: light, so a new tolerance reruns no model."""
+    from . import metrics
+
+    pred, reference = read_predictions(pred_csv), read_predictions(reference_csv)
+    if pred["id"].tolist() != reference["id"].tolist():
+        raise data.DatasetError(f"{pred_csv} and {reference_csv} list different prompts")
+    summary = metrics.pairwise_summary(metrics.pairwise_outcomes(pred, reference, tie_tolerance))
+    log.info("%s vs %s: W/T/L %d/%d/%d, win rate %.3f (tie tolerance %g)", pred_csv, reference_csv,
+             summary["wins"], summary["ties"], summary["losses"], summary["win_rate"], tie_tolerance)
+    write_json(out_json, summary | {"tie_tolerance": tie_tolerance})
 
 
 def read_predictions(path) -> pd.DataFrame:
@@ -309,18 +323,15 @@ def read_predictions(path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values={"loss": [""], "perplexity": [""]})
 
 
-def evaluation_metrics(pred: pd.DataFrame, reference: pd.DataFrame | None, rows: list[dict] | None,
-                       tie_tolerance: float) -> dict:
-    """Metrics of a model's predictions; pairwise verdicts against `reference` (the full-data model's
-    predictions) when given, ROUGE-L against the `rows`' responses when given."""
+def evaluation_metrics(pred: pd.DataFrame, rows: list[dict] | None) -> dict:
+    """Metrics of a model's predictions on their own; ROUGE-L against the `rows`' responses when given."""
     from . import metrics
 
-    outcomes = None if reference is None else metrics.pairwise_outcomes(pred, reference, tie_tolerance)
     references = None
     if rows is not None:
         by_id = {r["id"]: r["output"] for r in rows}
         references = [by_id[i] for i in pred["id"]]
-    return metrics.summarize(pred, outcomes, references)
+    return metrics.summarize(pred, references)
 
 
 def prepare_eval_set(spec: dict, out_jsonl) -> None:

@@ -221,7 +221,7 @@ def method_settings(config: dict) -> dict:
 NOT_RESULTS = {
     "training": ("logging_steps",),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
-    "evaluation": ("tie_tolerance", "eval_set"),
+    "evaluation": ("tie_tolerance", "eval_set", "batch_size"),
 }
 
 

@@ -35,7 +35,7 @@ rule aggregate:
             proxy: proxy_ledgers(wildcards.dataset, proxy) for proxy in GRID["proxies"]
         },
         targets=GRID["targets"],
-        judged=judged_models() if JUDGE else [],
+        compared=compared_models(),
     script:
         "../workflow_scripts/aggregate.py"
 

@@ -245,6 +245,10 @@ def subset_inputs(wildcards):
     return inputs
 
 
+def full_reference_first(wildcards):
+    return 10 if full_reference_seed(wildcards.subset) is not None else 0
+
+
 def finetune_inputs(wildcards):
     inputs = {
         "model": f"results/models/{wildcards.target}",
@@ -257,19 +261,10 @@ def finetune_inputs(wildcards):
     return inputs
 
 
-def evaluate_inputs(wildcards):
-    """The model and its held-out rows; every model but the full-data ones is compared with
-    the full-data model of its seed (predictions its own evaluate job writes)."""
-    inputs = {
-        "model": model_to_evaluate(wildcards),
-        "rows": "results/datasets/{dataset}/test.jsonl",
-    }
+def compare_reference(wildcards):
+    """The predictions of the full-data model a model is compared with (that of its seed)."""
     reference = study.pairwise_reference(GRID, wildcards.subset)
-    if reference:
-        inputs["reference"] = (
-            f"results/eval/{{dataset}}/{{target}}/none/{reference}/predictions.csv"
-        )
-    return inputs
+    return f"results/eval/{wildcards.dataset}/{wildcards.target}/none/{reference}/predictions.csv"
 
 
 def judge_reference(wildcards):
@@ -283,8 +278,9 @@ def eval_rows(wildcards):
     return f"results/datasets/{wildcards.dataset}/test.jsonl"
 
 
-def judged_models():
-    """(target, selector, subset) of every model the judge compares with a full-data model."""
+def compared_models():
+    """(target, selector, subset) of every model compared with a full-data model (offline, and by the
+    judge when one is configured)."""
     return [m for m in evaluated_models() if study.pairwise_reference(GRID, m[2])]
 
 
@@ -349,10 +345,14 @@ def aggregate_inputs(wildcards):
         ],
         "rows": f"results/datasets/{d}/train.jsonl",
         "models": [f"results/models/{t}" for t in GRID["targets"]],
+        "pairwise": [
+            f"results/eval/{d}/{t}/{sel}/{sub}/pairwise.json"
+            for t, sel, sub in compared_models()
+        ],
         "judge": (
             [
                 f"results/judge/{d}/{t}/{sel}/{sub}.json"
-                for t, sel, sub in judged_models()
+                for t, sel, sub in compared_models()
             ]
             if JUDGE
             else []

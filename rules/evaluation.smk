@@ -1,9 +1,11 @@
-# one job per evaluated model: held-out losses and generations (predictions.csv), their metrics
-# (metrics.json, pairwise against the full-data model's predictions, which that model's own evaluate job
-# writes), and the generations in AlpacaEval's format when they are the study's responses
+# one job per evaluated model, the only one that runs it: held-out losses and generations
+# (predictions.csv), their own metrics (metrics.json) and, when they are the study's responses, the
+# generations in AlpacaEval's format. Nothing here reads another model, so a comparison setting, a
+# compare-script edit or a re-evaluated full-data model never needs this (temporary) model again.
 rule evaluate:
     input:
-        unpack(evaluate_inputs),
+        model=model_to_evaluate,
+        rows="results/datasets/{dataset}/test.jsonl",
     output:
         **(
             {
@@ -18,6 +20,8 @@ rule evaluate:
         "results/logs/evaluate/{dataset}/{target}/{selector}/{subset}.log",
     benchmark:
         "results/benchmarks/evaluate/{dataset}/{target}/{selector}/{subset}.tsv"
+    # before another fine-tune starts: it frees the temporary checkpoint it reads
+    priority: 20
     conda:
         "../envs/model.yaml"
     threads: sized_threads
@@ -32,10 +36,34 @@ rule evaluate:
         max_length=config["max_length"],
         template=config["prompt_template"],
         generator="{target}/{selector}/{subset}",
-        # a param (it changes metrics.json), so changing it reruns this job and its model pass
-        tie_tolerance=config["evaluation"]["tie_tolerance"],
     script:
         "../workflow_scripts/evaluate.py"
+
+
+# light and local: a model's predictions against those of the full-data model of its seed
+localrules:
+    compare,
+
+
+rule compare:
+    input:
+        predictions="results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
+        reference=compare_reference,
+    output:
+        "results/eval/{dataset}/{target}/{selector}/{subset}/pairwise.json",
+    log:
+        "results/logs/compare/{dataset}/{target}/{selector}/{subset}.log",
+    wildcard_constraints:
+        subset=f"base|{SUBSET_PATTERN}",
+    conda:
+        "../envs/light.yaml"
+    resources:
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
+    params:
+        tie_tolerance=config["evaluation"]["tie_tolerance"],
+    script:
+        "../workflow_scripts/compare.py"
 
 
 if EVAL_SET:

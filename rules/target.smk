@@ -1,3 +1,5 @@
+# a target's fine-tune on a subset or, for a full_seed<N> reference, on all the data; its checkpoint is
+# temporary unless keep.targets (deleted once its own evaluate job has run)
 rule finetune_target:
     input:
         unpack(finetune_inputs),
@@ -12,6 +14,8 @@ rule finetune_target:
         "results/benchmarks/finetune_target/{dataset}/{target}/{selector}/{subset}.tsv"
     wildcard_constraints:
         subset=f"full_seed[0-9]+|{SUBSET_PATTERN}",
+    # the full-data references first: the longest fine-tunes, and every comparison waits on them
+    priority: full_reference_first
     conda:
         "../envs/model.yaml"
     threads: sized_threads

@@ -2,6 +2,7 @@
 evaluation figures with and without an LLM judge."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,7 @@ def test_rouge_l_in_the_metrics(tmp_path):
     assert metrics.rouge_l(["the cat sat", "", "42"], ["the cat sat", "x", "42"]) == [1.0, 0.0, 1.0]
     pred = pd.DataFrame({"id": ["a", "b"], "loss": [1.0, 2.0], "n_tokens": [2, 2], "generation": ["one two", "x"],
                          "exact_match": [0, 0]})
-    summary = metrics.summarize(pred, None, ["one two three", "y"])
+    summary = metrics.summarize(pred, ["one two three", "y"])
     assert summary["rouge_l"] == pytest.approx((0.8 + 0.0) / 2)
 
 
@@ -172,32 +173,36 @@ def test_held_out_rows_without_a_response_token_are_counted_not_averaged(tmp_pat
                             for i, o in zip("abc", ("x", "z", "y"))))
     pred.to_csv(tmp_path / "pred.csv", index=False)
     ref.to_csv(tmp_path / "ref.csv", index=False)
-    out = stages.evaluation_metrics(stages.read_predictions(tmp_path / "pred.csv"),
-                                    stages.read_predictions(tmp_path / "ref.csv"), read_jsonl(rows), 0.01)
+    out = stages.evaluation_metrics(stages.read_predictions(tmp_path / "pred.csv"), read_jsonl(rows))
     assert out["n_unscorable"] == 1 and out["heldout_ppl"] == pytest.approx(np.exp((2 * 1.0 + 4 * 2.0) / 6))
-    assert (out["wins"], out["ties"], out["losses"]) == (1, 1, 1)  # b: no verdict from a missing loss
+    stages.compare(tmp_path / "pred.csv", tmp_path / "ref.csv", 0.01, tmp_path / "pairwise.json")
+    verdicts = json.loads((tmp_path / "pairwise.json").read_text())
+    assert (verdicts["wins"], verdicts["ties"], verdicts["losses"]) == (1, 1, 1)  # b: no verdict from a missing loss
+    assert verdicts["win_rate"] == pytest.approx(0.5) and verdicts["tie_tolerance"] == 0.01
+    # two models evaluated on different prompts: one clear error naming both files, nothing written
+    ref.assign(id=["a", "b", "d"]).to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(DatasetError, match="other.csv"):
+        stages.compare(tmp_path / "pred.csv", tmp_path / "other.csv", 0.01, tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()
 
 
-def test_one_evaluate_job_predicts_and_scores_against_its_reference(tmp_path, tiny_model, tiny_tokenizer):
+def test_evaluate_runs_the_model_and_compare_reads_only_predictions(tmp_path, tiny_model, tiny_tokenizer):
     rows = [{"id": f"r{i}", "instruction": f"Add {i} and 1", "input": "", "output": str(i + 1)} for i in range(3)]
     write_jsonl(tmp_path / "rows.jsonl", rows)
     models.save_model(tiny_model, tiny_tokenizer, tmp_path / "model")
     cfg = {"batch_size": 2, "generate": True, "max_new_tokens": 3}
-    # the full-data model: no reference, so no verdicts
-    stages.evaluate(tmp_path / "model", tmp_path / "rows.jsonl", None, cfg, 64, "alpaca", 0.01,
-                    tmp_path / "full.csv", tmp_path / "full.json", responses_out=tmp_path / "full-r.json",
-                    generator="t/none/full")
+    stages.evaluate(tmp_path / "model", tmp_path / "rows.jsonl", cfg, 64, "alpaca", tmp_path / "full.csv",
+                    tmp_path / "full.json", responses_out=tmp_path / "full-r.json", generator="t/none/full")
     full = json.loads((tmp_path / "full.json").read_text())
     assert full["n_test"] == 3 and "rouge_l" in full and "exact_match" in full and "wins" not in full
+    assert full == stages.evaluation_metrics(stages.read_predictions(tmp_path / "full.csv"), rows)
     pred = pd.read_csv(tmp_path / "full.csv", keep_default_na=False)
     assert pred["id"].tolist() == ["r0", "r1", "r2"] and "generation" in pred
     responses = json.loads((tmp_path / "full-r.json").read_text())
     assert [r["output"] for r in responses] == pred["generation"].astype(str).tolist()
     assert responses[0]["generator"] == "t/none/full"
-    # the same model against itself: every row a tie; the metrics are those of the written predictions
-    stages.evaluate(tmp_path / "model", tmp_path / "rows.jsonl", tmp_path / "full.csv", cfg, 64, "alpaca", 0.01,
-                    tmp_path / "sub.csv", tmp_path / "sub.json")
-    sub = json.loads((tmp_path / "sub.json").read_text())
-    assert (sub["wins"], sub["ties"], sub["losses"]) == (0, 3, 0)
-    assert sub == stages.evaluation_metrics(stages.read_predictions(tmp_path / "sub.csv"),
-                                            stages.read_predictions(tmp_path / "full.csv"), rows, 0.01)
+    # the same model against itself: every row a tie, from the prediction files alone (no model loaded)
+    shutil.rmtree(tmp_path / "model")
+    stages.compare(tmp_path / "full.csv", tmp_path / "full.csv", 0.01, tmp_path / "pairwise.json")
+    sub = json.loads((tmp_path / "pairwise.json").read_text())
+    assert (sub["wins"], sub["ties"], sub["losses"], sub["win_rate"]) == (0, 3, 0, 0.5)

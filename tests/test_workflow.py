@@ -27,6 +27,7 @@ def test_default_dry_run_lists_the_whole_dag(workdir):
     assert not {"extract_response_losses", "ifd", "response_lengths"} & set(counts)  # no ifd, length
     assert counts["finetune_target"] == 3 * 5 + 3  # + a full-data model per seed
     assert counts["evaluate"] == 18 + 1  # + the untrained base; one job per model (predictions and metrics)
+    assert counts["compare"] == 18 - 3 + 1  # every model but the full-data ones, against its seed's full model
     assert "predict" not in counts and "responses" not in counts  # evaluate writes them: its generations are them
     assert counts["figure"] == 11 and counts["aggregate"] == 1 and counts["transfer"] == 1
     assert "judge" not in counts  # no judge configured by default
@@ -99,15 +100,24 @@ def test_every_seed_trains_its_own_full_data_reference(workdir):
     counts = job_counts(out)
     # per seed: lp1 by 2 proxies, clust_rand and a full-data model; the base model once
     assert counts["finetune_target"] == 2 * 4 and counts["evaluate"] == 2 * 4 + 1
-    # each evaluate job reads its model, the held-out rows and its full-data reference's predictions
-    evaluations = re.findall(r"^rule evaluate:\n    input: results/(?:targets|models)/\S+, results/datasets/synth/test.jsonl"
-                             r"(?:, results/eval/synth/m-b/none/(full_seed\d)/predictions.csv)?\n"
-                             r"    output: .*?results/eval/synth/m-b/(\S+)/predictions.csv,", out, re.M)
-    pairs = {model: ref for ref, model in evaluations}  # selector/subset -> reference
-    assert len(pairs) == counts["evaluate"]
+    # an evaluate job reads its model and the held-out rows only; a compare job the model's predictions
+    # and those of the full-data model of its seed
+    evaluations = re.findall(r"^rule evaluate:\n    input: (.*)$", out, re.M)
+    assert len(evaluations) == counts["evaluate"]
+    assert all(inputs.count(",") == 1 and "predictions" not in inputs for inputs in evaluations)
+    comparisons = re.findall(r"^(?:local)?rule compare:\n    input: results/eval/synth/m-b/(\S+)/predictions.csv, "
+                             r"results/eval/synth/m-b/none/(full_seed\d)/predictions.csv$", out, re.M)
+    pairs = dict(comparisons)  # selector/subset -> reference
+    assert len(pairs) == counts["compare"] == 2 * 3 + 1
     assert pairs["m-a/lp1_cluster_k2_hard_seed2"] == "full_seed2"
     assert pairs["none/random_cluster_k2_hard_seed1"] == "full_seed1"
-    assert pairs["none/base"] == "full_seed1" and pairs["none/full_seed2"] == ""
+    assert pairs["none/base"] == "full_seed1" and "none/full_seed2" not in pairs
+    # the full-data fine-tunes first (every comparison waits on them); an evaluation before the next fine-tune
+    jobs = [block for block in out.split("\n\n") if re.search(r"^rule (finetune_target|evaluate):", block, re.M)]
+    priority = {(re.search(r"^rule (\w+)", b, re.M)[1], re.search(r"subset=(\S+)", b)[1]):
+                int(re.search(r"priority: (\d+)", b)[1]) if "priority" in b else 0 for b in jobs}
+    assert priority[("finetune_target", "full_seed1")] == 10 > priority[("finetune_target", "lp1_cluster_k2_hard_seed1")]
+    assert priority[("evaluate", "lp1_cluster_k2_hard_seed1")] > priority[("finetune_target", "full_seed1")]
 
 
 def test_lint_is_clean():
@@ -181,11 +191,22 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     changed["training"]["logging_steps"] += 1
     changed["extraction"] |= {"batch_size": 3, "share_prefix": False}
     assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
-    # the tie tolerance reruns the evaluations (one job: the model pass too), so the temporary targets
-    # they read are fine-tuned again, and what reads their outputs reruns; proxies and selections do not
+    changed["evaluation"]["batch_size"] += 1
+    assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
+    # the tie tolerance reruns the light comparisons and what reads them: no fine-tune, no model pass
     changed["evaluation"]["tie_tolerance"] = 0.2
     counts = job_counts(run_snakemake(workdir, changed, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"finetune_target", "evaluate", "judge", "aggregate", "figure", "summary", "all"}
+    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 4
+    # so does an edit to the comparison code (Snakemake's code trigger) ...
+    (workdir / "workflow_scripts/compare.py").touch()
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 4
+    run_snakemake(workdir, config, "--cores", "2")
+    # ... and a full-data model evaluated anew (its predictions rewritten): its comparisons, no other model
+    (results / "eval/synth/m-b/none/full_seed42/predictions.csv").touch()
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 4
+    run_snakemake(workdir, config, "--cores", "2")
 
     # same config and seed: byte-identical subsets and score tables on rerun
     files = sorted((results / "subsets").rglob("*.json")) + sorted((results / "scores").rglob("*.csv"))
@@ -197,7 +218,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     more = copy.deepcopy(config)
     more["grid"]["fractions"] = [0.5, 0.25]
     counts = job_counts(run_snakemake(workdir, more, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"select", "finetune_target", "evaluate", "judge", "aggregate",
+    assert set(counts) == {"select", "finetune_target", "evaluate", "compare", "judge", "aggregate",
                            "transfer", "figure", "summary", "all"}
     assert counts["select"] == 3  # lp1 x 2 proxies + random
 
@@ -206,7 +227,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     methods["grid"]["methods"] += ["ifd", "length", "s2l"]
     counts = job_counts(run_snakemake(workdir, methods, "-n", "--cores", "2").stdout)
     assert set(counts) == {"extract_response_losses", "ifd", "response_lengths", "select", "finetune_target",
-                           "evaluate", "judge", "aggregate", "transfer", "figure", "summary", "all"}
+                           "evaluate", "compare", "judge", "aggregate", "transfer", "figure", "summary", "all"}
     assert counts["extract_response_losses"] == counts["ifd"] == 2  # IFD at epoch 0, per proxy
     assert counts["select"] == counts["finetune_target"] == 5  # ifd, s2l x 2 proxies + length
 

@@ -12,6 +12,7 @@ run_stage(
     outputs=dict(snakemake.output.items()),
     target_ledgers=snakemake.params.target_ledgers,
     proxy_ledgers=snakemake.params.proxy_ledgers,
-    judge_paths=dict(zip(map(tuple, snakemake.params.judged), snakemake.input.judge)),
+    judge_paths=dict(zip(map(tuple, snakemake.params.compared), snakemake.input.judge)),
+    pairwise_paths=dict(zip(map(tuple, snakemake.params.compared), snakemake.input.pairwise)),
     model_dirs=dict(zip(snakemake.params.targets, snakemake.input.models)),
 )

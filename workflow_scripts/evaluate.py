@@ -1,16 +1,16 @@
 from lpselect import stages
 from lpselect.jobs import run_stage
 
+# batching is a speed setting, read from the config rather than params (changing it reruns nothing)
+cfg = snakemake.config["evaluation"] | snakemake.params.cfg
 run_stage(
     snakemake.log[0],
     stages.evaluate,
     snakemake.input.model,
     snakemake.input.rows,
-    snakemake.input.get("reference"),
-    snakemake.params.cfg,
+    cfg,
     snakemake.params.max_length,
     snakemake.params.template,
-    snakemake.params.tie_tolerance,
     snakemake.output.predictions,
     snakemake.output.metrics,
     responses_out=snakemake.output.get("responses"),
