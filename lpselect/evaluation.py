@@ -1,6 +1,7 @@
 """Predictions of a trained target on held-out rows: response loss and greedy generations."""
 
 import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -29,11 +30,14 @@ def context_length(model, tokenizer) -> int | None:
 
 @torch.inference_mode()
 def greedy_generate(
-    model, tokenizer, rows: list[dict], batch_size: int, max_new_tokens: int, template: str = "alpaca"
+    model, tokenizer, rows: list[dict], batch_size: int, max_new_tokens: int, template: str = "alpaca",
+    stats: dict | None = None,
 ) -> list[str]:
     """Greedy continuations of the rows' prompts, batched in length order with left padding. A prompt
     too long for itself and max_new_tokens to fit the model's context is cut inside its text, as in
-    training (tokenization.encode_prompt), so its template and "### Response:" survive."""
+    training (tokenization.encode_prompt), so its template and "### Response:" survive. `stats`, if
+    given, receives what decoding cost: prompt tokens, decoding steps (batches x new positions) and
+    seconds, which the cost plan's `--measured` reads from the evaluate ledger."""
     context = context_length(model, tokenizer)
     budget = None if context is None else context - max_new_tokens
     encoded = [encode_prompt(r, tokenizer, budget, template) for r in rows]
@@ -47,6 +51,7 @@ def greedy_generate(
     tokenizer.padding_side = "left"
     order = np.argsort([len(e) for e in encoded], kind="stable")
     outputs = [""] * len(rows)
+    steps, positions, start_time = 0, 0, time.perf_counter()
     for start in tqdm(range(0, len(order), batch_size), desc="generate", mininterval=5):
         idx = order[start : start + batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(model.device)
@@ -57,10 +62,15 @@ def greedy_generate(
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
+        steps += generated.shape[1] - batch["input_ids"].shape[1]
+        positions += (generated.shape[1] - batch["input_ids"].shape[1]) * len(idx)
         texts = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(idx, texts):
             outputs[i] = text
     tokenizer.padding_side = "right"
+    if stats is not None:
+        stats.update(prompt_tokens=sum(map(len, encoded)), decode_steps=int(steps), decode_tokens=int(positions),
+                     decode_s=round(time.perf_counter() - start_time, 3))
     return outputs
 
 
@@ -69,15 +79,20 @@ def weights_dtype(cfg: dict):
     return torch.bfloat16 if cfg.get("bf16", False) else torch.float32
 
 
-def predict(model, tokenizer, rows: list[dict], cfg: dict, template: str = "alpaca") -> pd.DataFrame:
-    """Per held-out row: response loss and perplexity, and (if configured) the greedy generation."""
+def predict(model, tokenizer, rows: list[dict], cfg: dict, template: str = "alpaca",
+            stats: dict | None = None) -> pd.DataFrame:
+    """Per held-out row: response loss and perplexity, and (if configured) the greedy generation;
+    `stats` as greedy_generate's, plus the tokens of the loss pass."""
     examples = encode_rows(rows, tokenizer, cfg["max_length"], template)
     frame = per_sample_losses(model, examples, cfg["batch_size"], tokenizer.pad_token_id, desc="held-out loss")
+    if stats is not None:
+        stats["loss_tokens"] = sum(len(e["input_ids"]) for e in examples)
     for col in EXTRA_COLUMNS:
         if col in rows[0]:
             frame[col] = [r[col] for r in rows]
     if cfg["generate"]:
-        frame["generation"] = greedy_generate(model, tokenizer, rows, cfg["batch_size"], cfg["max_new_tokens"], template)
+        frame["generation"] = greedy_generate(model, tokenizer, rows, cfg["batch_size"], cfg["max_new_tokens"], template,
+                                              stats)
         frame["exact_match"] = [
             int(g.strip() == r["output"].strip()) for g, r in zip(frame["generation"], rows)
         ]

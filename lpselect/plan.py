@@ -5,15 +5,19 @@
 Jobs come from Snakemake's own dry run of the study (`snakemake -n`, nothing runs, no download); each
 job that trains or runs a model is costed from its wildcards:
 
-- FLOPs: 6 * N * T for training (forward and backward), 2 * N * T for a forward pass (loss extraction,
-  held-out losses, generation), N parameters and T tokens processed; the same estimate as the ledger.
-- T: epochs x rows x tokens per row for training (a subset trains on its realized rows once `select` has
-  run, else on 1/k of the rows: a lower bound, the cluster scheme realizes more); rows x tokens per row
-  for an extraction pass; prompts x (tokens per row + max_new_tokens) more for generation.
+- FLOPs: 6 * N * T for training (forward and backward; 8 * N * T with gradient checkpointing, which runs
+  the forward pass twice), 2 * N * T for a forward pass (loss extraction, held-out losses, prompts), N
+  parameters and T tokens computed, padding included: a training batch pads every row to its longest
+  (plan.padding_factor, or measured on the tokenized rows once they exist).
+- T: epochs x rows x tokens per row x padding for training (a subset trains on its realized rows once
+  `select` has run, else on 1/k of the rows: a lower bound, the cluster scheme realizes more); rows x
+  tokens per row for an extraction pass (length-sorted batches: no padding counted).
 - time: FLOPs / the sustained FLOP/s of one GPU that the config's `plan` block states (bf16 or float32,
-  as the job computes). Training and extraction run one process per GPU (ideal scaling is assumed);
-  evaluate (one job per evaluated model: held-out losses, generations, metrics) and responses run one
-  process on one GPU (bf16 weights with evaluation.bf16).
+  as the job computes). Training and extraction run one process per GPU (ideal scaling is assumed).
+  Decoding is not compute-bound: evaluate and responses (one process on one GPU, bf16 weights with
+  evaluation.bf16) cost their prompts' forward pass plus batches x max_new_tokens decoding steps x the
+  per-step latency (plan.decode_step_s, or the time to read the weights once at
+  plan.gpu_memory_bandwidth if longer; `--measured` takes it from the evaluate ledgers of a pilot).
 - GPU-hours = wall hours x GPUs the job requests (resources.by_model_size, as the dry run lists them).
 
 Peak disk counts model folders (pretrained copies in their checkpoint dtype, others float32), the Trainer's resume state of the training jobs that
@@ -26,6 +30,7 @@ every formula is tested without Snakemake; `main` runs the dry run and prints a 
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -33,6 +38,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from . import study
 from .selection import Subset, full_reference_seed
@@ -141,6 +148,7 @@ class Sizes:
     prompts: dict
     tokens_per_row: dict
     notes: list
+    padding: dict = field(default_factory=dict)  # padded / real tokens of a training batch, per dataset
 
 
 def _tokens_per_row(plan: dict, name: str, config: dict, measured=None) -> tuple[float, str]:
@@ -154,12 +162,54 @@ def _tokens_per_row(plan: dict, name: str, config: dict, measured=None) -> tuple
     return float(config["max_length"]), "max_length, an upper bound; plan.tokens_per_row sets it"
 
 
+def padding_factor(lengths, batch_size: int, sampling: str = "random", seed: int = 0, epochs: int = 5) -> float:
+    """Tokens computed over real tokens when every row of a micro-batch of `batch_size` rows is padded to
+    the batch's longest, averaged over `epochs` seeded shuffles. `random` batches are the Trainer's
+    random sampler; `group_by_length` its length-grouped sampler (megabatches of 50 batches, each sorted
+    longest first, then cut into batches)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rng, padded = np.random.default_rng(seed), 0
+    for _ in range(epochs):
+        order = rng.permutation(len(lengths))
+        if sampling == "group_by_length":
+            mega = 50 * batch_size
+            order = np.concatenate([chunk[np.argsort(-lengths[chunk], kind="stable")]
+                                    for chunk in np.split(order, range(mega, len(order), mega))])
+        batches = np.split(lengths[order], range(batch_size, len(order), batch_size))
+        padded += sum(int(b.max()) * len(b) for b in batches)
+    return padded / (epochs * int(lengths.sum()))
+
+
+def _tokenized_lengths(results: Path, dataset: str):
+    """Token counts of a dataset's tokenized training rows (the first tokenizer's folder), if any."""
+    folders = sorted((results / "tokenized" / dataset).glob("*/dataset_info.json"))
+    if not folders:
+        return None
+    from datasets import Dataset
+
+    return [len(ids) for ids in Dataset.load_from_disk(str(folders[0].parent))["input_ids"]]
+
+
+def _padding(plan: dict, dataset: str, config: dict, results: Path) -> tuple[float, str]:
+    training = config["training"]
+    given = plan.get("padding_factor")
+    if isinstance(given, dict) and dataset in given:
+        return float(given[dataset]), "plan.padding_factor"
+    if isinstance(given, (int, float)):
+        return float(given), "plan.padding_factor"
+    lengths = _tokenized_lengths(results, dataset)
+    if lengths:
+        factor = padding_factor(lengths, training["batch_size"], training.get("sampling", "random"))
+        return factor, f"measured on the tokenized rows, {training.get('sampling', 'random')} batches of {training['batch_size']}"
+    return 1.0, "none assumed: plan.padding_factor sets it (benchmarks/padding.py measures it)"
+
+
 def dataset_sizes(config: dict, plan: dict, results=ROOT / "results", measured_tpr=None) -> Sizes:
     """Training and held-out rows of every grid dataset: counted in results/datasets/<d>/ once
     prepared, else plan.rows (the source's rows, before the held-out split), a `limit` or `sample`, or
     the generator's count for a synthetic dataset; an unknown count names plan.rows.<d>."""
     results = Path(results)
-    train, test, prompts, tpr, notes = {}, {}, {}, {}, []
+    train, test, prompts, tpr, notes, padding = {}, {}, {}, {}, [], {}
     for d in config["grid"]["datasets"]:
         spec, folder = config["datasets"][d], results / "datasets" / d
         if (folder / "train.jsonl").exists() and (folder / "test.jsonl").exists():
@@ -183,8 +233,10 @@ def dataset_sizes(config: dict, plan: dict, results=ROOT / "results", measured_t
             test[d] = min(spec["test_size"], n)
             train[d] = n - test[d]
         tpr[d], tpr_source = _tokens_per_row(plan, d, config, measured_tpr)
+        padding[d], padding_source = _padding(plan, d, config, results)
         notes.append(f"{d}: {train[d]:,} training rows, {test[d]:,} held out ({source}); "
-                     f"{tpr[d]:.4g} tokens per row ({tpr_source})")
+                     f"{tpr[d]:.4g} tokens per row ({tpr_source}); training batches compute "
+                     f"{padding[d]:.3g}x the real tokens ({padding_source})")
     eval_set = config["evaluation"].get("eval_set")
     for d in config["grid"]["datasets"]:
         prompts[d] = test[d]
@@ -202,7 +254,7 @@ def dataset_sizes(config: dict, plan: dict, results=ROOT / "results", measured_t
         prompts = {d: n for d in prompts} | {"__eval_set__": name}
         tpr[name], tpr_source = _tokens_per_row(plan, name, config)
         notes.append(f"evaluation set {name}: {n:,} prompts ({source}); {tpr[name]:.4g} tokens per row ({tpr_source})")
-    return Sizes(train, test, prompts, tpr, notes)
+    return Sizes(train, test, prompts, tpr, notes, padding)
 
 
 def subset_rows(dataset: str, selector: str, subset: str, train_rows: int,
@@ -256,9 +308,21 @@ class Cost:
         return self.wall_s * self.gpus / 3600
 
 
+def decode_step_s(config: dict, plan: dict, model: str, parameters: float, measured=None) -> float:
+    """Seconds per decoding step of a batch: measured by a pilot's evaluate ledgers for this model, else
+    the longer of plan.decode_step_s (eager generate's per-step overhead) and one read of the weights
+    at plan.gpu_memory_bandwidth (bf16 weights with evaluation.bf16, else float32)."""
+    if measured and model in measured:
+        return measured[model]
+    weight_bytes = parameters * (2 if config["evaluation"].get("bf16") else 4)
+    return max(plan["decode_step_s"], weight_bytes / plan["gpu_memory_bandwidth"])
+
+
 def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "results", throughput=None) -> Cost:
     """FLOPs, tokens and time of one job; rules that run no model cost nothing. `throughput` maps
-    train / extract to a measured FLOP/s per process (GPU) that replaces the plan's."""
+    train / extract to a measured model FLOP/s per process (GPU) that replaces the plan's (padding and
+    recomputation are then in the measurement), and decode_step_s to measured seconds per decoding step
+    per model."""
     model = model_of(job)
     runtime = float(job.resources["runtime"]) if "runtime" in job.resources else None
     gpus = int(job.resources.get("gpu", 0) or 0)
@@ -271,6 +335,7 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
     bf16 = plan["gpu_flops"]
     fp32 = plan["gpu_flops_fp32"]
     throughput = throughput or {}
+    decode_s = 0.0
     if job.rule in TRAIN_RULES:
         rows = sizes.train[d]
         if job.rule == "finetune_target":
@@ -279,23 +344,40 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         # a proxy trains only the epochs its methods read (study.proxy_epochs)
         epochs = study.proxy_epochs(config) if job.rule == "train_proxy" else config["training"]["epochs"]
         cost.kind, cost.tokens = "train", epochs * rows * tpr
-        rate = throughput.get("train") or (bf16 if config["training"].get("bf16") else fp32)
         processes = max(1, gpus)
-    elif job.rule in EXTRACT_RULES:
+        if throughput.get("train"):  # model FLOPs (6NT on real tokens) per second, as measured
+            cost.flops = flops("train", n, cost.tokens)
+            cost.wall_s = cost.flops / throughput["train"] / processes
+            return cost
+        row = study.size_resources(config, model, "train")
+        recompute = row.get("gradient_checkpointing", config["training"].get("gradient_checkpointing", False))
+        # what the GPUs compute: padded tokens, and the forward pass twice under gradient checkpointing
+        cost.flops = (8 if recompute else 6) * n * cost.tokens * sizes.padding.get(d, 1.0)
+        cost.wall_s = cost.flops / (bf16 if config["training"].get("bf16") else fp32) / processes
+        return cost
+    if job.rule in EXTRACT_RULES:
         # extract_losses reads every epoch the study scores (0..n) in one job, the response-only pass one
         passes = study.proxy_epochs(config) + 1 if job.rule == "extract_losses" else 1
         cost.kind, cost.tokens = "forward", passes * sizes.train[d] * tpr
         rate = throughput.get("extract") or (bf16 if config["extraction"].get("bf16") else fp32)
-        processes = max(1, gpus)
-    else:  # evaluate, responses: one process (one GPU), bf16 weights with evaluation.bf16
-        ev, eval_set = config["evaluation"], sizes.prompts.get("__eval_set__")
-        if job.rule == "evaluate":  # held-out losses, then (if configured) greedy generations
-            cost.tokens = sizes.test[d] * tpr + (sizes.test[d] * (tpr + ev["max_new_tokens"]) if ev["generate"] else 0)
-        else:  # responses (evaluate writes them when its generations are them): the evaluation prompts
-            cost.tokens = sizes.prompts[d] * (sizes.tokens_per_row[eval_set or d] + ev["max_new_tokens"])
-        cost.kind, rate, processes = "forward", bf16 if config["evaluation"].get("bf16") else fp32, 1
-    cost.flops = flops(cost.kind, n, cost.tokens)
-    cost.wall_s = cost.flops / rate / processes
+        cost.flops = flops(cost.kind, n, cost.tokens)
+        cost.wall_s = cost.flops / rate / max(1, gpus)
+        return cost
+    # evaluate, responses: one process (one GPU), bf16 weights with evaluation.bf16
+    ev, eval_set = config["evaluation"], sizes.prompts.get("__eval_set__")
+    if job.rule == "evaluate":  # held-out losses, then (if configured) greedy generations of the same rows
+        prompts = sizes.test[d] if ev["generate"] else 0
+        cost.tokens = sizes.test[d] * tpr + prompts * tpr
+    else:  # responses (evaluate writes them when its generations are them): the evaluation prompts
+        prompts = sizes.prompts[d]
+        cost.tokens = prompts * sizes.tokens_per_row[eval_set or d]
+    rate = bf16 if ev.get("bf16") else fp32
+    # decoding never stopping early at EOS: an upper bound on steps
+    steps = math.ceil(prompts / ev["batch_size"]) * ev["max_new_tokens"]
+    decode_s = steps * decode_step_s(config, plan, model, n, throughput.get("decode_step_s"))
+    cost.kind = "forward"
+    cost.flops = flops("forward", n, cost.tokens + prompts * ev["max_new_tokens"])
+    cost.wall_s = flops("forward", n, cost.tokens) / rate + decode_s
     return cost
 
 
@@ -303,23 +385,30 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
 
 
 def measured_throughput(results=ROOT / "results") -> tuple[dict, dict, int]:
-    """FLOP/s per process measured by the ledgers of jobs that have run (median per kind of job), and
-    tokens per row per dataset from the training ledgers. Returns (throughput, tokens_per_row, n)."""
+    """FLOP/s per process measured by the ledgers of jobs that have run (median per kind of job), seconds
+    per decoding step per model (median of the evaluate ledgers), and tokens per row per dataset from
+    the training ledgers. Returns (throughput, tokens_per_row, n)."""
     rates = {"train": [], "extract": []}
-    tokens = {}
-    paths = sorted((Path(results) / "ledger").glob("*/**/*.json"))
+    tokens, steps = {}, {}
+    ledgers = Path(results) / "ledger"
+    paths = sorted(ledgers.glob("*/**/*.json"))
     for path in paths:
         entry = json.loads(path.read_text())
-        rule = path.relative_to(Path(results) / "ledger").parts[0]
+        rule, dataset = path.relative_to(ledgers).parts[:2]
+        if rule == "evaluate" and entry.get("decode_steps"):
+            steps.setdefault(path.relative_to(ledgers).parts[2], []).append(entry["decode_s"] / entry["decode_steps"])
+            continue
         kind = "train" if rule in TRAIN_RULES else "extract" if rule in EXTRACT_RULES else None
         if kind is None or not entry.get("wall_s"):
             continue
         rates[kind].append(entry["flops"] / entry["wall_s"] / max(1, entry.get("processes", 1)))
         if kind == "train" and entry.get("samples") and entry.get("epochs"):
-            dataset = path.relative_to(Path(results) / "ledger").parts[1]
             tokens.setdefault(dataset, []).append(entry["tokens"] / entry["epochs"] / entry["samples"])
     throughput = {k: statistics.median(v) for k, v in rates.items() if v}
-    return throughput, {d: statistics.mean(v) for d, v in tokens.items()}, sum(map(len, rates.values()))
+    if steps:
+        throughput["decode_step_s"] = {model: statistics.median(v) for model, v in steps.items()}
+    n = sum(map(len, rates.values())) + sum(map(len, steps.values()))
+    return throughput, {d: statistics.mean(v) for d, v in tokens.items()}, n
 
 
 # --- disk ---------------------------------------------------------------------------------------------
@@ -544,22 +633,29 @@ def render(p: Plan) -> str:
     out += ["", "## Assumptions", ""]
     tp = p.throughput
     rate = (f"{p.plan['gpu_flops']:.3g} FLOP/s per GPU in bf16, {p.plan['gpu_flops_fp32']:.3g} in float32 "
-            f"(plan.gpu_flops, plan.gpu_flops_fp32): sustained model FLOP/s (6NT or 2NT per second, so "
-            f"gradient checkpointing's recomputation and communication lower it)")
+            f"(plan.gpu_flops, plan.gpu_flops_fp32): sustained FLOP/s on what the GPU computes (padding and "
+            f"gradient checkpointing's recomputation are counted in the FLOPs, communication is not)")
     if p.measured_n:
-        rate += (f"; measured from {p.measured_n} ledger(s) of jobs that ran (median FLOP/s per process): "
-                 + ", ".join(f"{k} {v:.3g}" for k, v in tp.items() if v))
+        measured = {k: v for k, v in tp.items() if k != "decode_step_s" and v}
+        rate += (f"; measured from {p.measured_n} ledger(s) of jobs that ran (median model FLOP/s per process, "
+                 "padding and recomputation included): " + ", ".join(f"{k} {v:.3g}" for k, v in measured.items()))
+    decode = (f"the longer of {p.plan['decode_step_s']:g} s (plan.decode_step_s: eager `generate`'s per-step "
+              f"overhead) and one read of the weights at {p.plan['gpu_memory_bandwidth']:.3g} B/s "
+              "(plan.gpu_memory_bandwidth)")
+    if tp.get("decode_step_s"):
+        decode = ("measured by the evaluate ledgers for " + ", ".join(
+            f"{m} ({v * 1000:.3g} ms)" for m, v in tp["decode_step_s"].items()) + f"; for other models {decode}")
     out += [
-        f"- FLOPs: 6 N T per training job, 2 N T per forward pass; {rate}.",
+        f"- FLOPs: 6 N T per training job (8 N T with gradient checkpointing), 2 N T per forward pass; {rate}.",
         "- Training and extraction scale ideally over the GPUs of a job (one process per GPU); evaluate and "
         "responses run one process on one GPU (bf16 weights with evaluation.bf16, else float32). GPU-hours = "
         "job wall time x GPUs requested.",
-        "- T: training = epochs x rows x tokens per row; a subset trains on its realized rows once `select` ran, "
-        "else on 1/k of the rows (a lower bound: every cluster gives a row). Extraction = rows x tokens per row "
-        "per epoch (response-only passes counted as whole rows). Generation = prompts x (tokens per row + "
-        "max_new_tokens) (generation never stopping early at EOS: an upper bound), decoding counted as "
-        "compute-bound (a lower bound on time for small models, whose decoding is bound by per-step latency "
-        "and memory bandwidth).",
+        "- T: training = epochs x rows x tokens per row x the padding factor below; a subset trains on its "
+        "realized rows once `select` ran, else on 1/k of the rows (a lower bound: every cluster gives a row). "
+        "Extraction = rows x tokens per row per epoch (length-sorted batches; response-only passes counted as "
+        "whole rows).",
+        f"- Generation: the prompts' forward pass, then batches x max_new_tokens decoding steps (never stopping "
+        f"early at EOS: an upper bound), each taking {decode}.",
         *[f"- {n}" for n in p.sizes.notes],
         f"- Disk: a saved model is {p.plan['checkpoint_bytes_per_parameter']:g} B/parameter (float32: bf16 is "
         f"autocast, the weights stay float32); a running training job's resume state is "
@@ -568,8 +664,8 @@ def render(p: Plan) -> str:
         f"{p.plan['hub_bytes_per_parameter']:g} B/parameter. Losses, predictions, tables and logs are not counted.",
         f"- Peak with outputs kept = base models + hub downloads + every checkpoint + the resume state of the "
         f"{c} largest training job(s) running at once (--jobs {c}). Temporary = base models + hub downloads + the "
-        f"{c} largest (resume state + the job's checkpoints), i.e. each checkpoint's consumers run before more "
-        "than that many training jobs' checkpoints wait.",
+        f"{c} largest (resume state + the job's checkpoints): a target checkpoint is read by its own evaluate "
+        "job alone, which runs before the next fine-tune (priority), and proxy epochs by their extraction job.",
         "- Jobs that do not train or run a model (selection, scores, tables, figures, downloads, model "
         "preparation) are counted as jobs with no GPU-hours.",
     ]

@@ -284,24 +284,31 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, opti
 
 
 def evaluate(model_dir, rows_path, cfg: dict, max_length: int, template: str, pred_out, metrics_out,
-             responses_out=None, generator: str = "") -> None:
+             ledger_out=None, responses_out=None, generator: str = "") -> None:
     """One trained model's evaluation, the only part that runs the model: held-out losses and
     (cfg['generate']) greedy generations (`pred_out`) and the metrics of those predictions alone
     (`metrics_out`); with `responses_out`, the generations in AlpacaEval's format too (what the judge
     reads), so no job runs just to convert them. Comparisons with another model are `compare`'s, so a
-    change to them never needs this model again."""
-    from . import evaluation, models
+    change to them never needs this model again. The ledger records the forward tokens and the
+    decoding steps and seconds (the cost plan's per-step decoding latency)."""
+    from . import evaluation, ledger, models
     from .responses import alpaca_eval_records
 
+    watch = ledger.Stopwatch()
     model, tokenizer = models.load_model(model_dir, dtype=evaluation.weights_dtype(cfg))
     rows = read_jsonl(rows_path)
-    frame = evaluation.predict(model, tokenizer, rows, cfg | {"max_length": max_length}, template)
+    stats = {}
+    frame = evaluation.predict(model, tokenizer, rows, cfg | {"max_length": max_length}, template, stats)
     write_csv(pred_out, frame)
     # the metrics read the predictions back as `compare` reads them (same types, same NaN handling)
     summary = evaluation_metrics(read_predictions(pred_out), rows)
     if responses_out:
         write_json(responses_out, alpaca_eval_records(rows, frame["generation"].tolist(), generator))
     write_json(metrics_out, summary)
+    if ledger_out:
+        tokens = stats.pop("loss_tokens") + stats.get("prompt_tokens", 0) + stats.get("decode_tokens", 0)
+        watch.record(ledger_out, "forward", sum(p.numel() for p in model.parameters()), tokens, samples=len(rows),
+                     batch_size=cfg["batch_size"], **stats)
 
 
 def compare(pred_csv, reference_csv, tie_tolerance: float, out_json) -> None:

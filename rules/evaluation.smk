@@ -16,6 +16,7 @@ rule evaluate:
         ),
         predictions="results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
         metrics="results/eval/{dataset}/{target}/{selector}/{subset}/metrics.json",
+        ledger="results/ledger/evaluate/{dataset}/{target}/{selector}/{subset}.json",
     log:
         "results/logs/evaluate/{dataset}/{target}/{selector}/{subset}.log",
     benchmark:

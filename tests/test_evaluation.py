@@ -192,7 +192,12 @@ def test_evaluate_runs_the_model_and_compare_reads_only_predictions(tmp_path, ti
     models.save_model(tiny_model, tiny_tokenizer, tmp_path / "model")
     cfg = {"batch_size": 2, "generate": True, "max_new_tokens": 3}
     stages.evaluate(tmp_path / "model", tmp_path / "rows.jsonl", cfg, 64, "alpaca", tmp_path / "full.csv",
-                    tmp_path / "full.json", responses_out=tmp_path / "full-r.json", generator="t/none/full")
+                    tmp_path / "full.json", ledger_out=tmp_path / "ledger.json", responses_out=tmp_path / "full-r.json",
+                    generator="t/none/full")
+    # the ledger: what decoding cost (2 batches of at most 3 new positions), for the plan's --measured
+    entry = json.loads((tmp_path / "ledger.json").read_text())
+    assert 2 <= entry["decode_steps"] <= 2 * 3 and entry["decode_tokens"] <= 3 * 3 and entry["decode_s"] > 0
+    assert entry["tokens"] > entry["prompt_tokens"] > 0 and entry["batch_size"] == 2
     full = json.loads((tmp_path / "full.json").read_text())
     assert full["n_test"] == 3 and "rouge_l" in full and "exact_match" in full and "wins" not in full
     assert full == stages.evaluation_metrics(stages.read_predictions(tmp_path / "full.csv"), rows)

@@ -13,7 +13,8 @@ from conftest import ROOT, snakemake_cmd
 from lpselect import plan
 
 A100 = {"gpu_flops": 1e14, "gpu_flops_fp32": 1e13, "checkpoint_bytes_per_parameter": 4,
-        "resume_bytes_per_parameter": 24, "hub_bytes_per_parameter": 2}
+        "resume_bytes_per_parameter": 24, "hub_bytes_per_parameter": 2, "decode_step_s": 0.02,
+        "gpu_memory_bandwidth": 2e12}
 
 
 def hub_config(**plan_block) -> dict:
@@ -27,8 +28,8 @@ def hub_config(**plan_block) -> dict:
     return config
 
 
-def sizes(train=1000, test=100, tpr=100.0) -> plan.Sizes:
-    return plan.Sizes({"alpaca": train}, {"alpaca": test}, {"alpaca": test}, {"alpaca": tpr}, [])
+def sizes(train=1000, test=100, tpr=100.0, padding=1.0) -> plan.Sizes:
+    return plan.Sizes({"alpaca": train}, {"alpaca": test}, {"alpaca": test}, {"alpaca": tpr}, [], {"alpaca": padding})
 
 
 def job(rule, gpus=1, runtime=60, **wildcards) -> plan.Job:
@@ -58,6 +59,7 @@ def test_settings_fill_the_schemas_defaults_and_validate():
 
 def test_training_and_extraction_costs():
     config = hub_config()
+    config["training"]["gradient_checkpointing"] = False
     s = sizes(train=1000, tpr=100)
     proxy = plan.job_cost(config, job("train_proxy", gpus=1, dataset="alpaca", proxy="small"), s, A100)
     tokens = 3 * 1000 * 100  # epochs x rows x tokens per row
@@ -70,6 +72,16 @@ def test_training_and_extraction_costs():
     assert full.flops == 6 * 2e9 * tokens
     assert full.wall_s == pytest.approx(full.flops / 1e14 / 2)
     assert full.gpu_hours == pytest.approx(full.flops / 1e14 / 3600)
+    # gradient checkpointing runs the forward pass twice (8NT), random batches compute their padding
+    config["training"]["gradient_checkpointing"] = True
+    padded = plan.job_cost(config, job("finetune_target", gpus=2, dataset="alpaca", target="big", selector="none",
+                                       subset="full_seed42"), sizes(train=1000, tpr=100, padding=1.5), A100)
+    assert padded.tokens == tokens and padded.flops == pytest.approx(8 * 2e9 * tokens * 1.5)
+    assert padded.wall_s == pytest.approx(full.wall_s * 8 / 6 * 1.5)
+    # a measured throughput is model FLOPs (6NT on real tokens) per second: padding and recompute are in it
+    measured = plan.job_cost(config, job("finetune_target", gpus=2, dataset="alpaca", target="big", selector="none",
+                                         subset="full_seed42"), sizes(padding=1.5), A100, throughput={"train": 5e13})
+    assert measured.flops == 6 * 2e9 * tokens and measured.wall_s == pytest.approx(measured.flops / 5e13 / 2)
     # extraction without extraction.bf16 runs in float32: one pass over the rows per epoch 0..3, one job
     ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, A100)
     assert ext.flops == 4 * 2 * 1e9 * 1000 * 100 and ext.wall_s == pytest.approx(ext.flops / 1e13)
@@ -97,24 +109,59 @@ def test_a_subset_trains_on_its_nominal_share_until_selected(tmp_path):
     assert third.tokens == pytest.approx(3 * 1000 / 3 * 100)
 
 
-def test_evaluation_runs_one_process_in_its_evaluation_dtype():
+def test_generation_is_costed_as_decoding_steps_not_flops():
     config, s = hub_config(), sizes(test=100, tpr=100)
-    config["evaluation"]["bf16"] = False
-    pred = plan.job_cost(config, job("evaluate", gpus=1, dataset="alpaca", target="big", selector="none",
-                                     subset="base"), s, A100)
-    max_new = config["evaluation"]["max_new_tokens"]
-    assert pred.tokens == 100 * 100 + 100 * (100 + max_new)  # held-out losses, then prompts + generated tokens
-    assert pred.wall_s == pytest.approx(2 * 2e9 * pred.tokens / 1e13)  # one float32 process
+    config["evaluation"].update(bf16=False, batch_size=16, max_new_tokens=512)
+    base = job("evaluate", gpus=1, dataset="alpaca", target="big", selector="none", subset="base")
+    pred = plan.job_cost(config, base, s, A100)
+    assert pred.tokens == 100 * 100 + 100 * 100  # held-out losses, then the prompts' forward pass
+    steps = 7 * 512  # ceil(100 / 16) batches x max_new_tokens
+    # float32 weights of 2e9 parameters: 8 GB read per step at 2 TB/s = 4 ms, under the 20 ms overhead
+    assert pred.wall_s == pytest.approx(2 * 2e9 * pred.tokens / 1e13 + steps * 0.02)
     assert pred.gpu_hours == pytest.approx(pred.wall_s / 3600)
+    # a 13B-sized model is bound by reading its weights: 26 GB of bf16 per step at 1 TB/s
+    config["models"]["big"]["parameters"] = 1.3e10
     config["evaluation"]["bf16"] = True
-    bf16 = plan.job_cost(config, job("evaluate", gpus=1, dataset="alpaca", target="big", selector="none",
-                                     subset="base"), s, A100)
-    assert bf16.wall_s == pytest.approx(2 * 2e9 * pred.tokens / A100["gpu_flops"])
+    slow_memory = A100 | {"gpu_memory_bandwidth": 1e12}
+    big = plan.job_cost(config, base, s, slow_memory)
+    assert big.wall_s == pytest.approx(2 * 1.3e10 * pred.tokens / 1e14 + steps * 0.026)
+    # measured by a pilot's evaluate ledger, per model
+    got = plan.job_cost(config, base, s, slow_memory, throughput={"decode_step_s": {"big": 0.05}})
+    assert got.wall_s == pytest.approx(2 * 1.3e10 * pred.tokens / 1e14 + steps * 0.05)
     config["evaluation"]["generate"] = False  # responses then generate for the evaluation prompts
-    resp = job("responses", gpus=1, dataset="alpaca", target="big", selector="none", subset="base")
-    assert plan.job_cost(config, resp, s, A100).tokens == 100 * (100 + max_new)
+    assert plan.job_cost(config, base, s, slow_memory).wall_s == pytest.approx(2 * 1.3e10 * 100 * 100 / 1e14)
+    resp = plan.job_cost(config, job("responses", gpus=1, dataset="alpaca", target="big", selector="none",
+                                     subset="base"), s, slow_memory)
+    assert resp.tokens == 100 * 100 and resp.wall_s == pytest.approx(2 * 1.3e10 * 100 * 100 / 1e14 + steps * 0.026)
     light = plan.job_cost(config, plan.Job("select", {"dataset": "alpaca"}, {}), s, A100)
     assert light.flops == 0 and light.gpu_hours == 0
+
+
+def test_padding_factor_of_random_and_length_grouped_batches():
+    lengths = [10] * 50 + [100] * 50
+    assert plan.padding_factor([7] * 40, 4) == 1.0
+    random = plan.padding_factor(lengths, 4, "random")
+    # a batch of 4 pads to 100 unless all four are short: (1 - 1/16) of batches; analytic 1.70 for large pools
+    assert 1.55 < random < 1.85
+    grouped = plan.padding_factor(lengths, 4, "group_by_length")
+    assert 1.0 <= grouped < 1.05 < random
+    assert plan.padding_factor(lengths, 1) == 1.0 and plan.padding_factor(lengths, 4, "random") == random
+
+
+def test_padding_factor_comes_from_the_plan_or_the_tokenized_rows(tmp_path):
+    from lpselect import tokenization
+
+    config = hub_config(rows={"alpaca": 1500})
+    got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
+    assert got.padding["alpaca"] == 1.0 and "plan.padding_factor sets it" in " ".join(got.notes)
+    examples = [{"id": str(i), "input_ids": [1] * n, "labels": [1] * n, "truncated": False}
+                for i, n in enumerate([10, 100] * 20)]
+    tokenization.save_examples(examples, tmp_path / "tokenized/alpaca/small")
+    got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
+    lengths = [10, 100] * 20
+    assert got.padding["alpaca"] == pytest.approx(plan.padding_factor(lengths, config["training"]["batch_size"]))
+    config["plan"]["padding_factor"] = {"alpaca": 1.4}
+    assert plan.dataset_sizes(config, plan.settings(config), tmp_path).padding["alpaca"] == 1.4
 
 
 def test_dataset_sizes_come_from_files_then_the_plan_block(tmp_path):
@@ -215,8 +262,14 @@ def test_measured_throughput_from_ledgers(tmp_path):
     path = ledgers / "extract_losses/alpaca/m0/epoch-0.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"kind": "forward", "flops": 1e12, "wall_s": 4, "tokens": 10, "samples": 10}))
+    # evaluate ledgers: seconds per decoding step, per model (median)
+    for subset, (steps, seconds) in {"base": (100, 3.0), "full_seed42": (200, 4.0), "s": (50, 2.5)}.items():
+        path = ledgers / "evaluate/alpaca/big/none" / f"{subset}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"kind": "forward", "flops": 1e12, "wall_s": 9, "decode_steps": steps,
+                                    "decode_s": seconds}))
     throughput, tokens, n = plan.measured_throughput(tmp_path)
-    assert n == 4 and throughput == {"train": 4e11, "extract": 2.5e11}  # median per process
+    assert n == 7 and throughput == {"train": 4e11, "extract": 2.5e11, "decode_step_s": {"big": 0.03}}
     assert tokens == {"alpaca": pytest.approx(101)}
 
 
@@ -225,7 +278,8 @@ def test_a_plan_from_a_dry_runs_text_with_measured_throughput(tmp_path):
     config_path.write_text(yaml.safe_dump(hub_config(rows={"alpaca": 1500}, tokens_per_row=100)))
     got = plan.build(config_path, DRY_RUN, root=tmp_path)
     [full, select] = got.costs
-    assert full.flops == 6 * 2e9 * 3 * 1000 * 100 and full.wall_s == pytest.approx(full.flops / 1.25e14 / 2)
+    # paper.yaml's gradient checkpointing: 8NT; no tokenized rows yet and no plan.padding_factor: no padding
+    assert full.flops == 8 * 2e9 * 3 * 1000 * 100 and full.wall_s == pytest.approx(full.flops / 1.25e14 / 2)
     assert select.flops == 0 and got.counts == {"finetune_target": 1, "select": 1}
     ledger = tmp_path / "results/ledger/train_proxy/alpaca/small.json"
     ledger.parent.mkdir(parents=True)
@@ -233,7 +287,8 @@ def test_a_plan_from_a_dry_runs_text_with_measured_throughput(tmp_path):
                                   "samples": 10, "epochs": 3}))
     got = plan.build(config_path, DRY_RUN, root=tmp_path, measured=True)
     [full, _] = got.costs
-    assert full.tokens == 3 * 1000 * 80 and full.wall_s == pytest.approx(full.flops / 1e12 / 2)
+    assert full.tokens == 3 * 1000 * 80 and full.flops == 6 * 2e9 * full.tokens
+    assert full.wall_s == pytest.approx(full.flops / 1e12 / 2)
     assert got.measured_n == 1 and "measured by the training ledgers" in plan.render(got)
 
 

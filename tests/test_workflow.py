@@ -202,8 +202,14 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
     assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 4
     run_snakemake(workdir, config, "--cores", "2")
-    # ... and a full-data model evaluated anew (its predictions rewritten): its comparisons, no other model
-    (results / "eval/synth/m-b/none/full_seed42/predictions.csv").touch()
+    # ... and a full-data model evaluated anew with other predictions: its comparisons, no other model
+    # (Snakemake compares checksums too: predictions rewritten unchanged rerun nothing)
+    reference = results / "eval/synth/m-b/none/full_seed42/predictions.csv"
+    reference.touch()
+    assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout
+    frame = pd.read_csv(reference)
+    frame.loc[0, "loss"] += 1.0
+    frame.to_csv(reference, index=False)
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
     assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 4
     run_snakemake(workdir, config, "--cores", "2")

@@ -13,6 +13,7 @@ run_stage(
     snakemake.params.template,
     snakemake.output.predictions,
     snakemake.output.metrics,
+    ledger_out=snakemake.output.ledger,
     responses_out=snakemake.output.get("responses"),
     generator=snakemake.params.generator,
     threads=snakemake.threads,
