@@ -111,6 +111,9 @@ def response_only(examples: list[dict], tokenizer) -> list[dict]:
     return out
 
 
+_without_prompts = response_only  # for extraction_examples, whose flag has this name
+
+
 # --- the tokenized training split: built once per (dataset, tokenizer), read by every job -----------------
 
 COLUMNS = ("id", "input_ids", "labels", "truncated")
@@ -153,3 +156,21 @@ def load_examples(path, ids=None) -> list[dict]:
     else:
         columns = dataset[:]
     return [dict(zip(COLUMNS, values)) for values in zip(*(columns[c] for c in COLUMNS))]
+
+
+def training_examples(tokenized_dir, subset_path=None) -> list[dict]:
+    """The tokenized training split, or the subset's samples of it in the split's order."""
+    import json
+    from pathlib import Path
+
+    ids = json.loads(Path(subset_path).read_text())["ids"] if subset_path else None
+    examples = load_examples(tokenized_dir, ids)
+    log.info("training on %d rows", len(examples))
+    return examples
+
+
+def extraction_examples(tokenized_dir, tokenizer, response_only: bool = False) -> list[dict]:
+    """The tokenized training split; with `response_only`, the same response tokens without their
+    prompt (IFD's second pass)."""
+    examples = load_examples(tokenized_dir)
+    return _without_prompts(examples, tokenizer) if response_only else examples
