@@ -123,14 +123,17 @@ def composition(members: dict, rows: list[dict], factors=("difficulty", "task"))
 
 
 def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFrame:
-    """Kendall tau and Spearman rho between every pair of proxies' scores, per score column."""
+    """Kendall tau and Spearman rho between every pair of proxies' scores, per score column, over the
+    rows both could score (an unscorable row's NaN would otherwise make the whole coefficient NaN)."""
     scores = {name: pd.read_csv(path) for name, path in score_paths.items()}
     out = []
     for column in columns:
         for a, b in itertools.product(scores, repeat=2):
             x, y = scores[a][column], scores[b][column]
-            out.append({"score": column, "model_a": a, "model_b": b,
-                        "kendall_tau": kendalltau(x, y).statistic, "spearman": spearmanr(x, y).statistic})
+            both = np.isfinite(x) & np.isfinite(y)
+            out.append({"score": column, "model_a": a, "model_b": b, "n_rows": int(both.sum()),
+                        "kendall_tau": kendalltau(x[both], y[both]).statistic,
+                        "spearman": spearmanr(x[both], y[both]).statistic})
     return pd.DataFrame(out)
 
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 
 from lpselect import aggregate, scoring, selection, study
@@ -200,3 +201,24 @@ def test_transfer_table_gives_rank_agreement_and_selection_overlap(tmp_path):
     assert np.isnan(table.loc["s2l", "kendall_tau"])
     assert table.loc["s2l", "overlap"] == 0.5 and table.loc["s2l", "chance_overlap"] == 0.3
     assert table.loc["s2l", "realized_fraction"] == 0.25
+
+
+def test_rank_correlations_skip_the_rows_a_model_could_not_score(tmp_path):
+    """An unscorable row (NaN score) in either table leaves the rank correlation over the other rows,
+    as in the transfer table, instead of turning it into NaN."""
+    rng = np.random.default_rng(0)
+    a = pd.DataFrame({"id": [f"x{i}" for i in range(12)], "lp1": rng.random(12), "lp_app": rng.random(12)})
+    b = a.assign(lp1=a["lp1"] + rng.normal(0, 0.3, 12), lp_app=rng.random(12))
+    b.loc[3, "lp1"] = np.nan
+    a.loc[7, ["lp1", "lp_app"]] = np.nan
+    paths = {"a": tmp_path / "a.csv", "b": tmp_path / "b.csv"}
+    a.to_csv(paths["a"], index=False)
+    b.to_csv(paths["b"], index=False)
+    table = aggregate.rank_correlations(paths).set_index(["score", "model_a", "model_b"])
+    both = a["lp1"].notna() & b["lp1"].notna()
+    expected = scipy.stats.kendalltau(a["lp1"][both], b["lp1"][both]).statistic
+    assert table.loc[("lp1", "a", "b"), "kendall_tau"] == pytest.approx(expected)
+    assert table.loc[("lp1", "a", "b"), "spearman"] == pytest.approx(
+        scipy.stats.spearmanr(a["lp1"][both], b["lp1"][both]).statistic)
+    assert table.loc[("lp1", "a", "a"), "kendall_tau"] == pytest.approx(1.0)
+    assert table[["kendall_tau", "spearman"]].notna().all().all()
