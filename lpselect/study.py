@@ -65,6 +65,7 @@ def _check_references(config: dict) -> None:
         if name not in datasets:
             raise ConfigError(f"config key grid.datasets[{i}]: unknown dataset {name!r} (not under datasets)")
     _check_fractions(grid["fractions"])
+    _check_parts(grid)
     for name, spec in datasets.items():
         _check_facts(f"datasets.{name}", spec)
     for i, method in enumerate(grid["thirds"]):
@@ -122,6 +123,22 @@ def _check_fractions(fractions) -> None:
             raise ConfigError(f"config key grid.fractions[{i}]: {fraction} selects the same rows as "
                               f"grid.fractions[{seen[k]}] = {fractions[seen[k]]} (both the first of {k} chunks)")
         seen[k] = i
+
+
+def _check_parts(grid: dict) -> None:
+    """Refuse, before any job, the parts whose select job would fail after the proxies trained (s2l
+    does not rank, so it has no easy or mid end) or that repeat another part's set (at an even k the
+    middle chunk is not central; at k = 2 it is the easy half)."""
+    parts = grid.get("parts", ["hard"])
+    for i, part in enumerate(parts):
+        if part != "hard" and "s2l" in grid["methods"]:
+            raise ConfigError(f"config key grid.parts[{i}]: s2l (grid.methods[{grid['methods'].index('s2l')}]) does "
+                              f"not rank the rows, so it has no {part} part; train s2l in a study with parts [hard]")
+        if part == "mid":
+            for j, fraction in enumerate(grid["fractions"]):
+                if chunks_for(fraction) % 2 == 0:
+                    raise ConfigError(f"config key grid.parts[{i}]: mid needs an odd k; grid.fractions[{j}] = "
+                                      f"{fraction} has k = {chunks_for(fraction)}, whose middle chunk is not central")
 
 
 def load_config(path) -> dict:

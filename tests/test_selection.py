@@ -87,6 +87,26 @@ def test_fractions_that_misname_their_size_are_refused(fractions, message):
         study.validate_config(config)
 
 
+@pytest.mark.parametrize("grid, message", [
+    # s2l does not rank: it has no easy or mid part, and its select job would fail after the proxies trained
+    ({"methods": ["lp1", "s2l"], "parts": ["hard", "easy"]},
+     r"config key grid.parts\[1\]: s2l \(grid.methods\[1\]\) does not rank the rows, so it has no easy part"),
+    ({"methods": ["s2l"], "parts": ["mid", "hard"]}, r"config key grid.parts\[0\]: s2l .* no mid part"),
+    # at an even k the middle chunk is not central (at k = 2 it is the easy half: two fine-tunes of one set)
+    ({"fractions": [0.25, 0.5], "parts": ["hard", "mid"]},
+     r"config key grid.parts\[1\]: mid needs an odd k; grid.fractions\[0\] = 0.25 has k = 4"),
+])
+def test_parts_that_would_fail_late_or_repeat_a_set_are_refused_at_validation(grid, message):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["grid"] |= grid
+    with pytest.raises(study.ConfigError, match=message):
+        study.validate_config(config)
+    config["grid"] |= {"parts": ["hard"], "fractions": [0.25, 0.5]}
+    study.validate_config(config)  # the hard part alone is fine
+    config["grid"] |= {"parts": ["hard", "mid", "easy"], "fractions": [1 / 3], "methods": ["lp1"]}
+    study.validate_config(config)  # and mid at an odd k
+
+
 def test_unscorable_samples_are_left_out_of_score_based_selection():
     table = scores().assign(scorable=[True] * 8 + [False, True])  # s08 has the lowest LP(1) but no score
     table.loc[8, ["lp1", "lp_app", "ppl0"]] = np.nan
