@@ -32,18 +32,35 @@ def mean_nll(model, ids, scored) -> float:
     return float(np.mean([-log_probs[t - 1, ids[t]].item() for t in scored]))
 
 
-@pytest.mark.parametrize("with_bos", [True, False])
-def test_ifd_equals_a_hand_computation(tiny_model, tiny_tokenizer, with_bos):
-    tokenizer = copy.deepcopy(tiny_tokenizer)
-    if not with_bos:
+def bos_variant(tokenizer, kind: str):
+    """The fresh tokenizer as it is ("defined": a BOS token it does not add), made to add its BOS to
+    every encoding ("added", as Llama and gemma tokenizers do), or without a BOS ("none")."""
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = copy.deepcopy(tokenizer)
+    if kind == "added":
+        bos = tokenizer.bos_token
+        tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
+    elif kind == "none":
         tokenizer.bos_token = None
+    return tokenizer
+
+
+@pytest.mark.parametrize("kind", ["added", "defined", "none"])
+def test_ifd_equals_a_hand_computation(tiny_model, tiny_tokenizer, kind):
+    tokenizer = bos_variant(tiny_tokenizer, kind)
     examples = [encode_row(r, tokenizer, 512) for r in ROWS]
     alone = response_only(examples, tokenizer)
     pad = tokenizer.pad_token_id
     prompted = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad)
     bare = per_sample_losses(tiny_model, alone, batch_size=2, pad_id=pad)
     table = scoring.ifd_table(prompted, bare)
+    # the response-only pass starts with BOS exactly when the prompted pass does: a tokenizer that
+    # defines a BOS but never adds it (the fresh one, SmolLM2) must not show the model a token it never saw
+    with_bos = kind == "added"
     for i, e in enumerate(examples):
+        assert (e["input_ids"][0] == tokenizer.bos_token_id) == with_bos
         response = [t for t in e["labels"] if t != IGNORE_INDEX]
         # both passes score the same response tokens (and EOS); without a BOS the first has no context
         assert alone[i]["input_ids"] == ([tokenizer.bos_token_id] if with_bos else []) + response
