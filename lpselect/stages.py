@@ -253,13 +253,16 @@ def cluster(rows_path, cfg: dict, out_csv, threads: int | None = None) -> None:
     write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "cluster": labels}))
 
 
-def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, options: dict | None = None) -> None:
-    """`options`: the method's own settings (study.select_options)."""
+def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, options: dict | None = None,
+           pool_csv=None) -> None:
+    """`options`: the method's own settings (study.select_options); `pool_csv`: the score table whose
+    scorable rows the budget is counted on when it is not `scores_csv` (selection.select)."""
     subset = selection.Subset.parse(subset_name)
     ids = pd.Series([r["id"] for r in read_jsonl(rows_path)])
     scores = pd.read_csv(scores_csv) if scores_csv else None
     clusters = pd.read_csv(clusters_csv) if clusters_csv else None
-    chosen = selection.select(subset, ids, scores, clusters, **(options or {}))
+    pool = pd.read_csv(pool_csv) if pool_csv else None
+    chosen = selection.select(subset, ids, scores, clusters, pool_scores=pool, **(options or {}))
     log.info("%s: %d of %d rows (%.3f, nominal %.3f)", subset_name, chosen["n_selected"], chosen["n_total"],
              chosen["realized_fraction"], chosen["fraction"])
     write_json(out_json, chosen)

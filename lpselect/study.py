@@ -129,16 +129,17 @@ def _check_parts(grid: dict) -> None:
     """Refuse, before any job, the parts whose select job would fail after the proxies trained (s2l
     does not rank, so it has no easy or mid end) or that repeat another part's set (at an even k the
     middle chunk is not central; at k = 2 it is the easy half)."""
-    parts = grid.get("parts", ["hard"])
-    for i, part in enumerate(parts):
-        if part != "hard" and "s2l" in grid["methods"]:
-            raise ConfigError(f"config key grid.parts[{i}]: s2l (grid.methods[{grid['methods'].index('s2l')}]) does "
-                              f"not rank the rows, so it has no {part} part; train s2l in a study with parts [hard]")
-        if part == "mid":
-            for j, fraction in enumerate(grid["fractions"]):
-                if chunks_for(fraction) % 2 == 0:
-                    raise ConfigError(f"config key grid.parts[{i}]: mid needs an odd k; grid.fractions[{j}] = "
-                                      f"{fraction} has k = {chunks_for(fraction)}, whose middle chunk is not central")
+    for key in ("parts", "diagnostic_parts"):
+        for i, part in enumerate(grid.get(key, ["hard"])):
+            if part != "hard" and "s2l" in grid["methods"]:
+                raise ConfigError(f"config key grid.{key}[{i}]: s2l (grid.methods[{grid['methods'].index('s2l')}]) "
+                                  f"does not rank the rows, so it has no {part} part; train s2l in a study with "
+                                  f"{key} [hard]")
+            if part == "mid":
+                for j, fraction in enumerate(grid["fractions"]):
+                    if chunks_for(fraction) % 2 == 0:
+                        raise ConfigError(f"config key grid.{key}[{i}]: mid needs an odd k; grid.fractions[{j}] = "
+                                          f"{fraction} has k = {chunks_for(fraction)}, whose middle chunk is not central")
 
 
 def load_config(path) -> dict:
@@ -153,10 +154,24 @@ def scoring_models(grid: dict) -> list[str]:
 
 
 def diagnostic_subsets(grid: dict) -> list[tuple[str, str]]:
-    """(model, subset) of the hard subset every scoring model selects per method, k and seed: what the
-    transfer diagnostic compares (no target is trained on the diagnostic models' picks)."""
-    every = grid | {"proxies": scoring_models(grid), "thirds": []}
+    """(model, subset) of the hard subset (and the parts grid.diagnostic_parts asks for) every scoring
+    model selects per method, k and seed: what the transfer diagnostic compares (no target is trained
+    on the diagnostic models' picks)."""
+    every = grid | {"proxies": scoring_models(grid), "thirds": [], "parts": grid.get("diagnostic_parts", ["hard"])}
     return [(sel, sub) for sel, sub in subsets(every) if sel != "none"]
+
+
+def pool_model(grid: dict, selector: str) -> str:
+    """The model whose score table's scorable rows a selection's budget is counted on: its selector,
+    or for the proxy-free methods (selector 'none': random, length) the first proxy, the one the
+    method comparison reads, so that clust_rand has the budget and the pool of its selections."""
+    return grid["proxies"][0] if selector == "none" else selector
+
+
+def uses_clusters(grid: dict, subset: Subset) -> bool:
+    """The semantic clusters: the cluster scheme's groups, and s2l's budget (that of the same k's
+    clust_rand) in a study with the cluster scheme."""
+    return subset.scheme == "cluster" or (subset.method == "s2l" and "cluster" in grid["schemes"])
 
 
 def selectors(grid: dict, method: str) -> list[str]:

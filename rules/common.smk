@@ -230,17 +230,22 @@ def tokenized(wildcards):
 
 
 def subset_inputs(wildcards):
-    """A random subset needs no scores; the global scheme needs no clusters."""
+    """The method's own table (none for random), the score table whose scorable rows the budget is
+    counted on where that is another (the selector's for ifd, the first proxy's for random and
+    length), and the semantic clusters for the cluster scheme and for s2l's budget."""
     subset = Subset.parse(wildcards.subset)
     d, selector = wildcards.dataset, wildcards.selector
     inputs = {"rows": f"results/datasets/{d}/train.jsonl"}
+    pool = f"results/scores/{d}/{study.pool_model(GRID, selector)}.csv"
     if subset.method == "ifd":
         inputs["scores"] = f"results/ifd/{d}/{selector}.csv"
     elif subset.method == "length":
         inputs["scores"] = f"results/lengths/{d}.csv"
     elif subset.method != "random":
         inputs["scores"] = f"results/scores/{d}/{selector}.csv"
-    if subset.scheme == "cluster":
+    if inputs.get("scores") != pool:
+        inputs["pool"] = pool
+    if study.uses_clusters(GRID, subset):
         inputs["clusters"] = f"results/clusters/{wildcards.dataset}.csv"
     return inputs
 
