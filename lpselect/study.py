@@ -226,6 +226,33 @@ def proxy_epochs(config: dict) -> int:
     return max([needs.get(m, 0) for m in set(grid["methods"]) | set(grid["thirds"])], default=0)
 
 
+def figures(config: dict, dataset: str) -> list[str]:
+    """The figures of a training study on `dataset` that it has the data for, so that none is drawn as a
+    placeholder: curves over the fraction need two or more fractions, the thirds figure easy, mid and
+    hard parts of k = 3, the transfer figures two or more scoring models, the trajectories a trained
+    proxy, the gain over random both lp1 and random, the composition a generated dataset (the only kind
+    with known difficulty levels)."""
+    grid = config["grid"]
+    ks = {chunks_for(f) for f in grid["fractions"]}
+    methods, parts = set(grid["methods"]), set(grid.get("parts", ["hard"]))
+    trained = proxy_epochs(config) >= 1
+    several = len(scoring_models(grid)) >= 2
+    has_data = {
+        "metric_vs_fraction": len(ks) >= 2,
+        "transfer_heatmap": {"lp1", "random"} <= methods,
+        "rank_correlation": several and trained,
+        "trajectories": trained,
+        "composition": config["datasets"][dataset]["source"] == "synthetic",
+        "compute_cost": True,
+        "fraction_to_parity": len(ks) >= 2,
+        "thirds": bool(grid["thirds"]) or (3 in ks and parts >= set(PARTS)),
+        "method_comparison": len(methods) >= 2,
+        "same_size": True,
+        "transfer": several,
+    }
+    return [name for name, drawn in has_data.items() if drawn]
+
+
 def select_options(config: dict, subset: str) -> dict:
     """The settings a subset's selection depends on (only its own method's, so that changing one
     method's settings reruns that method's selections alone)."""
