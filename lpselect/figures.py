@@ -121,9 +121,9 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
 
 def same_size(metrics: pd.DataFrame, **_):
     """The paper's question at one size, per target and metric: at every share 1/k, the hard (and easy,
-    mid) parts each proxy ranks (the target's own pick marked), clust_rand of the same size, and the
+    mid) parts each proxy ranks (the target's own pick marked), clust_rand of the same budget, and the
     full-data model (dashed line); a point is the mean over seeds, its bar the 95% interval, the realized
-    share in the label."""
+    size (rows and share) in the label."""
     from .aggregate import over_seeds
 
     names = _metrics_present(metrics)
@@ -142,7 +142,8 @@ def same_size(metrics: pd.DataFrame, **_):
         at = at.assign(random=at["method"] == "random", own=at["selector"] == target, rank=at["part"].map(parts))
         at = at.sort_values(["chunks", "random", "rank", "display", "own", "selector"])
         labels = [(r.display if r.random else f"{r.display} {r.part}\n" + ("own pick" if r.own else r.selector))
-                  + f"\n1/{int(r.chunks)} ({r.realized_fraction:.0%})" for r in at.itertuples()]
+                  + f"\n1/{int(r.chunks)} (" + (f"{r.n_selected:.0f} rows, " if pd.notna(getattr(r, "n_selected", np.nan)) else "")
+                  + f"{r.realized_fraction:.0%})" for r in at.itertuples()]
         colors = ["grey" if r.random else {"hard": "C3", "mid": "C1", "easy": "C0"}[r.part] for r in at.itertuples()]
         for row, name in enumerate(names):
             ax = axes[row, col]
