@@ -204,3 +204,26 @@ def test_subsets_with_the_same_rows_are_named_within_a_seed(tmp_path, caplog):
     sizes, _ = aggregate.subset_sizes(paths)
     assert sizes["same_rows_as"].tolist() == ["", "lp1_cluster_k2_hard_seed1", ""]
     assert "p/lp1_cluster_k3_hard_seed1 selects exactly the rows of p/lp1_cluster_k2_hard_seed1" in caplog.text
+
+
+def test_every_table_of_trained_models_carries_the_realized_size(tmp_path):
+    """n_selected for each subset from its select output, all the rows for the full-data model, none
+    for the base, in metrics.csv and (mean over seeds) seeds.csv."""
+    (tmp_path / "p").mkdir()
+    subset_paths, metrics_paths, models = [], [], []
+    for name, n in (("lp1_cluster_k2_hard_seed1", 6), ("lp1_cluster_k2_easy_seed1", 6)):
+        chosen = select(Subset.parse(name), IDS, scores(), CLUSTER_TABLE)
+        assert chosen["n_selected"] == n
+        (tmp_path / "p" / f"{name}.json").write_text(json.dumps(chosen))
+        subset_paths.append(tmp_path / "p" / f"{name}.json")
+        models.append(("t", "p", name))
+    models += [("t", "none", "full_seed1"), ("t", "none", "base")]
+    for i, _ in enumerate(models):
+        metrics_paths.append(tmp_path / f"m{i}.json")
+        metrics_paths[-1].write_text(json.dumps({"heldout_ppl": 2.0 + i}))
+    sizes, _ = aggregate.subset_sizes(subset_paths)
+    assert "left_out" not in sizes and sizes["n_pool"].tolist() == [10, 10]
+    table = aggregate.metrics_table(models, metrics_paths, sizes).set_index("subset")
+    assert table["n_selected"].tolist() == [6, 6, 10, 0]
+    seeds = aggregate.over_seeds(table.reset_index(), ["heldout_ppl"]).set_index("part")
+    assert seeds.loc["easy", "n_selected"] == 6
