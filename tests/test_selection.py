@@ -133,7 +133,7 @@ def test_fractions_that_misname_their_size_are_refused(fractions, message):
     ({"fractions": [0.25, 0.5], "parts": ["hard", "mid"]},
      r"config key grid.parts\[1\]: mid needs an odd k; grid.fractions\[0\] = 0.25 has k = 4"),
     # the same for the parts the transfer diagnostic is asked to compare
-    ({"methods": ["lp1", "s2l"], "diagnostic_parts": ["easy"]}, r"config key grid.diagnostic_parts\[0\]: s2l"),
+    ({"methods": ["lp1", "s2l"], "parts": ["hard"], "diagnostic_parts": ["easy"]}, r"config key grid.diagnostic_parts\[0\]: s2l"),
 ])
 def test_parts_that_would_fail_late_or_repeat_a_set_are_refused_at_validation(grid, message):
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
