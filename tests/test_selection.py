@@ -140,7 +140,7 @@ def test_parts_that_would_fail_late_or_repeat_a_set_are_refused_at_validation(gr
     config["grid"] |= grid
     with pytest.raises(study.ConfigError, match=message):
         study.validate_config(config)
-    config["grid"] |= {"parts": ["hard"], "fractions": [0.25, 0.5]}
+    config["grid"] |= {"parts": ["hard"], "diagnostic_parts": ["hard"], "fractions": [0.25, 0.5]}
     study.validate_config(config)  # the hard part alone is fine
     config["grid"] |= {"parts": ["hard", "mid", "easy"], "fractions": [1 / 3], "methods": ["lp1"]}
     study.validate_config(config)  # and mid at an odd k
