@@ -133,11 +133,6 @@ def scorable_mask(ids: pd.Series, table: pd.DataFrame | None) -> np.ndarray:
     return table["scorable"].astype(bool).to_numpy() if "scorable" in table else np.ones(len(ids), dtype=bool)
 
 
-def scored_rows(ids: pd.Series, scores: pd.DataFrame) -> np.ndarray:
-    """Positions of the rows a score table can rank: all, less those marked unscorable."""
-    return np.flatnonzero(scorable_mask(ids, scores))
-
-
 def hardness_key(subset: Subset, ids: pd.Series, scores: pd.DataFrame | None) -> np.ndarray:
     """Per-row key where ascending order = hardest first."""
     if subset.method == "random":
@@ -180,7 +175,7 @@ def select(subset: Subset, ids, scores: pd.DataFrame | None, clusters: pd.DataFr
     `scores` is the method's own table (none for random), `pool_scores` the score table whose scorable
     rows the budget is counted on when that is another table (the selector's score table for ifd, the
     first proxy's for random and length; by default the method's own). `clusters` are the semantic
-    clusters: the cluster scheme's groups, and s2l's budget. The last two keyword arguments before it
+    clusters: the cluster scheme's groups, and s2l's budget. `drop_ifd_above_one` and `s2l_clusters`
     are methods.ifd.drop_above_one and methods.s2l.n_clusters."""
     ids = pd.Series(ids).reset_index(drop=True)
     if subset.method == "s2l" and s2l_clusters is None:
