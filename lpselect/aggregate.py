@@ -58,11 +58,17 @@ def metrics_table(models, metrics_paths, subset_sizes: pd.DataFrame, judge_paths
         judged = (judge_paths or {}).get(model)
         metrics |= judge_columns(judged) if judged else {}
         rows.append({"target": target, "selector": selector, "subset": subset} | describe(selector, subset) | metrics)
-    table = pd.DataFrame(rows)
+    return with_sizes(pd.DataFrame(rows), subset_sizes)
+
+
+def with_sizes(table: pd.DataFrame, subset_sizes: pd.DataFrame) -> pd.DataFrame:
+    """`table` (one row per trained model) with each model's realized size: rows selected and their
+    share of the training split; the references have all the rows (full) or none (base)."""
     sizes = subset_sizes[["selector", "subset", "n_selected", "realized_fraction"]]
     table = table.merge(sizes, on=["selector", "subset"], how="left")
-    # the references' realized share: all the data, or none
+    n_total = subset_sizes["n_total"].iloc[0] if len(subset_sizes) else np.nan
     table["realized_fraction"] = table["realized_fraction"].fillna(table["fraction"])
+    table["n_selected"] = table["n_selected"].fillna(table["fraction"] * n_total).astype("Int64")
     return table
 
 
@@ -89,6 +95,7 @@ def over_seeds(metrics: pd.DataFrame, columns) -> pd.DataFrame:
     out = []
     for key, g in metrics.groupby(SETTING, dropna=False, sort=True):
         row = dict(zip(SETTING, key)) | {"n_seeds": g["seed"].nunique(dropna=False),
+                                         "n_selected": g["n_selected"].mean() if "n_selected" in g else np.nan,
                                          "realized_fraction": g["realized_fraction"].mean()}
         for col in (c for c in columns if c in g):
             row[col], row[f"{col}_seed_lo"], row[f"{col}_seed_hi"] = seed_interval(g[col])
@@ -108,7 +115,7 @@ def subset_sizes(subset_paths) -> tuple[pd.DataFrame, dict]:
         twin = first.setdefault((selector, sub["seed"], tuple(sub["ids"])), sub["subset"])
         if twin != sub["subset"]:
             log.warning("%s/%s selects exactly the rows of %s/%s", selector, sub["subset"], selector, twin)
-        rows.append({"selector": selector} | {k: v for k, v in sub.items() if k != "ids"}
+        rows.append({"selector": selector} | {k: v for k, v in sub.items() if k not in ("ids", "left_out")}
                     | {"same_rows_as": twin if twin != sub["subset"] else ""})
     return pd.DataFrame(rows), members
 
@@ -128,26 +135,50 @@ def composition(members: dict, rows: list[dict], factors=("difficulty", "task"))
 
 
 def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFrame:
-    """Kendall tau and Spearman rho between every pair of proxies' scores, per score column."""
+    """Kendall tau and Spearman rho between every pair of proxies' scores, per score column, over the
+    rows both could score (an unscorable row's NaN would otherwise make the whole coefficient NaN)."""
     scores = {name: pd.read_csv(path) for name, path in score_paths.items()}
     out = []
     for column in columns:
         for a, b in itertools.product(scores, repeat=2):
             x, y = scores[a][column], scores[b][column]
-            out.append({"score": column, "model_a": a, "model_b": b,
-                        "kendall_tau": kendalltau(x, y).statistic, "spearman": spearmanr(x, y).statistic})
+            both = np.isfinite(x) & np.isfinite(y)
+            out.append({"score": column, "model_a": a, "model_b": b, "n_rows": int(both.sum()),
+                        "kendall_tau": kendalltau(x[both], y[both]).statistic,
+                        "spearman": spearmanr(x[both], y[both]).statistic})
     return pd.DataFrame(out)
 
 
-def transfer_table(subset_paths: dict, score_paths: dict, ifd_paths: dict | None = None) -> pd.DataFrame:
+def chance_overlap(a: dict, b: dict, all_ids, groups: dict | None) -> float:
+    """The overlap two random draws would have with the per-group counts of subsets `a` and `b` (select
+    outputs) from the rows each could pick (`all_ids` less its `left_out`): E|A & B| / min(|A|, |B|),
+    where within a group c E|A_c & B_c| = a_c b_c |P_c & Q_c| / (|P_c| |Q_c|) for pools P and Q.
+    `groups` maps every id to its cluster under the cluster scheme (None: one group, which gives
+    max(|A|, |B|) / N with whole pools). Two cluster-scheme selections share their per-cluster counts,
+    so with whole pools this is sum(a_c^2 / n_c) / sum(a_c): at least max(|A|, |B|) / N
+    (Cauchy-Schwarz), by much with many small clusters."""
+    group = groups.__getitem__ if groups is not None else (lambda _: 0)
+    pools = [set(all_ids) - set(sub.get("left_out", [])) for sub in (a, b)]
+    counts = [pd.Series([group(i) for i in sub["ids"]], dtype=object).value_counts() for sub in (a, b)]
+    sizes = [pd.Series([group(i) for i in pool], dtype=object).value_counts() for pool in pools]
+    shared = pd.Series([group(i) for i in pools[0] & pools[1]], dtype=object).value_counts()
+    expected = sum(counts[0].get(c, 0) * counts[1].get(c, 0) * n / (sizes[0][c] * sizes[1][c])
+                   for c, n in shared.items())
+    return expected / max(1, min(a["n_selected"], b["n_selected"]))
+
+
+def transfer_table(subset_paths: dict, score_paths: dict, ifd_paths: dict | None = None,
+                   clusters_path=None) -> pd.DataFrame:
     """Does a cheap model pick what an expensive one would? For every subset name selected by two or
-    more models (the hard part of each method, scheme, k and seed) and every pair of those models:
-    Kendall tau of the method's score over the rows both could rank (none for s2l, which does not
-    rank) and the overlap of the two selections, |A & B| / min(|A|, |B|) at their realized sizes,
-    with the overlap two independent random draws of those sizes would have, max(|A|, |B|) / N.
+    more models (the hard part of each method, scheme, k and seed, unless grid.diagnostic_parts asks
+    for more; each part is its own row) and every pair of those models: Kendall tau of the method's
+    score over the rows both could rank (none for s2l, which does not rank), the realized sizes, and
+    the overlap of the two selections, |A & B| / min(|A|, |B|), with the overlap two random draws of
+    the same per-cluster counts from the same pools would have (chance_overlap; under the global
+    scheme and for s2l one group).
 
     subset_paths maps (model, subset name) to a subset file; score_paths and ifd_paths map a model to
-    its score table and IFD table."""
+    its score table and IFD table; clusters_path is the cluster table (needed for cluster-scheme subsets)."""
     from .scoring import HARDEST_FIRST
 
     tables = {m: pd.read_csv(p) for m, p in score_paths.items()}
@@ -156,9 +187,13 @@ def transfer_table(subset_paths: dict, score_paths: dict, ifd_paths: dict | None
     chosen = {key: json.loads(Path(path).read_text()) for key, path in subset_paths.items()}
     names = sorted({name for _, name in chosen})
     models = list(score_paths)
+    clusters = pd.read_csv(clusters_path) if clusters_path else None
+    by_cluster = dict(zip(clusters["id"], clusters["cluster"])) if clusters is not None else None
     out = []
     for name in names:
         subset = Subset.parse(name)
+        if subset.scheme == "cluster" and by_cluster is None:
+            raise ValueError(f"{name}: the chance overlap of cluster-scheme selections needs the cluster table")
         for a, b in itertools.combinations([m for m in models if (m, name) in chosen], 2):
             sa, sb = chosen[(a, name)], chosen[(b, name)]
             tau = np.nan
@@ -171,16 +206,20 @@ def transfer_table(subset_paths: dict, score_paths: dict, ifd_paths: dict | None
                 "subset": name, "display": subset.display, "model_a": a, "model_b": b, "kendall_tau": tau,
                 "n_a": na, "n_b": nb, "realized_fraction": (na + nb) / 2 / sa["n_total"],
                 "overlap": len(set(sa["ids"]) & set(sb["ids"])) / max(1, min(na, nb)),
-                "chance_overlap": max(na, nb) / sa["n_total"]})
+                "chance_overlap": chance_overlap(sa, sb, tables[a]["id"],
+                                                 by_cluster if subset.scheme == "cluster" else None)})
     columns = [*SUBSET_FIELDS, "subset", "display", "model_a", "model_b", "kendall_tau", "n_a", "n_b",
                "realized_fraction", "overlap", "chance_overlap"]
     return pd.DataFrame(out, columns=columns)
 
 
-def write_transfer(subset_paths: dict, score_paths: dict, ifd_paths: dict, out_csv) -> None:
-    table = transfer_table(subset_paths, score_paths, ifd_paths)
+def write_transfer(subset_paths: dict, score_paths: dict, ifd_paths: dict, out_csv, clusters_path=None) -> None:
+    table = transfer_table(subset_paths, score_paths, ifd_paths, clusters_path)
     for r in table.drop_duplicates(["method", "model_a", "model_b"]).itertuples():
         log.info("%s: %s vs %s, Kendall tau %.3f", r.method, r.model_a, r.model_b, r.kendall_tau)
+    for r in table.groupby(["display", "part", "chunks", "model_a", "model_b"])[["overlap", "chance_overlap"]].mean().reset_index().itertuples():
+        log.info("%s %s 1/%d: %s vs %s, overlap %.3f (chance %.3f)", r.display, r.part, r.chunks, r.model_a,
+                 r.model_b, r.overlap, r.chance_overlap)
     write_csv(out_csv, table)
 
 
@@ -204,10 +243,7 @@ def write_tables(
 ) -> None:
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
-    compute = compute_table(target_ledgers, proxy_ledgers)
-    compute = compute.merge(sizes[["selector", "subset", "realized_fraction"]], on=["selector", "subset"], how="left")
-    compute["realized_fraction"] = compute["realized_fraction"].fillna(compute["fraction"])
-    write_csv(outputs["compute"], compute)
+    write_csv(outputs["compute"], with_sizes(compute_table(target_ledgers, proxy_ledgers), sizes))
     metrics = metrics_table(models, metrics_paths, sizes, judge_paths, pairwise_paths)
     write_csv(outputs["metrics"], metrics)
     write_csv(outputs["seeds"], over_seeds(metrics, SEED_METRICS))

@@ -34,23 +34,23 @@ def launch(task: str, args: dict, processes: int) -> None:
 
 
 def _train(model_dir, tokenized_dir, subset_path, hp, seed, state_dir, epochs_to_keep):
-    from . import models, stages, training
+    from . import models, tokenization, training
 
     # the training arguments first: under FSDP they start the process group and ask transformers to
     # load the weights on rank 0 only (cpu_ram_efficient_loading), which must be known before loading
     training.training_arguments(hp, Path(state_dir) / "checkpoints", seed)
     model, _ = models.load_model(model_dir, device="cpu")
     tokenizer = models.load_tokenizer(model_dir)
-    examples = stages.training_examples(tokenized_dir, subset_path)
+    examples = tokenization.training_examples(tokenized_dir, subset_path)
     training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep)
 
 
 def _extract(model_dir, tokenized_dir, cfg, part_prefix, response_only=False):
-    from . import losses, models, stages
+    from . import losses, models, tokenization
 
     rank, world = rank_and_world()
     model, tokenizer = models.load_model(model_dir)
-    examples = stages.extraction_examples(tokenized_dir, tokenizer, response_only)
+    examples = tokenization.extraction_examples(tokenized_dir, tokenizer, response_only)
     frame = losses.per_sample_losses(
         model, examples, pad_id=tokenizer.pad_token_id, desc=f"{model_dir} rank {rank}", rank=rank, world=world,
         **losses.extraction_options(cfg),

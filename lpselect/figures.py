@@ -121,9 +121,9 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
 
 def same_size(metrics: pd.DataFrame, **_):
     """The paper's question at one size, per target and metric: at every share 1/k, the hard (and easy,
-    mid) parts each proxy ranks (the target's own pick marked), clust_rand of the same size, and the
+    mid) parts each proxy ranks (the target's own pick marked), clust_rand of the same budget, and the
     full-data model (dashed line); a point is the mean over seeds, its bar the 95% interval, the realized
-    share in the label."""
+    size (rows and share) in the label."""
     from .aggregate import over_seeds
 
     names = _metrics_present(metrics)
@@ -142,7 +142,8 @@ def same_size(metrics: pd.DataFrame, **_):
         at = at.assign(random=at["method"] == "random", own=at["selector"] == target, rank=at["part"].map(parts))
         at = at.sort_values(["chunks", "random", "rank", "display", "own", "selector"])
         labels = [(r.display if r.random else f"{r.display} {r.part}\n" + ("own pick" if r.own else r.selector))
-                  + f"\n1/{int(r.chunks)} ({r.realized_fraction:.0%})" for r in at.itertuples()]
+                  + f"\n1/{int(r.chunks)} (" + (f"{r.n_selected:.0f} rows, " if pd.notna(getattr(r, "n_selected", np.nan)) else "")
+                  + f"{r.realized_fraction:.0%})" for r in at.itertuples()]
         colors = ["grey" if r.random else {"hard": "C3", "mid": "C1", "easy": "C0"}[r.part] for r in at.itertuples()]
         for row, name in enumerate(names):
             ax = axes[row, col]
@@ -164,15 +165,15 @@ def same_size(metrics: pd.DataFrame, **_):
 
 
 def transfer(transfer: pd.DataFrame, **_):
-    """Overlap of two models' selections (same method, same k) against the realized fraction, one
-    panel per method, a line per model pair (Kendall tau of the method's score in the legend), and the
-    overlap of independent random draws of the same sizes (dotted)."""
+    """Overlap of two models' selections (same method, part and k) against the realized fraction, one
+    panel per method and part, a line per model pair (Kendall tau of the method's score in the legend),
+    and the overlap two random draws of the same per-cluster counts from the same rows would have (dotted)."""
     if transfer.empty:
         return _placeholder("the transfer diagnostic needs two or more scoring models (proxies, diagnostic_models)")
-    methods = list(dict.fromkeys(transfer["display"]))
-    fig, axes = _panel_grid(len(methods), width=4.5, height=3.4, ncols=3)
-    for ax, method in zip(axes, methods):
-        at = transfer[transfer["display"] == method]
+    panels = list(dict.fromkeys(zip(transfer["display"], transfer["part"])))
+    fig, axes = _panel_grid(len(panels), width=4.5, height=3.4, ncols=3)
+    for ax, (method, part) in zip(axes, panels):
+        at = transfer[(transfer["display"] == method) & (transfer["part"] == part)]
         for (a, b), g in at.groupby(["model_a", "model_b"], sort=False):
             g = g.groupby("realized_fraction", as_index=False)[["overlap", "chance_overlap", "kendall_tau"]].mean()
             tau = g["kendall_tau"].mean()
@@ -181,9 +182,9 @@ def transfer(transfer: pd.DataFrame, **_):
             ax.plot(g["realized_fraction"] * 100, g["chance_overlap"], ls=":", marker="_", markersize=14,
                     color=line.get_color())
         ax.set(xlabel="selected data (% of rows, realized)", ylabel="overlap of the selections", ylim=(0, 1.02),
-               title=method)
+               title=f"{method}, {part} part")
         ax.legend(fontsize=6)
-    fig.text(0.01, 0.005, "dotted / bar: overlap of two random draws of the same sizes", fontsize=7)
+    fig.text(0.01, 0.005, "dotted / bar: overlap of two random draws of the same per-cluster counts", fontsize=7)
     return fig
 
 

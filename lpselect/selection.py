@@ -1,17 +1,24 @@
 """Subset selection: the paper's per-cluster chunking, or the same rule over the whole set (global).
 
-In each cluster, rows are sorted hardest first and split into k nearly equal chunks (numpy.array_split);
-the "hard" part keeps the first chunk, "mid" the middle one, "easy" the last. A subset is named by what
-determines its rows (method, scheme, k, part, seed), so the "33%" fraction and the hard third are one
-subset, trained once. Every non-empty cluster gives at least one row to the hard part, so realized sizes
-exceed the nominal 1/k: tables carry the realized fraction and figures plot it.
-Random baselines use a seeded random score: with the cluster scheme that is the paper's clust_rand
-(the same per-cluster counts as the LP selection), with the global scheme a plain random sample.
-s2l (SmallToLarge, Yang et al., 2024) does not rank: it clusters the proxy's loss trajectories and
-samples ceil(N / k) rows evenly over those clusters, smallest first (seeded).
-Samples the proxy could not score (no response token) are left out of score-based selections, and with
-methods.ifd.drop_above_one so are samples with IFD >= 1 (counted as n_filtered).
-Ties are broken by id, so a selection is a pure function of its inputs.
+One budget rule makes every comparison of one k a comparison at the same size (part_count): each
+cluster gives ceil(n_c / k) rows, n_c counted on the selection's pool, to whichever part is asked for.
+In each cluster rows are sorted hardest first; "hard" keeps the first ceil(n_c / k) (numpy.array_split's
+first chunk, as the official code), "easy" the last ceil(n_c / k), "mid" the central ones (odd k only).
+The official code's easy end is array_split's last chunk, floor(n_c / k) rows where k does not divide
+n_c (in the default study 299 rows against the hard half's 309); here hard and easy have equal counts,
+and where k does not divide a cluster the neighbouring parts share its boundary row.
+The pool is the rows scorable in the selector's score table (the first proxy's for the proxy-free
+methods, random and length): samples the proxy could not score (no response token) are left out of it,
+and clust_rand (the random score under the cluster scheme) draws from that same pool with the same
+per-cluster counts as the score methods of the first proxy. IFD's filter (methods.ifd.drop_above_one:
+IFD >= 1, counted as n_filtered) acts after the budget, as in Superfiltering, which sizes the budget on
+the whole dataset: ifd keeps the same size as clust_rand while rows are left. s2l (SmallToLarge, Yang et
+al., 2024) does not rank: it clusters the proxy's loss trajectories and samples, smallest cluster first
+(seeded), as many rows as the same k's clust_rand selection holds (the semantic clusters' budget when
+given, else ceil(N / k)). A subset is named by what determines its rows (method, scheme, k, part, seed),
+so the "33%" fraction and the hard third are one subset, trained once. Every non-empty cluster gives at
+least one row, so realized sizes exceed the nominal 1/k: tables carry the realized size and figures plot
+it. Ties are broken by id, so a selection is a pure function of its inputs.
 """
 
 import logging
@@ -105,17 +112,25 @@ class Subset:
         return cls(method, scheme, int(k), part, int(seed))
 
 
-def chunk_index(part: str, k: int) -> int:
-    return {"hard": 0, "mid": k // 2, "easy": k - 1}[part]
+def part_count(n: int, k: int) -> int:
+    """The rows every part of k takes from a group of n pool rows: ceil(n / k), the size of
+    numpy.array_split's first chunk (the official code's hard part)."""
+    return -(-n // k)
 
 
-def scored_rows(ids: pd.Series, scores: pd.DataFrame) -> np.ndarray:
-    """Positions of the rows a score table can rank: all, less those marked unscorable."""
-    if not scores["id"].equals(ids):
+def part_rows(order: np.ndarray, count: int, part: str) -> np.ndarray:
+    """`count` rows of `order` (hardest first): the first (hard), the last (easy) or the central ones (mid)."""
+    start = {"hard": 0, "mid": (len(order) - count) // 2, "easy": len(order) - count}[part]
+    return order[start : start + count]
+
+
+def scorable_mask(ids: pd.Series, table: pd.DataFrame | None) -> np.ndarray:
+    """Which rows a table can rank: all (no table, or no `scorable` column), less those marked unscorable."""
+    if table is None:
+        return np.ones(len(ids), dtype=bool)
+    if not table["id"].equals(ids):
         raise ValueError("score table does not list the same samples as the training split")
-    if "scorable" not in scores:
-        return np.arange(len(ids))
-    return np.flatnonzero(scores["scorable"].astype(bool).to_numpy())
+    return table["scorable"].astype(bool).to_numpy() if "scorable" in table else np.ones(len(ids), dtype=bool)
 
 
 def hardness_key(subset: Subset, ids: pd.Series, scores: pd.DataFrame | None) -> np.ndarray:
@@ -153,45 +168,60 @@ def trajectory_sample(trajectories: np.ndarray, n: int, n_clusters: int, seed: i
     return np.sort(np.concatenate(chosen))
 
 
-def select(subset: Subset, ids: pd.Series, scores: pd.DataFrame | None, clusters: pd.Series | None,
-           drop_ifd_above_one: bool = False, s2l_clusters: int | None = None) -> dict:
+def select(subset: Subset, ids, scores: pd.DataFrame | None, clusters: pd.DataFrame | None,
+           drop_ifd_above_one: bool = False, s2l_clusters: int | None = None,
+           pool_scores: pd.DataFrame | None = None) -> dict:
     """The chosen ids (in training-split order), the realized size and flags a reader should see.
-    The last two arguments are methods.ifd.drop_above_one and methods.s2l.n_clusters."""
+    `scores` is the method's own table (none for random), `pool_scores` the score table whose scorable
+    rows the budget is counted on when that is another table (the selector's score table for ifd, the
+    first proxy's for random and length; by default the method's own). `clusters` are the semantic
+    clusters: the cluster scheme's groups, and s2l's budget. `drop_ifd_above_one` and `s2l_clusters`
+    are methods.ifd.drop_above_one and methods.s2l.n_clusters."""
     ids = pd.Series(ids).reset_index(drop=True)
     if subset.method == "s2l" and s2l_clusters is None:
         raise ValueError(f"{subset.name}: s2l needs a number of trajectory clusters")
     if subset.method == "s2l" and (subset.scheme != "global" or subset.part != "hard"):
         raise ValueError(f"{subset.name}: s2l samples over its own trajectory clusters (global scheme, hard part)")
-    if clusters is not None and subset.scheme == "cluster":
+    if clusters is not None:
         if not pd.Series(clusters["id"]).reset_index(drop=True).equals(ids):
             raise ValueError("the cluster table does not list the same samples as the training split")
     elif subset.scheme == "cluster":
         raise ValueError("the cluster scheme needs one cluster id per training row")
-    pool = np.arange(len(ids)) if subset.method == "random" else scored_rows(ids, scores)
-    n_unscorable = len(ids) - len(pool)
+    if subset.method != "random" and scores is None:
+        raise ValueError(f"{subset.name} needs a score table")
+    own = scorable_mask(ids, scores if subset.method != "random" else None)
+    in_pool = scorable_mask(ids, pool_scores) if pool_scores is not None else own
+    pool = np.flatnonzero(in_pool)
+    candidates = in_pool & own
+    n_unscorable = len(ids) - int(candidates.sum())
     n_filtered = 0
     if subset.method == "ifd" and drop_ifd_above_one:
-        kept = pool[scores["ifd"].to_numpy()[pool] < 1]
-        n_filtered, pool = len(pool) - len(kept), kept
+        kept = candidates & (np.nan_to_num(scores["ifd"].to_numpy(dtype=float), nan=np.inf) < 1)
+        n_filtered, candidates = int(candidates.sum() - kept.sum()), kept
     k = subset.chunks
+    cluster_of = np.asarray(clusters["cluster"]) if clusters is not None else np.zeros(len(ids), dtype=int)
+    groups = cluster_of if subset.scheme == "cluster" else np.zeros(len(ids), dtype=int)
     if subset.method == "s2l":
+        budget = sum(part_count(int((cluster_of[pool] == g).sum()), k) for g in np.unique(cluster_of[pool]))
+        rows = np.flatnonzero(candidates)
         trajectories = log_trajectories(scores)
-        picked = pool[trajectory_sample(trajectories[pool], -(-len(pool) // k), s2l_clusters, subset.seed)]
+        picked = rows[trajectory_sample(trajectories[rows], budget, s2l_clusters, subset.seed)]
         tie_share = 0.0
     else:
         key = hardness_key(subset, ids, scores)
-        if not np.isfinite(key[pool]).all():
-            bad = ids[pool[~np.isfinite(key[pool])]].tolist()[:5]
+        rows = np.flatnonzero(candidates)
+        if not np.isfinite(key[rows]).all():
+            bad = ids[rows[~np.isfinite(key[rows])]].tolist()[:5]
             raise ValueError(f"{subset.method} is NaN or infinite for samples {bad}")
-        groups = np.asarray(clusters["cluster"]) if subset.scheme == "cluster" else np.zeros(len(ids), dtype=int)
         chosen = []
         for g in np.unique(groups[pool]):
-            rows = pool[groups[pool] == g]
+            count = part_count(int((groups[pool] == g).sum()), k)
+            members = rows[groups[rows] == g]
             # sort by key, ties by id: lexsort's last key is the primary one
-            order = rows[np.lexsort((ids.to_numpy()[rows], key[rows]))]
-            chosen.append(np.array_split(order, k)[chunk_index(subset.part, k)])
+            order = members[np.lexsort((ids.to_numpy()[members], key[members]))]
+            chosen.append(part_rows(order, min(count, len(order)), subset.part))
         picked = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
-        tie_share = largest_tie_share(key[pool]) if subset.method != "random" else 0.0
+        tie_share = largest_tie_share(key[rows]) if subset.method != "random" else 0.0
     realized = len(picked) / len(ids)
     out = {
         "subset": subset.name,
@@ -202,6 +232,7 @@ def select(subset: Subset, ids: pd.Series, scores: pd.DataFrame | None, clusters
         "part": subset.part,
         "seed": subset.seed,
         "n_total": len(ids),
+        "n_pool": len(pool),
         "n_unscorable": n_unscorable,
         "n_filtered": n_filtered,
         "n_selected": len(picked),
@@ -209,6 +240,8 @@ def select(subset: Subset, ids: pd.Series, scores: pd.DataFrame | None, clusters
         "oversized": bool(realized > OVERSIZE_RATIO * subset.fraction),
         "degenerate_scores": bool(tie_share > DEGENERATE_TIE_SHARE),
         "ids": ids[picked].tolist(),
+        # the rows it could not pick (unscorable, filtered): what a random draw of the same counts would skip
+        "left_out": ids[~candidates].tolist(),
     }
     if n_unscorable:
         log.warning("%s: %d unscorable samples left out of the ranking", subset.name, n_unscorable)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import data, scoring, selection, synthetic
 from .fileio import parameter_count, read_jsonl, write_csv, write_json, write_jsonl
+from .tokenization import extraction_examples, training_examples  # the examples a job (or each rank) reads
 
 # torch, transformers and scikit-learn are imported inside the stages that need them: light jobs
 # (select, score, ifd) then start in a fraction of a second, which matters over hundreds of jobs.
@@ -114,16 +115,6 @@ def tokenize(tokenizer_dir, rows_path, max_length: int, template: str, out_dir) 
     log.info("%s: %d examples, %d tokens", out_dir, len(examples), sum(len(e["input_ids"]) for e in examples))
 
 
-def training_examples(tokenized_dir, subset_path=None) -> list[dict]:
-    """The tokenized training split, or the subset's samples of it in the split's order."""
-    from .tokenization import load_examples
-
-    ids = json.loads(Path(subset_path).read_text())["ids"] if subset_path else None
-    examples = load_examples(tokenized_dir, ids)
-    log.info("training on %d rows", len(examples))
-    return examples
-
-
 def train_model(
     model_dir,
     tokenized_dir,
@@ -171,15 +162,6 @@ def train_model(
     log_src = Path(state_dir) / "train_log.json"
     moves = {saved[e]: out for e, out in epoch_outputs.items()}
     training.publish(state_dir, moves | {log_src: Path(epoch_outputs[epochs[-1]]) / "train_log.json"})
-
-
-def extraction_examples(tokenized_dir, tokenizer, response_only: bool = False) -> list[dict]:
-    """The tokenized training split; with `response_only`, the same response tokens without their
-    prompt (tokenization.response_only, IFD's second pass)."""
-    from . import tokenization
-
-    examples = tokenization.load_examples(tokenized_dir)
-    return tokenization.response_only(examples, tokenizer) if response_only else examples
 
 
 def extract_losses(
@@ -271,13 +253,16 @@ def cluster(rows_path, cfg: dict, out_csv, threads: int | None = None) -> None:
     write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "cluster": labels}))
 
 
-def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, options: dict | None = None) -> None:
-    """`options`: the method's own settings (study.select_options)."""
+def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, options: dict | None = None,
+           pool_csv=None) -> None:
+    """`options`: the method's own settings (study.select_options); `pool_csv`: the score table whose
+    scorable rows the budget is counted on when it is not `scores_csv` (selection.select)."""
     subset = selection.Subset.parse(subset_name)
     ids = pd.Series([r["id"] for r in read_jsonl(rows_path)])
     scores = pd.read_csv(scores_csv) if scores_csv else None
     clusters = pd.read_csv(clusters_csv) if clusters_csv else None
-    chosen = selection.select(subset, ids, scores, clusters, **(options or {}))
+    pool = pd.read_csv(pool_csv) if pool_csv else None
+    chosen = selection.select(subset, ids, scores, clusters, pool_scores=pool, **(options or {}))
     log.info("%s: %d of %d rows (%.3f, nominal %.3f)", subset_name, chosen["n_selected"], chosen["n_total"],
              chosen["realized_fraction"], chosen["fraction"])
     write_json(out_json, chosen)

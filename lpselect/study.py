@@ -65,6 +65,7 @@ def _check_references(config: dict) -> None:
         if name not in datasets:
             raise ConfigError(f"config key grid.datasets[{i}]: unknown dataset {name!r} (not under datasets)")
     _check_fractions(grid["fractions"])
+    _check_parts(grid)
     for name, spec in datasets.items():
         _check_facts(f"datasets.{name}", spec)
     for i, method in enumerate(grid["thirds"]):
@@ -124,6 +125,23 @@ def _check_fractions(fractions) -> None:
         seen[k] = i
 
 
+def _check_parts(grid: dict) -> None:
+    """Refuse, before any job, the parts whose select job would fail after the proxies trained (s2l
+    does not rank, so it has no easy or mid end) or that repeat another part's set (at an even k the
+    middle chunk is not central; at k = 2 it is the easy half)."""
+    for key in ("parts", "diagnostic_parts"):
+        for i, part in enumerate(grid.get(key, ["hard"])):
+            if part != "hard" and "s2l" in grid["methods"]:
+                raise ConfigError(f"config key grid.{key}[{i}]: s2l (grid.methods[{grid['methods'].index('s2l')}]) "
+                                  f"does not rank the rows, so it has no {part} part; train s2l in a study with "
+                                  f"{key} [hard]")
+            if part == "mid":
+                for j, fraction in enumerate(grid["fractions"]):
+                    if chunks_for(fraction) % 2 == 0:
+                        raise ConfigError(f"config key grid.{key}[{i}]: mid needs an odd k; grid.fractions[{j}] = "
+                                          f"{fraction} has k = {chunks_for(fraction)}, whose middle chunk is not central")
+
+
 def load_config(path) -> dict:
     config = yaml.safe_load(Path(path).read_text())
     validate_config(config)
@@ -136,10 +154,24 @@ def scoring_models(grid: dict) -> list[str]:
 
 
 def diagnostic_subsets(grid: dict) -> list[tuple[str, str]]:
-    """(model, subset) of the hard subset every scoring model selects per method, k and seed: what the
-    transfer diagnostic compares (no target is trained on the diagnostic models' picks)."""
-    every = grid | {"proxies": scoring_models(grid), "thirds": []}
+    """(model, subset) of the hard subset (and the parts grid.diagnostic_parts asks for) every scoring
+    model selects per method, k and seed: what the transfer diagnostic compares (no target is trained
+    on the diagnostic models' picks)."""
+    every = grid | {"proxies": scoring_models(grid), "thirds": [], "parts": grid.get("diagnostic_parts", ["hard"])}
     return [(sel, sub) for sel, sub in subsets(every) if sel != "none"]
+
+
+def pool_model(grid: dict, selector: str) -> str:
+    """The model whose score table's scorable rows a selection's budget is counted on: its selector,
+    or for the proxy-free methods (selector 'none': random, length) the first proxy, the one the
+    method comparison reads, so that clust_rand has the budget and the pool of its selections."""
+    return grid["proxies"][0] if selector == "none" else selector
+
+
+def uses_clusters(grid: dict, subset: Subset) -> bool:
+    """The semantic clusters: the cluster scheme's groups, and s2l's budget (that of the same k's
+    clust_rand) in a study with the cluster scheme."""
+    return subset.scheme == "cluster" or (subset.method == "s2l" and "cluster" in grid["schemes"])
 
 
 def selectors(grid: dict, method: str) -> list[str]:
@@ -192,6 +224,33 @@ def proxy_epochs(config: dict) -> int:
     grid, n = config["grid"], config["training"]["epochs"]
     needs = {"lp1": n, "s2l": n, "lp_app": 1, "ifd": method_settings(config)["ifd"]["epoch"]}
     return max([needs.get(m, 0) for m in set(grid["methods"]) | set(grid["thirds"])], default=0)
+
+
+def figures(config: dict, dataset: str) -> list[str]:
+    """The figures of a training study on `dataset` that it has the data for, so that none is drawn as a
+    placeholder: curves over the fraction need two or more fractions, the thirds figure easy, mid and
+    hard parts of k = 3, the transfer figures two or more scoring models, the trajectories a trained
+    proxy, the gain over random both lp1 and random, the composition a generated dataset (the only kind
+    with known difficulty levels)."""
+    grid = config["grid"]
+    ks = {chunks_for(f) for f in grid["fractions"]}
+    methods, parts = set(grid["methods"]), set(grid.get("parts", ["hard"]))
+    trained = proxy_epochs(config) >= 1
+    several = len(scoring_models(grid)) >= 2
+    has_data = {
+        "metric_vs_fraction": len(ks) >= 2,
+        "transfer_heatmap": {"lp1", "random"} <= methods,
+        "rank_correlation": several and trained,
+        "trajectories": trained,
+        "composition": config["datasets"][dataset]["source"] == "synthetic",
+        "compute_cost": True,
+        "fraction_to_parity": len(ks) >= 2,
+        "thirds": bool(grid["thirds"]) or (3 in ks and parts >= set(PARTS)),
+        "method_comparison": len(methods) >= 2,
+        "same_size": True,
+        "transfer": several,
+    }
+    return [name for name, drawn in has_data.items() if drawn]
 
 
 def select_options(config: dict, subset: str) -> dict:

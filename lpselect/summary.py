@@ -39,6 +39,13 @@ def _value(row, column: str) -> str:
     return f"{mean:.3f}" if pd.isna(lo) else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def _rows(n) -> str:
+    """A row count (a mean over seeds may be fractional)."""
+    if n is None or pd.isna(n):
+        return ""
+    return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
+
+
 def _table(header, rows) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + [
         "| " + " | ".join(map(str, r)) + " |" for r in rows]
@@ -65,12 +72,13 @@ def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
     columns = [metric] + [c for c in COLUMNS if c in seeds and seeds[c].notna().any()]
     interval = "mean [95% interval over seeds]" if n_seeds > 1 else "one seed: no interval over seeds"
     lines += [f"Per trained target ({metric} against the full-data model of the same seed; {n_seeds} seed(s), "
-              f"{interval}). Nominal = 1/k per cluster, realized = selected rows / all rows.", ""]
+              f"{interval}). Nominal = 1/k per cluster, rows = rows trained on (mean over seeds), realized = "
+              "those rows / all rows.", ""]
     order = seeds.sort_values(["target", "method", "selector", "part", "chunks"], key=lambda c: c.astype(str))
     rows = [(r["target"], r["display"] if r["selector"] == "none" else f"{r['display']} ({r['selector']})",
-             r["part"], "" if r["method"] in ("full", "base") else f"1/{int(r['chunks'])}",
+             r["part"], "" if r["method"] in ("full", "base") else f"1/{int(r['chunks'])}", _rows(r.get("n_selected")),
              f"{r['realized_fraction']:.3f}", *(_value(r, c) for c in columns)) for _, r in order.iterrows()]
-    lines += _table(("target", "model", "part", "nominal", "realized", *columns), rows) + [""]
+    lines += _table(("target", "model", "part", "nominal", "rows", "realized", *columns), rows) + [""]
     lp1 = corr[(corr["score"] == "lp1") & (corr["model_a"] < corr["model_b"])]
     if lp1["kendall_tau"].notna().any():
         lines += ["Kendall tau of LP(1) rankings between the scoring models:", ""]
@@ -97,26 +105,30 @@ def method_section(seeds: pd.DataFrame, metric: str, proxy: str, n_seeds: int) -
     columns = sorted({(t, int(k)) for t, k in zip(hard["target"], hard["chunks"])})
     rows = []
     for label, g in hard.groupby("label", sort=True):
-        cells = {(r["target"], int(r["chunks"])): f"{_value(r, metric)} at {r['realized_fraction']:.2f}"
-                 for _, r in g.iterrows()}
+        cells = {(r["target"], int(r["chunks"])): f"{_value(r, metric)} at {_rows(r.get('n_selected'))} rows "
+                 f"({r['realized_fraction']:.2f})" for _, r in g.iterrows()}
         rows.append((label, *(cells.get(c, "") for c in columns)))
     return [f"Selection methods at the same budget ({metric} of each hard subset vs the full-data model, "
             f"{'mean [95% interval] over ' + str(n_seeds) + ' seeds' if n_seeds > 1 else 'one seed'}, "
-            "at its realized share; clust_rand / random is the same-size random baseline):", ""] + _table(
+            "at its realized size; clust_rand / random is the random baseline of the first proxy's budget):",
+            ""] + _table(
         ("method", *(f"{t}, 1/{k}" for t, k in columns)), rows) + [""]
 
 
 def transfer_section(transfer: pd.DataFrame) -> list[str]:
-    """Per method and pair of proxies: Kendall tau and the overlap of their selections per share."""
+    """Per method, part and pair of proxies: Kendall tau, the sizes and the overlap of their selections
+    per share (mean over seeds), each part on its own row."""
     if transfer.empty:
         return []
-    g = transfer.groupby(["display", "model_a", "model_b", "chunks"], sort=True)[
-        ["kendall_tau", "overlap", "chance_overlap"]].mean().reset_index()
-    rows = [(r.display, r.model_a, r.model_b, f"1/{r.chunks}", "" if pd.isna(r.kendall_tau) else f"{r.kendall_tau:.3f}",
-             f"{r.overlap:.3f}", f"{r.chance_overlap:.3f}") for r in g.itertuples()]
+    g = transfer.groupby(["display", "part", "model_a", "model_b", "chunks"], sort=True)[
+        ["kendall_tau", "n_a", "n_b", "overlap", "chance_overlap"]].mean().reset_index()
+    rows = [(r.display, r.part, r.model_a, r.model_b, f"1/{r.chunks}", f"{_rows(r.n_a)} / {_rows(r.n_b)}",
+             "" if pd.isna(r.kendall_tau) else f"{r.kendall_tau:.3f}", f"{r.overlap:.3f}", f"{r.chance_overlap:.3f}")
+            for r in g.itertuples()]
     return ["Transfer diagnostic (`snakemake diagnostic`, no fine-tune): agreement of two models' selections "
-            "(overlap = shared rows / the smaller selection; chance = two random draws of the same sizes):", ""] + _table(
-        ("method", "model a", "model b", "nominal", "Kendall tau", "overlap", "chance"), rows) + [""]
+            "(overlap = shared rows / the smaller selection; chance = two random draws of the same per-cluster "
+            "counts from the same rows):", ""] + _table(
+        ("method", "part", "model a", "model b", "nominal", "rows a / b", "Kendall tau", "overlap", "chance"), rows) + [""]
 
 
 def write_summary(datasets: dict, score_paths: dict, out_md) -> None:

@@ -97,18 +97,29 @@ def ensure_pad_token(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts its BOS in front of what it encodes (Llama, gemma) rather than only
+    defining one (the fresh tokenizer's <s>, SmolLM2's <|im_start|>)."""
+    ids = tokenizer("x", add_special_tokens=True)["input_ids"]
+    return tokenizer.bos_token_id is not None and bool(ids) and ids[0] == tokenizer.bos_token_id
+
+
 def response_only(examples: list[dict], tokenizer) -> list[dict]:
-    """The same samples without their prompt, for IFD's second pass: the model's BOS (when it has one)
-    followed by exactly the response tokens encode_row scored (truncation included, EOS included), so
-    both passes score the same tokens. Without a BOS the first response token has no context and is
-    not scored."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    """The same samples without their prompt, for IFD's second pass: exactly the response tokens
+    encode_row scored (truncation included, EOS included), so both passes score the same tokens,
+    after the model's BOS only where the tokenizer adds one to the prompted pass too (a token the model
+    never sees at the start of an input would inflate the first loss). Without it the first response
+    token has no context and is not scored, as in Superfiltering's response-alone pass."""
+    bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
     out = []
     for e in examples:
         response = [label for label in e["labels"] if label != IGNORE_INDEX]
         labels = [IGNORE_INDEX] * len(bos) + response
         out.append({"id": e["id"], "input_ids": bos + response, "labels": labels, "truncated": e["truncated"]})
     return out
+
+
+_without_prompts = response_only  # for extraction_examples, whose flag has this name
 
 
 # --- the tokenized training split: built once per (dataset, tokenizer), read by every job -----------------
@@ -153,3 +164,21 @@ def load_examples(path, ids=None) -> list[dict]:
     else:
         columns = dataset[:]
     return [dict(zip(COLUMNS, values)) for values in zip(*(columns[c] for c in COLUMNS))]
+
+
+def training_examples(tokenized_dir, subset_path=None) -> list[dict]:
+    """The tokenized training split, or the subset's samples of it in the split's order."""
+    import json
+    from pathlib import Path
+
+    ids = json.loads(Path(subset_path).read_text())["ids"] if subset_path else None
+    examples = load_examples(tokenized_dir, ids)
+    log.info("training on %d rows", len(examples))
+    return examples
+
+
+def extraction_examples(tokenized_dir, tokenizer, response_only: bool = False) -> list[dict]:
+    """The tokenized training split; with `response_only`, the same response tokens without their
+    prompt (IFD's second pass)."""
+    examples = load_examples(tokenized_dir)
+    return _without_prompts(examples, tokenizer) if response_only else examples

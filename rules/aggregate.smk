@@ -81,6 +81,10 @@ rule transfer:
         ],
         scores=expand("results/scores/{{dataset}}/{model}.csv", model=SCORED_MODELS),
         ifd=expand("results/ifd/{{dataset}}/{proxy}.csv", proxy=ifd_proxies()),
+        # the per-cluster counts of the chance overlap
+        clusters=(
+            ["results/clusters/{dataset}.csv"] if "cluster" in GRID["schemes"] else []
+        ),
     output:
         "results/tables/{dataset}/transfer.csv",
     log:

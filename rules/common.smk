@@ -76,7 +76,12 @@ else:
     WRITE_RESPONSES = EVAL["generate"] or EVAL_SET is not None or JUDGE is not None
     # evaluate then writes the responses itself (its generations are them)
     REUSE_PREDICTIONS = EVAL["generate"] and not EVAL_SET
-FIGURES = list(FIGURE_TABLES)
+# the figures each dataset has the data for (every figure of a dumps study; a training study's follow its grid)
+FIGURES_OF = {
+    d: list(FIGURE_TABLES) if DUMPS_STUDY else study.figures(config, d)
+    for d in DATASETS
+}
+FIGURES = [f for f in FIGURE_TABLES if any(f in drawn for drawn in FIGURES_OF.values())]
 # the methods are compared on the first (cheapest) proxy's selections
 FIGURE_OPTIONS = (
     {"pairs": config["dumps"]["pairs"]}
@@ -150,12 +155,12 @@ def light(key):
 def final_outputs():
     outputs = expand(
         "results/tables/{dataset}/{table}.csv", dataset=DATASETS, table=TABLES
-    ) + expand(
-        "results/figures/{dataset}/{figure}.{ext}",
-        dataset=DATASETS,
-        figure=FIGURES,
-        ext=FORMATS,
-    )
+    ) + [
+        f"results/figures/{d}/{figure}.{ext}"
+        for d in DATASETS
+        for figure in FIGURES_OF[d]
+        for ext in FORMATS
+    ]
     if DUMPS_STUDY:
         outputs.append("results/dumps-summary.md")
     else:
@@ -170,10 +175,14 @@ def final_outputs():
 
 
 def diagnostic_outputs():
-    """The transfer diagnostic (no target fine-tune): table and figure per dataset."""
-    return expand("results/tables/{dataset}/transfer.csv", dataset=DATASETS) + expand(
-        "results/figures/{dataset}/transfer.{ext}", dataset=DATASETS, ext=FORMATS
-    )
+    """The transfer diagnostic (no target fine-tune): table per dataset, and figure where two or more
+    models score the rows."""
+    return expand("results/tables/{dataset}/transfer.csv", dataset=DATASETS) + [
+        f"results/figures/{d}/transfer.{ext}"
+        for d in DATASETS
+        if "transfer" in FIGURES_OF[d]
+        for ext in FORMATS
+    ]
 
 
 def ifd_proxies():
@@ -230,17 +239,22 @@ def tokenized(wildcards):
 
 
 def subset_inputs(wildcards):
-    """A random subset needs no scores; the global scheme needs no clusters."""
+    """The method's own table (none for random), the score table whose scorable rows the budget is
+    counted on where that is another (the selector's for ifd, the first proxy's for random and
+    length), and the semantic clusters for the cluster scheme and for s2l's budget."""
     subset = Subset.parse(wildcards.subset)
     d, selector = wildcards.dataset, wildcards.selector
     inputs = {"rows": f"results/datasets/{d}/train.jsonl"}
+    pool = f"results/scores/{d}/{study.pool_model(GRID, selector)}.csv"
     if subset.method == "ifd":
         inputs["scores"] = f"results/ifd/{d}/{selector}.csv"
     elif subset.method == "length":
         inputs["scores"] = f"results/lengths/{d}.csv"
     elif subset.method != "random":
         inputs["scores"] = f"results/scores/{d}/{selector}.csv"
-    if subset.scheme == "cluster":
+    if inputs.get("scores") != pool:
+        inputs["pool"] = pool
+    if study.uses_clusters(GRID, subset):
         inputs["clusters"] = f"results/clusters/{wildcards.dataset}.csv"
     return inputs
 

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from lpselect import models, stages, synthetic
+from lpselect import models, stages, synthetic, tokenization
 from lpselect.fileio import write_jsonl
 
 HP = {"epochs": 2, "learning_rate": 3e-3, "lr_scheduler": "cosine", "warmup_ratio": 0.03, "weight_decay": 0.0,
@@ -47,7 +47,7 @@ def test_two_rank_response_only_extraction_equals_one_process(base):
 
 def test_two_rank_data_parallel_training_publishes_every_epoch(base):
     outputs = {1: base / "proxy/epoch-1", 2: base / "proxy/epoch-2"}
-    ids = [e["id"] for e in stages.training_examples(base / "tokenized")][::2]  # a subset: the ranks select it
+    ids = [e["id"] for e in tokenization.training_examples(base / "tokenized")][::2]  # a subset: the ranks select it
     (base / "subset.json").write_text(json.dumps({"ids": ids}))
     stages.train_model(base / "base", base / "tokenized", base / "subset.json", HP, 42, outputs, base / "state",
                        base / "train.json", processes=2)
@@ -60,3 +60,26 @@ def test_two_rank_data_parallel_training_publishes_every_epoch(base):
     losses = [h["loss"] for h in history if "loss" in h]
     assert losses and all(x == x for x in losses)  # logged and finite
     assert max(h["step"] for h in history) == 2 * len(ids) // HP["global_batch_size"]  # the subset, not all rows
+
+
+def test_the_package_imports_form_no_circle():
+    """Data flows one way: no lpselect module imports (at top level or inside a function) a module that
+    imports it back, directly or through others (distributed and stages once did)."""
+    import ast
+    import graphlib
+    from pathlib import Path
+
+    package = Path(stages.__file__).parent
+    modules = {p.stem: p for p in package.glob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("lpselect")):
+                module = (node.module or "").removeprefix("lpselect").lstrip(".")
+                deps |= {module.split(".")[0]} if module else {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lpselect.")}
+        graph[name] = deps & set(modules) - {name}
+    assert graph["distributed"] and graph["stages"]  # the scan sees the function-level imports
+    list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a circle

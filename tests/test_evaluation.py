@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpselect import aggregate, figures, metrics, models, stages
+from conftest import ROOT
+from lpselect import aggregate, figures, metrics, models, stages, study
 from lpselect.data import DatasetError
 from lpselect.fileio import read_jsonl, write_jsonl
 from lpselect.responses import alpaca_eval_records, load_eval_set
@@ -129,6 +130,26 @@ def test_thirds_placeholder_without_thirds(tmp_path):
     fig = figures.thirds(frame)
     assert any("grid.thirds" in t.get_text() for t in fig.axes[0].texts)
     assert np.isnan(figures.smallest_parity_fraction(frame.assign(win_rate=0.1), "win_rate")["fraction"]).all()
+
+
+def test_the_figure_list_follows_the_grid():
+    """No placeholder figure: the default study (one fraction, no thirds) draws neither the curves over
+    the fraction nor the parity plot nor the thirds; a grid with their data draws them."""
+    config = study.load_config(ROOT / "config.yaml")
+    drawn = study.figures(config, "synth")
+    assert not {"thirds", "fraction_to_parity", "metric_vs_fraction"} & set(drawn)
+    assert {"same_size", "composition", "transfer", "rank_correlation", "transfer_heatmap", "method_comparison"} <= set(drawn)
+    config["grid"] |= {"fractions": [0.5, 1 / 3], "thirds": ["lp1"], "methods": ["lp1"], "proxies": ["llama-330k"]}
+    drawn = study.figures(config, "synth")
+    assert {"thirds", "fraction_to_parity", "metric_vs_fraction"} <= set(drawn)
+    # one method, one scoring model: nothing to compare the method or the models with
+    assert not {"method_comparison", "transfer", "rank_correlation", "transfer_heatmap"} & set(drawn)
+    config["grid"] |= {"thirds": [], "parts": ["hard", "mid", "easy"], "fractions": [1 / 3]}
+    assert "thirds" in study.figures(config, "synth")
+    config["grid"]["methods"] = ["ppl0", "random"]  # no proxy training: no trajectories
+    assert "trajectories" not in study.figures(config, "synth")
+    real = study.load_config(ROOT / "configs/real-small.yaml")
+    assert "composition" not in study.figures(real, real["grid"]["datasets"][0])  # no known difficulty
 
 
 def test_long_prompts_are_cut_to_fit_the_models_context(tmp_path, tiny_tokenizer):

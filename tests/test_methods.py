@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 
-from lpselect import aggregate, scoring, selection, study
+from lpselect import aggregate, scoring, selection, study, summary
 from lpselect.losses import per_sample_losses
 from lpselect.selection import Subset
 from lpselect.tokenization import IGNORE_INDEX, encode_row, response_only
@@ -31,18 +32,35 @@ def mean_nll(model, ids, scored) -> float:
     return float(np.mean([-log_probs[t - 1, ids[t]].item() for t in scored]))
 
 
-@pytest.mark.parametrize("with_bos", [True, False])
-def test_ifd_equals_a_hand_computation(tiny_model, tiny_tokenizer, with_bos):
-    tokenizer = copy.deepcopy(tiny_tokenizer)
-    if not with_bos:
+def bos_variant(tokenizer, kind: str):
+    """The fresh tokenizer as it is ("defined": a BOS token it does not add), made to add its BOS to
+    every encoding ("added", as Llama and gemma tokenizers do), or without a BOS ("none")."""
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = copy.deepcopy(tokenizer)
+    if kind == "added":
+        bos = tokenizer.bos_token
+        tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.bos_token_id)])
+    elif kind == "none":
         tokenizer.bos_token = None
+    return tokenizer
+
+
+@pytest.mark.parametrize("kind", ["added", "defined", "none"])
+def test_ifd_equals_a_hand_computation(tiny_model, tiny_tokenizer, kind):
+    tokenizer = bos_variant(tiny_tokenizer, kind)
     examples = [encode_row(r, tokenizer, 512) for r in ROWS]
     alone = response_only(examples, tokenizer)
     pad = tokenizer.pad_token_id
     prompted = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad)
     bare = per_sample_losses(tiny_model, alone, batch_size=2, pad_id=pad)
     table = scoring.ifd_table(prompted, bare)
+    # the response-only pass starts with BOS exactly when the prompted pass does: a tokenizer that
+    # defines a BOS but never adds it (the fresh one, SmolLM2) must not show the model a token it never saw
+    with_bos = kind == "added"
     for i, e in enumerate(examples):
+        assert (e["input_ids"][0] == tokenizer.bos_token_id) == with_bos
         response = [t for t in e["labels"] if t != IGNORE_INDEX]
         # both passes score the same response tokens (and EOS); without a BOS the first has no context
         assert alone[i]["input_ids"] == ([tokenizer.bos_token_id] if with_bos else []) + response
@@ -67,14 +85,21 @@ def ifd_scores(values):
     return ids, pd.DataFrame({"id": ids, "ifd": values, "scorable": ~np.isnan(values)})
 
 
-def test_ifd_above_one_is_filtered_and_counted():
+def test_ifd_above_one_is_filtered_after_the_budget_is_set():
+    """The filter acts after the budget (as Superfiltering, which sizes it on the whole dataset): ifd
+    keeps the size of the same k's clust_rand while enough rows are left."""
     ids, scores = ifd_scores(np.array([0.2, 0.9, 1.0, 1.7, 0.5, np.nan, 0.95, 3.0]))
-    subset = Subset("ifd", "global", 2, "hard", 1)
-    kept = selection.select(subset, ids, scores, None, drop_ifd_above_one=True)
-    assert (kept["n_unscorable"], kept["n_filtered"]) == (1, 3)
-    # the four left are ranked high IFD first; the hard half keeps two
-    assert kept["ids"] == ["s01", "s06"]
-    every = selection.select(subset, ids, scores, None, drop_ifd_above_one=False)
+    kept = selection.select(Subset("ifd", "global", 3, "hard", 1), ids, scores, None, drop_ifd_above_one=True)
+    assert (kept["n_unscorable"], kept["n_filtered"], kept["n_pool"]) == (1, 3, 7)
+    # 7 scorable rows: a budget of ceil(7 / 3) = 3, ranked high IFD first among the four with IFD < 1
+    assert kept["ids"] == ["s01", "s04", "s06"]
+    assert kept["left_out"] == ["s02", "s03", "s05", "s07"]
+    rand = selection.select(Subset("random", "global", 3, "hard", 1), ids, None, None, pool_scores=scores)
+    assert rand["n_selected"] == kept["n_selected"] and not set(rand["ids"]) & {"s05"}
+    # at k = 2 the budget (4) is all that is left
+    half = selection.select(Subset("ifd", "global", 2, "hard", 1), ids, scores, None, drop_ifd_above_one=True)
+    assert half["ids"] == ["s00", "s01", "s04", "s06"]
+    every = selection.select(Subset("ifd", "global", 2, "hard", 1), ids, scores, None, drop_ifd_above_one=False)
     assert every["n_filtered"] == 0 and every["ids"] == ["s02", "s03", "s06", "s07"]  # 7 scorable: 4 kept
 
 
@@ -200,3 +225,66 @@ def test_transfer_table_gives_rank_agreement_and_selection_overlap(tmp_path):
     assert np.isnan(table.loc["s2l", "kendall_tau"])
     assert table.loc["s2l", "overlap"] == 0.5 and table.loc["s2l", "chance_overlap"] == 0.3
     assert table.loc["s2l", "realized_fraction"] == 0.25
+
+
+def test_rank_correlations_skip_the_rows_a_model_could_not_score(tmp_path):
+    """An unscorable row (NaN score) in either table leaves the rank correlation over the other rows,
+    as in the transfer table, instead of turning it into NaN."""
+    rng = np.random.default_rng(0)
+    a = pd.DataFrame({"id": [f"x{i}" for i in range(12)], "lp1": rng.random(12), "lp_app": rng.random(12)})
+    b = a.assign(lp1=a["lp1"] + rng.normal(0, 0.3, 12), lp_app=rng.random(12))
+    b.loc[3, "lp1"] = np.nan
+    a.loc[7, ["lp1", "lp_app"]] = np.nan
+    paths = {"a": tmp_path / "a.csv", "b": tmp_path / "b.csv"}
+    a.to_csv(paths["a"], index=False)
+    b.to_csv(paths["b"], index=False)
+    table = aggregate.rank_correlations(paths).set_index(["score", "model_a", "model_b"])
+    both = a["lp1"].notna() & b["lp1"].notna()
+    expected = scipy.stats.kendalltau(a["lp1"][both], b["lp1"][both]).statistic
+    assert table.loc[("lp1", "a", "b"), "kendall_tau"] == pytest.approx(expected)
+    assert table.loc[("lp1", "a", "b"), "spearman"] == pytest.approx(
+        scipy.stats.spearmanr(a["lp1"][both], b["lp1"][both]).statistic)
+    assert table.loc[("lp1", "a", "a"), "kendall_tau"] == pytest.approx(1.0)
+    assert table[["kendall_tau", "spearman"]].notna().all().all()
+
+
+
+def test_the_transfer_chance_keeps_the_per_cluster_counts_and_the_pools(tmp_path):
+    """Two cluster-scheme selections share their per-cluster counts a_c: two random draws of them
+    overlap by sum(a_c^2 / n_c) / sum(a_c), not max(|A|, |B|) / N (0.6 here)."""
+    ids = [f"x{i}" for i in range(10)]
+    clusters = pd.DataFrame({"id": ids, "cluster": [0, 1, 2, 3, 4, 4, 4, 4, 4, 4]})  # 4 singletons and 6 rows
+    clusters.to_csv(tmp_path / "clusters.csv", index=False)
+    table = pd.DataFrame({"id": ids, "lp1": np.arange(10.0)})
+    paths = {m: tmp_path / f"{m}.csv" for m in ("a", "b")}
+    for m in paths:
+        table.to_csv(paths[m], index=False)
+    name = "lp1_cluster_k3_hard_seed1"  # ceil(1 / 3) = 1 of each singleton, ceil(6 / 3) = 2 of the rest
+    subsets = {("a", name): write_subset(tmp_path / "a.json", name, ids[:4] + ["x4", "x5"], 10),
+               ("b", name): write_subset(tmp_path / "b.json", name, ids[:4] + ["x8", "x9"], 10)}
+    row = aggregate.transfer_table(subsets, paths, clusters_path=tmp_path / "clusters.csv").iloc[0]
+    assert row["overlap"] == pytest.approx(4 / 6)
+    assert row["chance_overlap"] == pytest.approx((4 * 1 + 2 * 2 / 6) / 6)  # 0.778
+    # a row neither could pick (left out: unscorable) is in neither pool: 2 of the 5 others
+    global_name = "lp1_global_k2_hard_seed1"
+    a = {"subset": global_name, "ids": ids[:4], "n_selected": 4, "n_total": 10, "left_out": ["x9"]}
+    b = a | {"ids": ids[5:9]}
+    assert aggregate.chance_overlap(a, b, ids, None) == pytest.approx(4 * 4 * 9 / (9 * 9) / 4)
+    assert aggregate.chance_overlap(a, b | {"left_out": []}, ids, None) == pytest.approx(4 * 4 * 9 / (9 * 10) / 4)
+
+
+def test_the_transfer_diagnostic_compares_the_hard_parts_and_keeps_parts_apart(tmp_path):
+    grid = {"methods": ["lp1", "random"], "schemes": ["cluster"], "fractions": [0.5], "seeds": [1],
+            "proxies": ["a", "b"], "thirds": [], "parts": ["hard", "easy"], "diagnostic_models": []}
+    assert study.diagnostic_subsets(grid) == [("a", "lp1_cluster_k2_hard_seed1"), ("b", "lp1_cluster_k2_hard_seed1")]
+    asked = study.diagnostic_subsets(grid | {"diagnostic_parts": ["hard", "easy"]})
+    assert ("b", "lp1_cluster_k2_easy_seed1") in asked and len(asked) == 4
+    # a hard overlap of 1 and an easy one of 0 are two rows, not one of 0.5
+    rows = [{"method": "lp1", "scheme": "cluster", "chunks": 2, "fraction": 0.5, "part": part, "seed": 1,
+             "subset": f"lp1_cluster_k2_{part}_seed1", "display": "lp1", "model_a": "a", "model_b": "b",
+             "kendall_tau": 0.4, "n_a": n, "n_b": n, "realized_fraction": 0.5, "overlap": overlap,
+             "chance_overlap": chance} for part, n, overlap, chance in (("hard", 309, 1.0, 0.508), ("easy", 299, 0.0, 0.492))]
+    lines = "\n".join(summary.transfer_section(pd.DataFrame(rows)))
+    assert "| lp1 | hard | a | b | 1/2 | 309 / 309 | 0.400 | 1.000 | 0.508 |" in lines
+    assert "| lp1 | easy | a | b | 1/2 | 299 / 299 | 0.400 | 0.000 | 0.492 |" in lines
+    assert "0.500" not in lines

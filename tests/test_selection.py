@@ -28,10 +28,23 @@ def test_per_cluster_chunks_keep_the_first_chunk_of_each_cluster():
     assert out["n_selected"] == 3 and out["realized_fraction"] == 0.3  # above the 25% label
 
 
-def test_thirds_partition_every_cluster():
-    parts = {p: select(Subset("lp1", "cluster", 3, p, 0), IDS, scores(), CLUSTER_TABLE)["ids"] for p in ("hard", "mid", "easy")}
-    assert sorted(sum(parts.values(), [])) == IDS.tolist()
-    assert parts["hard"] == ["s01", "s03", "s05", "s08"] and parts["easy"] == ["s00", "s06", "s07"]
+def test_every_part_of_one_k_takes_the_same_per_cluster_counts():
+    """ceil(n_c / k) rows per cluster for hard (array_split's first chunk, as the official code), easy
+    and mid alike: the official code's easy end (array_split's last chunk) would take floor(n_c / k)."""
+    def part(name, k):
+        return select(Subset("lp1", "cluster", k, name, 0), IDS, scores(), CLUSTER_TABLE)
+
+    # k = 3: 3 of cluster 0's 7 rows and 1 of cluster 1's 3, in every part
+    assert part("hard", 3)["ids"] == ["s01", "s03", "s05", "s08"]
+    assert part("easy", 3)["ids"] == ["s00", "s04", "s06", "s07"]
+    assert part("mid", 3)["ids"] == ["s02", "s03", "s04", "s09"]  # the central rows (a boundary row shared)
+    # k = 2: 4 + 2 rows in both halves (the official easy half would hold 3 + 1); the median rows of the
+    # odd clusters (s02, s09) belong to both
+    hard, easy = part("hard", 2), part("easy", 2)
+    assert hard["n_selected"] == easy["n_selected"] == 6
+    assert hard["ids"] == ["s01", "s02", "s03", "s05", "s08", "s09"]
+    assert easy["ids"] == ["s00", "s02", "s04", "s06", "s07", "s09"]
+    assert select(Subset("random", "cluster", 2, "hard", 5), IDS, None, CLUSTER_TABLE)["n_selected"] == 6
 
 
 def test_global_scheme_ranks_the_whole_set():
@@ -50,6 +63,30 @@ def test_clust_rand_matches_per_cluster_counts_of_the_lp_selection():
     count = lambda ids: np.bincount(CLUSTERS[IDS.isin(ids)], minlength=2).tolist()  # noqa: E731
     assert count(rand["ids"]) == count(lp["ids"]) == [2, 1]
     assert select(Subset("random", "cluster", 4, "hard", 8), IDS, None, CLUSTER_TABLE)["n_selected"] == 3
+
+
+def test_clust_rand_draws_from_the_rows_the_comparison_could_rank():
+    """20 rows in 2 clusters, 3 unscorable: lp1 ranks 17; clust_rand, given the same score table as its
+    pool, takes the same per-cluster counts from the same rows (it took 11 against lp1's 9 when it drew
+    from every row)."""
+    ids = pd.Series([f"r{i:02d}" for i in range(20)])
+    clusters = pd.DataFrame({"id": ids, "cluster": [0] * 12 + [1] * 8})
+    table = pd.DataFrame({"id": ids, "lp1": np.linspace(1, 0, 20), "scorable": True})
+    table.loc[[0, 5, 13], "scorable"] = False
+    table.loc[[0, 5, 13], "lp1"] = np.nan
+    lp = select(Subset("lp1", "cluster", 2, "hard", 0), ids, table, clusters)
+    rand = select(Subset("random", "cluster", 2, "hard", 3), ids, None, clusters, pool_scores=table)
+    count = lambda chosen: np.bincount(clusters["cluster"][ids.isin(chosen)], minlength=2).tolist()  # noqa: E731
+    assert count(lp["ids"]) == count(rand["ids"]) == [5, 4]  # ceil(10 / 2), ceil(7 / 2)
+    assert lp["n_selected"] == rand["n_selected"] == 9 and rand["n_pool"] == lp["n_pool"] == 17
+    assert not set(rand["ids"]) & {"r00", "r05", "r13"} and rand["left_out"] == ["r00", "r05", "r13"]
+    # s2l, which does not rank, gets the same budget over the same clusters
+    trajectories = table.assign(p0=np.linspace(3, 4, 20), p1=np.linspace(2, 1, 20))
+    s2l = select(Subset("s2l", "global", 3, "hard", 3), ids, trajectories, clusters, s2l_clusters=3)
+    rand3 = select(Subset("random", "cluster", 3, "hard", 3), ids, None, clusters, pool_scores=table)
+    assert s2l["n_selected"] == rand3["n_selected"] == 4 + 3 and not set(s2l["ids"]) & {"r00", "r05", "r13"}
+    # without the semantic clusters (a global-scheme study), s2l's budget is ceil(17 / 3)
+    assert select(Subset("s2l", "global", 3, "hard", 3), ids, trajectories, None, s2l_clusters=3)["n_selected"] == 6
 
 
 def test_ties_are_broken_by_id():
@@ -85,6 +122,28 @@ def test_fractions_that_misname_their_size_are_refused(fractions, message):
     config["grid"]["fractions"] = fractions
     with pytest.raises(study.ConfigError, match=message):
         study.validate_config(config)
+
+
+@pytest.mark.parametrize("grid, message", [
+    # s2l does not rank: it has no easy or mid part, and its select job would fail after the proxies trained
+    ({"methods": ["lp1", "s2l"], "parts": ["hard", "easy"]},
+     r"config key grid.parts\[1\]: s2l \(grid.methods\[1\]\) does not rank the rows, so it has no easy part"),
+    ({"methods": ["s2l"], "parts": ["mid", "hard"]}, r"config key grid.parts\[0\]: s2l .* no mid part"),
+    # at an even k the middle chunk is not central (at k = 2 it is the easy half: two fine-tunes of one set)
+    ({"fractions": [0.25, 0.5], "parts": ["hard", "mid"]},
+     r"config key grid.parts\[1\]: mid needs an odd k; grid.fractions\[0\] = 0.25 has k = 4"),
+    # the same for the parts the transfer diagnostic is asked to compare
+    ({"methods": ["lp1", "s2l"], "parts": ["hard"], "diagnostic_parts": ["easy"]}, r"config key grid.diagnostic_parts\[0\]: s2l"),
+])
+def test_parts_that_would_fail_late_or_repeat_a_set_are_refused_at_validation(grid, message):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["grid"] |= grid
+    with pytest.raises(study.ConfigError, match=message):
+        study.validate_config(config)
+    config["grid"] |= {"parts": ["hard"], "diagnostic_parts": ["hard"], "fractions": [0.25, 0.5]}
+    study.validate_config(config)  # the hard part alone is fine
+    config["grid"] |= {"parts": ["hard", "mid", "easy"], "fractions": [1 / 3], "methods": ["lp1"]}
+    study.validate_config(config)  # and mid at an odd k
 
 
 def test_unscorable_samples_are_left_out_of_score_based_selection():
@@ -147,3 +206,26 @@ def test_subsets_with_the_same_rows_are_named_within_a_seed(tmp_path, caplog):
     sizes, _ = aggregate.subset_sizes(paths)
     assert sizes["same_rows_as"].tolist() == ["", "lp1_cluster_k2_hard_seed1", ""]
     assert "p/lp1_cluster_k3_hard_seed1 selects exactly the rows of p/lp1_cluster_k2_hard_seed1" in caplog.text
+
+
+def test_every_table_of_trained_models_carries_the_realized_size(tmp_path):
+    """n_selected for each subset from its select output, all the rows for the full-data model, none
+    for the base, in metrics.csv and (mean over seeds) seeds.csv."""
+    (tmp_path / "p").mkdir()
+    subset_paths, metrics_paths, models = [], [], []
+    for name, n in (("lp1_cluster_k2_hard_seed1", 6), ("lp1_cluster_k2_easy_seed1", 6)):
+        chosen = select(Subset.parse(name), IDS, scores(), CLUSTER_TABLE)
+        assert chosen["n_selected"] == n
+        (tmp_path / "p" / f"{name}.json").write_text(json.dumps(chosen))
+        subset_paths.append(tmp_path / "p" / f"{name}.json")
+        models.append(("t", "p", name))
+    models += [("t", "none", "full_seed1"), ("t", "none", "base")]
+    for i, _ in enumerate(models):
+        metrics_paths.append(tmp_path / f"m{i}.json")
+        metrics_paths[-1].write_text(json.dumps({"heldout_ppl": 2.0 + i}))
+    sizes, _ = aggregate.subset_sizes(subset_paths)
+    assert "left_out" not in sizes and sizes["n_pool"].tolist() == [10, 10]
+    table = aggregate.metrics_table(models, metrics_paths, sizes).set_index("subset")
+    assert table["n_selected"].tolist() == [6, 6, 10, 0]
+    seeds = aggregate.over_seeds(table.reset_index(), ["heldout_ppl"]).set_index("part")
+    assert seeds.loc["easy", "n_selected"] == 6

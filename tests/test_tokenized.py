@@ -30,8 +30,8 @@ def test_the_dataset_round_trips_to_exactly_what_encode_rows_gives(tokenized):
     assert [e["id"] for e in got] == [r["id"] for r in rows]
     assert 0 < sum(e["truncated"] for e in got) < len(got)  # both kinds are covered
     assert all(type(e["truncated"]) is bool and type(e["input_ids"][0]) is int for e in got)
-    assert list(stages.training_examples(root / "dataset")) == expected
-    stages.training_examples(root / "dataset", None)
+    assert list(tokenization.training_examples(root / "dataset")) == expected
+    tokenization.training_examples(root / "dataset", None)
     # reading writes nothing into the folder (no cache or lock files): jobs share it, read-only
     assert sorted(f.name for f in (root / "dataset").iterdir()) == [
         "data-00000-of-00001.arrow", "dataset_info.json", "state.json"]
@@ -42,18 +42,18 @@ def test_a_subset_keeps_the_training_split_order(tokenized):
     root, rows, expected = tokenized
     chosen = [r["id"] for r in rows[::3]]
     (root / "subset.json").write_text(json.dumps({"ids": list(reversed(chosen))}))  # order in the file is irrelevant
-    got = stages.training_examples(root / "dataset", root / "subset.json")
+    got = tokenization.training_examples(root / "dataset", root / "subset.json")
     assert got == [e for e in expected if e["id"] in set(chosen)]
     (root / "stale.json").write_text(json.dumps({"ids": chosen + ["synth-999999"]}))
     with pytest.raises(ValueError, match="synth-999999"):
-        stages.training_examples(root / "dataset", root / "stale.json")
+        tokenization.training_examples(root / "dataset", root / "stale.json")
 
 
 def test_response_only_examples_derive_from_the_dataset(tokenized):
     root, _, expected = tokenized
     tokenizer = models.load_tokenizer(root / "tokenizer")
-    assert stages.extraction_examples(root / "dataset", tokenizer) == expected
-    assert stages.extraction_examples(root / "dataset", tokenizer, response_only=True) == tokenization.response_only(
+    assert tokenization.extraction_examples(root / "dataset", tokenizer) == expected
+    assert tokenization.extraction_examples(root / "dataset", tokenizer, response_only=True) == tokenization.response_only(
         expected, tokenizer
     )
 

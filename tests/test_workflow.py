@@ -29,7 +29,8 @@ def test_default_dry_run_lists_the_whole_dag(workdir):
     assert counts["evaluate"] == 18 + 1  # + the untrained base; one job per model (predictions and metrics)
     assert counts["compare"] == 18 - 3 + 1  # every model but the full-data ones, against its seed's full model
     assert "predict" not in counts and "responses" not in counts  # evaluate writes them: its generations are them
-    assert counts["figure"] == 11 and counts["aggregate"] == 1 and counts["transfer"] == 1
+    # the figures it has data for: one fraction and no thirds, so no curve over the fraction, parity or thirds
+    assert counts["figure"] == 8 and counts["aggregate"] == 1 and counts["transfer"] == 1
     assert "judge" not in counts  # no judge configured by default
 
 
@@ -137,11 +138,13 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     results = workdir / "results"
     for table in ("metrics", "seeds", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
-    figures = ("metric_vs_fraction", "transfer_heatmap", "rank_correlation", "trajectories", "composition",
-               "fraction_to_parity", "thirds", "method_comparison", "same_size", "transfer")
+    figures = ("transfer_heatmap", "rank_correlation", "trajectories", "composition", "compute_cost",
+               "method_comparison", "same_size", "transfer")
     for figure in figures:
         assert (results / f"figures/synth/{figure}.png").stat().st_size > 1000
         assert (results / f"figures/synth/{figure}.pdf").exists()
+    # one fraction, no thirds: no placeholder figure for what the study does not have
+    assert sorted(p.stem for p in (results / "figures/synth").glob("*.png")) == sorted(figures)
 
     metrics = pd.read_csv(results / "tables/synth/metrics.csv")
     assert set(metrics["subset"]) >= {"full_seed42", "base", "lp1_cluster_k2_hard_seed42", "random_cluster_k2_hard_seed42"}

@@ -10,4 +10,5 @@ run_stage(
     snakemake.input.get("clusters"),
     snakemake.output[0],
     snakemake.params.options,
+    snakemake.input.get("pool"),
 )

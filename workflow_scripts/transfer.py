@@ -8,4 +8,5 @@ run_stage(
     score_paths=dict(zip(snakemake.params.proxies, snakemake.input.scores)),
     ifd_paths=dict(zip(snakemake.params.ifd_proxies, snakemake.input.ifd)),
     out_csv=snakemake.output[0],
+    clusters_path=snakemake.input.clusters[0] if snakemake.input.clusters else None,
 )
