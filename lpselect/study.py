@@ -219,7 +219,9 @@ def method_settings(config: dict) -> dict:
 # and evaluation set belong to other rules). Rules leave them out of their params (the scripts read them
 # from the config), so changing one reruns nothing that does not depend on it.
 NOT_RESULTS = {
-    "training": ("logging_steps",),
+    # gradient checkpointing trades memory for compute (same gradients), and the per-device batch size
+    # only splits training.global_batch_size into micro-batches (the same samples per optimizer step)
+    "training": ("logging_steps", "gradient_checkpointing", "batch_size"),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
     "evaluation": ("tie_tolerance", "eval_set"),
 }
@@ -230,11 +232,14 @@ def result_settings(config: dict, section: str) -> dict:
     return {k: v for k, v in config[section].items() if k not in NOT_RESULTS[section]}
 
 
-def training_settings(config: dict, model: str) -> dict:
-    """The training settings that change a model's fine-tune, with its size row's overrides."""
+def training_knobs(config: dict, model: str) -> dict:
+    """The training settings that change how a model's fine-tune runs but not its result (memory,
+    speed, logging): read by the training scripts from the config, outside the params and the resume
+    fingerprint, so changing one (say, gradient checkpointing after an OOM) reruns nothing. A size
+    row's gradient_checkpointing overrides the training section's."""
     row = size_resources(config, model, "train")
-    overrides = {"gradient_checkpointing": row["gradient_checkpointing"]} if "gradient_checkpointing" in row else {}
-    return result_settings(config, "training") | overrides
+    knobs = {k: v for k, v in defaulted(config, "training").items() if k in NOT_RESULTS["training"]}
+    return knobs | {k: row[k] for k in ("gradient_checkpointing",) if k in row}
 
 
 def references(grid: dict) -> list[str]:

@@ -137,10 +137,6 @@ def fresh_only(value):
     )
 
 
-def training_hp(wildcards):
-    return study.training_settings(config, model_of(wildcards))
-
-
 def light(key):
     return lambda wildcards, attempt: RES["light"][key] * (
         attempt if key == "runtime" else 1

@@ -10,6 +10,9 @@ rule train_proxy:
             for e in range(1, EPOCHS + 1)
         ],
         ledger="results/ledger/train_proxy/{dataset}/{proxy}.json",
+        # the Trainer's loss log, laid out as results/ledger/ (whose every JSON lpselect.plan reads as a
+        # ledger); the epoch folders that also hold it are temporary
+        loss_curve="results/loss_curves/train_proxy/{dataset}/{proxy}.json",
     log:
         "results/logs/train_proxy/{dataset}/{proxy}.log",
     benchmark:
@@ -24,7 +27,9 @@ rule train_proxy:
         gpu_model=sized("train", "gpu_model"),
         cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:
-        hp=training_hp,
+        # what changes the result; memory, speed and logging knobs (study.training_knobs) are read
+        # from the config by the script, so changing them reruns nothing
+        hp=study.result_settings(config, "training"),
         seed=config["seed"],
         # resumable state outside the outputs: Snakemake deletes the outputs of a failed job
         state="results/.state/train_proxy/{dataset}/{proxy}",

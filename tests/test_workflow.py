@@ -110,6 +110,30 @@ def test_every_seed_trains_its_own_full_data_reference(workdir):
     assert pairs["none/base"] == "full_seed1" and pairs["none/full_seed2"] == ""
 
 
+def test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer(workdir):
+    """Gradient checkpointing and the per-device batch (under a fixed global batch) change no result:
+    turning them on after an OOM reruns no base model, proxy or fine-tune, yet the trainer gets them.
+    The Trainer's loss log is kept beside the ledger (the epoch folders are temporary)."""
+    config = shrunken_config()
+    curve = "results/loss_curves/train_proxy/synth/m-a.json"
+    run_snakemake(workdir, config, "--cores", "2", curve)
+    history = json.loads((workdir / curve).read_text())
+    assert history[-1]["train_loss"] > 0 and history[-1]["epoch"] == pytest.approx(2.0)
+
+    changed = copy.deepcopy(config)
+    changed["training"] |= {"gradient_checkpointing": True, "batch_size": 4, "logging_steps": 1}  # global: 8
+    assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n", curve).stdout
+    before = (workdir / curve).read_text()
+    run_snakemake(workdir, changed, "--cores", "2", "--forcerun", "train_proxy", "--", curve)
+    ledger = json.loads((workdir / "results/ledger/train_proxy/synth/m-a.json").read_text())
+    assert (ledger["batch_size"], ledger["gradient_accumulation_steps"], ledger["global_batch_size"]) == (4, 2, 8)
+    steps = [h for h in json.loads((workdir / curve).read_text()) if "loss" in h]  # logging_steps: 1
+    assert len(steps) == 2 * 5 and not any("loss" in h for h in json.loads(before))  # 2 epochs of 40 rows / 8
+    # a result setting still reruns the proxy
+    changed["training"]["learning_rate"] *= 2
+    assert "train_proxy" in job_counts(run_snakemake(workdir, changed, "--cores", "2", "-n", curve).stdout)
+
+
 def test_lint_is_clean():
     import subprocess
 
@@ -178,7 +202,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert not list((results / "proxies").rglob("*.safetensors")) and not (results / "targets").exists()
     # logging and speed settings rerun nothing
     changed = copy.deepcopy(config)
-    changed["training"]["logging_steps"] += 1
+    changed["training"] |= {"logging_steps": 1, "gradient_checkpointing": True, "batch_size": 4}
     changed["extraction"] |= {"batch_size": 3, "share_prefix": False}
     assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
     # the tie tolerance reruns the evaluations (one job: the model pass too), so the temporary targets
