@@ -172,8 +172,30 @@ def transfer_table(subset_paths: dict, score_paths: dict, ifd_paths: dict | None
     return pd.DataFrame(out, columns=columns)
 
 
+def run_of(runs: dict, model: str, seed) -> object:
+    """A model's entry (score table, ledgers) for the subsets of `seed`: keyed "<model>/seed<N>" when
+    the study trains a proxy run per seed (grid.proxy_seeds, study.proxy_run), else "<model>"; None if
+    neither."""
+    return runs.get(f"{model}/seed{seed}", runs.get(model))
+
+
+def seed_runs(runs: dict, seed) -> dict:
+    """{model: entry} of the runs that `seed`'s subsets read (run_of for every model)."""
+    models = dict.fromkeys(key.split("/seed")[0] for key in runs)
+    return {m: run_of(runs, m, seed) for m in models if run_of(runs, m, seed) is not None}
+
+
 def write_transfer(subset_paths: dict, score_paths: dict, ifd_paths: dict, out_csv) -> None:
-    table = transfer_table(subset_paths, score_paths, ifd_paths)
+    """transfer_table; with a proxy run per seed (keys "<model>/seed<N>"), each seed's subsets are
+    compared on the scores of that seed's runs."""
+    ifd_paths = ifd_paths or {}
+    seeds = sorted({Subset.parse(name).seed for _, name in subset_paths})
+    if any("/seed" in key for key in score_paths):
+        table = pd.concat([transfer_table({k: v for k, v in subset_paths.items() if Subset.parse(k[1]).seed == seed},
+                                          seed_runs(score_paths, seed), seed_runs(ifd_paths, seed))
+                           for seed in seeds], ignore_index=True).sort_values("subset", kind="stable")
+    else:
+        table = transfer_table(subset_paths, score_paths, ifd_paths)
     for r in table.drop_duplicates(["method", "model_a", "model_b"]).itertuples():
         log.info("%s: %s vs %s, Kendall tau %.3f", r.method, r.model_a, r.model_b, r.kendall_tau)
     write_csv(out_csv, table)
@@ -344,8 +366,8 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
     and extraction passes, selection_cost) plus training on the subset, against training the same
     target on all the data.
 
-    target_ledgers maps (target, selector, subset) to a ledger file, proxy_ledgers maps a proxy to the
-    ledger files of its jobs (see selection_cost). A proxy's cost is counted in full for every subset
+    target_ledgers maps (target, selector, subset) to a ledger file, proxy_ledgers maps a proxy run
+    (run_of) to the ledger files of its jobs (see selection_cost). A proxy's cost is counted in full for every subset
     it selects, although in a study it is paid once and shared.
     """
     full = {(t, describe(sel, sub)["seed"]): _ledger(p)
@@ -354,8 +376,8 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
     for (target, selector, subset), path in target_ledgers.items():
         own = _ledger(path)
         row = {"target": target, "selector": selector, "subset": subset} | describe(selector, subset)
-        select = (selection_cost(row["method"], proxy_ledgers[selector]) if selector in proxy_ledgers
-                  else {"flops": 0.0, "wall_s": 0.0})
+        ledgers = run_of(proxy_ledgers, selector, row["seed"])  # the proxy run its subset read
+        select = selection_cost(row["method"], ledgers) if ledgers else {"flops": 0.0, "wall_s": 0.0}
         reference = full[(target, row["seed"])]  # the full-data model of the same seed
         for k in ("flops", "wall_s"):
             total = own[k] + select[k]

@@ -142,6 +142,28 @@ def diagnostic_subsets(grid: dict) -> list[tuple[str, str]]:
     return [(sel, sub) for sel, sub in subsets(every) if sel != "none"]
 
 
+def proxy_seeded(config: dict) -> bool:
+    """grid.proxy_seeds: one training run of every scoring model per grid seed."""
+    return defaulted(config, "grid")["proxy_seeds"]
+
+
+def proxy_run(config: dict, seed: int | None) -> str:
+    """The path part that names the proxy run a subset of `seed` reads: "" for the one run with the
+    study seed, "/seed<N>" with grid.proxy_seeds (results/scores/<dataset>/<proxy><run>.csv)."""
+    return f"/seed{seed}" if seed is not None and proxy_seeded(config) else ""
+
+
+def proxy_run_seed(config: dict, run: str) -> int:
+    """The training seed of a proxy run (proxy_run's inverse): its grid seed, or the study seed."""
+    return int(run.removeprefix("/seed")) if run else config["seed"]
+
+
+def proxy_runs(config: dict, models) -> list[str]:
+    """Every run of `models` a study trains, as "<model><run>" (a score table's name, say)."""
+    seeds = config["grid"]["seeds"] if proxy_seeded(config) else [None]
+    return list(dict.fromkeys(f"{m}{proxy_run(config, s)}" for m in models for s in seeds))
+
+
 def selectors(grid: dict, method: str) -> list[str]:
     """Who ranks the rows for a method: every proxy, or nobody ('none') for random and length."""
     return ["none"] if method in PROXY_FREE else list(grid["proxies"])
