@@ -4,6 +4,7 @@ import copy
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -110,6 +111,7 @@ def test_every_seed_trains_its_own_full_data_reference(workdir):
     assert pairs["none/base"] == "full_seed1" and pairs["none/full_seed2"] == ""
 
 
+@pytest.mark.slow
 def test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer(workdir):
     """Gradient checkpointing and the per-device batch (under a fixed global batch) change no result:
     turning them on after an OOM reruns no base model, proxy or fine-tune, yet the trainer gets them.
@@ -132,6 +134,41 @@ def test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer(workdir):
     # a result setting still reruns the proxy
     changed["training"]["learning_rate"] *= 2
     assert "train_proxy" in job_counts(run_snakemake(workdir, changed, "--cores", "2", "-n", curve).stdout)
+
+
+@pytest.mark.slow
+def test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it(workdir):
+    """grid.proxy_seeds: the proxy is trained (and scored) once per grid seed, and a score-based subset
+    of seed s reads the run of seed s, so LP subsets vary with the proxy's seed; without it one run
+    with the study seed serves every seed (the default DAG and paths are unchanged)."""
+    config = shrunken_config()
+    config["grid"].update(proxies=["m-a"], seeds=[1, 2])
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    assert job_counts(out)["train_proxy"] == job_counts(out)["score"] == 1
+    assert set(re.findall(r"^    output: (results/scores/\S+)$", out, re.M)) == {"results/scores/synth/m-a.csv"}
+
+    config["grid"]["proxy_seeds"] = True
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    counts = job_counts(out)
+    assert counts["train_proxy"] == counts["extract_losses"] == counts["score"] == 2
+    selects = re.findall(r"^rule select:\n    input: .*?(results/scores/[^,\s]+).*\n"
+                         r"    output: results/subsets/synth/m-a/(\S+)\.json$", out, re.M)
+    reads = {subset: scores for scores, subset in selects}
+    assert reads == {f"lp1_cluster_k2_hard_seed{s}": f"results/scores/synth/m-a/seed{s}.csv" for s in (1, 2)}
+    assert counts["finetune_target"] == 2 * 3  # per seed: lp1, clust_rand, full
+
+    targets = [f"results/subsets/synth/m-a/lp1_cluster_k2_hard_seed{s}.json" for s in (1, 2)]
+    run_snakemake(workdir, config, "--cores", "2", *targets)
+    ledgers = [json.loads((workdir / f"results/ledger/train_proxy/synth/m-a/seed{s}.json").read_text()) for s in (1, 2)]
+    assert all(ledger["kind"] == "train" for ledger in ledgers)
+    curves = [json.loads((workdir / f"results/loss_curves/train_proxy/synth/m-a/seed{s}.json").read_text())
+              for s in (1, 2)]
+    assert curves[0][-1]["train_loss"] != curves[1][-1]["train_loss"]  # two trainings, two data orders
+    scores = [pd.read_csv(workdir / f"results/scores/synth/m-a/seed{s}.csv") for s in (1, 2)]
+    assert (scores[0]["p0"] == scores[1]["p0"]).all()  # one base model
+    assert not np.allclose(scores[0]["lp1"], scores[1]["lp1"])
+    subsets = [set(json.loads((workdir / t).read_text())["ids"]) for t in targets]
+    assert subsets[0] != subsets[1] and len(subsets[0]) == len(subsets[1])
 
 
 def test_lint_is_clean():
