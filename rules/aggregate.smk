@@ -46,6 +46,7 @@ rule summary:
     input:
         stats=expand("results/datasets/{dataset}/stats.json", dataset=DATASETS),
         seeds=expand("results/tables/{dataset}/seeds.csv", dataset=DATASETS),
+        paired=expand("results/tables/{dataset}/paired.csv", dataset=DATASETS),
         subsets=expand("results/tables/{dataset}/subsets.csv", dataset=DATASETS),
         rank_correlation=expand(
             "results/tables/{dataset}/rank_correlation.csv", dataset=DATASETS

@@ -48,6 +48,8 @@ else:
     TABLES = [
         "metrics",
         "seeds",
+        # each selection minus the same-size random baseline of its seed, over seeds
+        "paired",
         "subsets",
         "composition",
         "rank_correlation",

@@ -186,7 +186,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
     run_snakemake(workdir, config, "--cores", "2")
     results = workdir / "results"
-    for table in ("metrics", "seeds", "subsets", "composition", "rank_correlation", "model_sizes"):
+    for table in ("metrics", "seeds", "paired", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
     figures = ("metric_vs_fraction", "transfer_heatmap", "rank_correlation", "trajectories", "composition",
                "fraction_to_parity", "thirds", "method_comparison", "same_size", "transfer")
@@ -212,6 +212,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     summary = (results / "summary.md").read_text()
     assert "Machine: " in summary and "| m-b | lp1 (m-a) | hard | 1/2 |" in summary
     assert "one seed: no interval over seeds" in summary
+    assert "| m-b | lp1 (m-a) | hard | 1/2 | clust_rand | 1 |" in summary  # paired with clust_rand, seed 42
     assert pd.read_csv(results / "tables/synth/model_sizes.csv").set_index("model")["n_parameters"]["m-b"] > 1000
     responses = json.loads((results / "responses/synth/m-b/m-a/lp1_cluster_k2_hard_seed42.json").read_text())
     assert len(responses) == 8 and set(responses[0]) == {"instruction", "output", "generator"}
