@@ -54,7 +54,9 @@ rule summary:
         transfer=expand("results/tables/{dataset}/transfer.csv", dataset=DATASETS),
         # one table per proxy: the first seed's run
         scores=[
-            path for d in DATASETS for path in first_run_scores(d, GRID["proxies"]).values()
+            path
+            for d in DATASETS
+            for path in first_run_scores(d, GRID["proxies"]).values()
         ],
     output:
         report("results/summary.md", category="Summary"),

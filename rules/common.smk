@@ -101,7 +101,7 @@ wildcard_constraints:
     target=MODEL_NAMES,
     selector=f"none|{MODEL_NAMES}",
     tokenizer=f"fresh|{MODEL_NAMES}",
-    # a proxy's training run (study.proxy_run): "" or "/seed<N>" with grid.proxy_seeds
+    # a proxy's training run (study.proxy_run): empty, or seed<N> after a slash with grid.proxy_seeds
     run="(/seed[0-9]+)?",
     subset=f"{REFERENCE_PATTERN}|{SUBSET_PATTERN}",
     epoch=r"\d+",

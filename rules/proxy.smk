@@ -5,7 +5,8 @@ rule train_proxy:
     output:
         epochs=[
             checkpoint(
-                f"results/proxies/{{dataset}}/{{proxy}}{{run}}/epoch-{e}", KEEP["proxies"]
+                f"results/proxies/{{dataset}}/{{proxy}}{{run}}/epoch-{e}",
+                KEEP["proxies"],
             )
             for e in range(1, EPOCHS + 1)
         ],
