@@ -103,6 +103,59 @@ def over_seeds(metrics: pd.DataFrame, columns) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+# the values each metric can take; a difference of two models lies in [lo - hi, hi - lo]
+METRIC_RANGES = {"judge_win_rate": (0.0, 1.0), "win_rate": (0.0, 1.0), "exact_match": (0.0, 1.0),
+                 "rouge_l": (0.0, 1.0), "heldout_ppl": (1.0, np.inf)}
+
+
+def t_critical(n: int, confidence: float = 0.95) -> float:
+    """Student t's critical value of seed_interval's interval over n seeds (NaN below two): 12.71 for
+    two seeds, 4.30 for three; the interval's half-width is t x sd / sqrt(n)."""
+    return float(t.ppf((1 + confidence) / 2, n - 1)) if n >= 2 else np.nan
+
+
+def paired_differences(metrics: pd.DataFrame, columns=None, confidence: float = 0.95) -> pd.DataFrame:
+    """Every selection against the random baseline of the same size trained with the same seed: per
+    setting (target, selector, method, scheme, k, part) and metric, the per-seed difference model -
+    baseline over the seeds both have, its mean and Student-t interval over those seeds, t's critical
+    value, and `beyond_range`: whether the interval reaches past what a difference can be (metric
+    range, METRIC_RANGES), as a t interval over two or three seeds often does. Pairing by seed removes
+    what the two share (the seed's full-data reference, training order), so the interval is narrower
+    than the difference of two intervals over seeds.
+
+    The baseline is the random subset of the same target and k under the same scheme (clust_rand
+    under the cluster scheme), or clust_rand when the study has no random subset under that scheme
+    (s2l, named global)."""
+    columns = [c for c in (columns or SEED_METRICS) if c in metrics and metrics[c].notna().any()]
+    random = metrics[metrics["method"] == "random"]
+    models = metrics[~metrics["method"].isin(["random", "full", "base"])]
+    out = []
+    for key, group in models.groupby(SETTING, dropna=False, sort=True):
+        setting = dict(zip(SETTING, key))
+        same_k = random[(random["target"] == setting["target"]) & (random["chunks"] == setting["chunks"])]
+        scheme = setting["scheme"] if (same_k["scheme"] == setting["scheme"]).any() else "cluster"
+        baseline = same_k[same_k["scheme"] == scheme]
+        if baseline.empty:
+            continue
+        paired = group.merge(baseline, on="seed", suffixes=("", "_baseline"))
+        for column in columns:
+            diff = (paired[column] - paired[f"{column}_baseline"]).dropna()
+            mean, lo, hi = seed_interval(diff, confidence)
+            low, high = METRIC_RANGES.get(column, (-np.inf, np.inf))
+            out.append(setting | {
+                "baseline": baseline["display"].iloc[0], "metric": column, "n_seeds": len(diff),
+                "seeds": " ".join(str(int(v)) for v in paired.loc[diff.index, "seed"]),
+                "realized_fraction": paired["realized_fraction"].mean(),
+                "baseline_realized_fraction": paired["realized_fraction_baseline"].mean(),
+                "mean_diff": mean, "diff_lo": lo, "diff_hi": hi, "t_critical": t_critical(len(diff), confidence),
+                "range_lo": low - high, "range_hi": high - low,
+                "beyond_range": bool(lo < low - high or hi > high - low)})
+    columns_out = [*SETTING, "baseline", "metric", "n_seeds", "seeds", "realized_fraction",
+                   "baseline_realized_fraction", "mean_diff", "diff_lo", "diff_hi", "t_critical", "range_lo",
+                   "range_hi", "beyond_range"]
+    return pd.DataFrame(out, columns=columns_out)
+
+
 def subset_sizes(subset_paths) -> tuple[pd.DataFrame, dict]:
     """One row per subset (sizes and flags), with `same_rows_as` naming an earlier subset of the same
     selector and seed with exactly the same rows (two settings that select one set are worth a warning;
@@ -213,8 +266,30 @@ def transfer_table(subset_paths: dict, score_paths: dict, ifd_paths: dict | None
     return pd.DataFrame(out, columns=columns)
 
 
+def run_of(runs: dict, model: str, seed) -> object:
+    """A model's entry (score table, ledgers) for the subsets of `seed`: keyed "<model>/seed<N>" when
+    the study trains a proxy run per seed (grid.proxy_seeds, study.proxy_run), else "<model>"; None if
+    neither."""
+    return runs.get(f"{model}/seed{seed}", runs.get(model))
+
+
+def seed_runs(runs: dict, seed) -> dict:
+    """{model: entry} of the runs that `seed`'s subsets read (run_of for every model)."""
+    models = dict.fromkeys(key.split("/seed")[0] for key in runs)
+    return {m: run_of(runs, m, seed) for m in models if run_of(runs, m, seed) is not None}
+
+
 def write_transfer(subset_paths: dict, score_paths: dict, ifd_paths: dict, out_csv, clusters_path=None) -> None:
-    table = transfer_table(subset_paths, score_paths, ifd_paths, clusters_path)
+    """transfer_table; with a proxy run per seed (keys "<model>/seed<N>"), each seed's subsets are
+    compared on the scores of that seed's runs."""
+    ifd_paths = ifd_paths or {}
+    seeds = sorted({Subset.parse(name).seed for _, name in subset_paths})
+    if any("/seed" in key for key in score_paths):
+        table = pd.concat([transfer_table({k: v for k, v in subset_paths.items() if Subset.parse(k[1]).seed == seed},
+                                          seed_runs(score_paths, seed), seed_runs(ifd_paths, seed), clusters_path)
+                           for seed in seeds], ignore_index=True).sort_values("subset", kind="stable")
+    else:
+        table = transfer_table(subset_paths, score_paths, ifd_paths, clusters_path)
     for r in table.drop_duplicates(["method", "model_a", "model_b"]).itertuples():
         log.info("%s: %s vs %s, Kendall tau %.3f", r.method, r.model_a, r.model_b, r.kendall_tau)
     for r in table.groupby(["display", "part", "chunks", "model_a", "model_b"])[["overlap", "chance_overlap"]].mean().reset_index().itertuples():
@@ -247,6 +322,8 @@ def write_tables(
     metrics = metrics_table(models, metrics_paths, sizes, judge_paths, pairwise_paths)
     write_csv(outputs["metrics"], metrics)
     write_csv(outputs["seeds"], over_seeds(metrics, SEED_METRICS))
+    if "paired" in outputs:
+        write_csv(outputs["paired"], paired_differences(metrics))
     if "model_sizes" in outputs:
         write_csv(outputs["model_sizes"], model_sizes(model_dirs or {}))
     write_csv(outputs["composition"], composition(members, read_jsonl(rows_path)))
@@ -386,8 +463,8 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
     and extraction passes, selection_cost) plus training on the subset, against training the same
     target on all the data.
 
-    target_ledgers maps (target, selector, subset) to a ledger file, proxy_ledgers maps a proxy to the
-    ledger files of its jobs (see selection_cost). A proxy's cost is counted in full for every subset
+    target_ledgers maps (target, selector, subset) to a ledger file, proxy_ledgers maps a proxy run
+    (run_of) to the ledger files of its jobs (see selection_cost). A proxy's cost is counted in full for every subset
     it selects, although in a study it is paid once and shared.
     """
     full = {(t, describe(sel, sub)["seed"]): _ledger(p)
@@ -396,8 +473,8 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
     for (target, selector, subset), path in target_ledgers.items():
         own = _ledger(path)
         row = {"target": target, "selector": selector, "subset": subset} | describe(selector, subset)
-        select = (selection_cost(row["method"], proxy_ledgers[selector]) if selector in proxy_ledgers
-                  else {"flops": 0.0, "wall_s": 0.0})
+        ledgers = run_of(proxy_ledgers, selector, row["seed"])  # the proxy run its subset read
+        select = selection_cost(row["method"], ledgers) if ledgers else {"flops": 0.0, "wall_s": 0.0}
         reference = full[(target, row["seed"])]  # the full-data model of the same seed
         for k in ("flops", "wall_s"):
             total = own[k] + select[k]

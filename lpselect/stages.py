@@ -8,6 +8,7 @@ failed stage leaves nothing behind.
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,8 @@ def build_tokenizer(train_rows_path, vocab_size: int, template: str, out_dir) ->
 
 
 def prepare_model(
-    spec: dict, seed: int, out_dir, tokenizer_dir=None, warmup=None, hp=None, max_length=512, template="alpaca"
+    spec: dict, seed: int, out_dir, tokenizer_dir=None, warmup=None, hp=None, max_length=512, template="alpaca",
+    knobs=None,
 ) -> None:
     """A base model folder: a fresh decoder from sizes and a seed (warmed up on generated rows), a
     copy of a pretrained one (in its own dtype), or the float32 conversion of a packaged GGUF file."""
@@ -74,7 +76,8 @@ def prepare_model(
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         model = models.build_fresh_model(spec, tokenizer, seed)
         if warmup and warmup["epochs"] > 0:
-            _warm_up(model, tokenizer, warmup, hp, seed, max_length, template, Path(f"{out_dir}.warmup-state"))
+            _warm_up(model, tokenizer, warmup, hp, seed, max_length, template, Path(f"{out_dir}.warmup-state"),
+                     knobs)
     elif spec["source"] == "gguf":
         model, tokenizer = models.convert_gguf(spec, out_dir)
     else:
@@ -86,8 +89,10 @@ def prepare_model(
     models.save_model(model, tokenizer, out_dir)
 
 
-def _warm_up(model, tokenizer, warmup: dict, hp: dict, seed: int, max_length: int, template: str, state_dir):
-    """Stand-in for pretraining: a short fine-tune on generated rows with their own seed."""
+def _warm_up(model, tokenizer, warmup: dict, hp: dict, seed: int, max_length: int, template: str, state_dir,
+             knobs=None):
+    """Stand-in for pretraining: a short fine-tune on generated rows with their own seed (`knobs`:
+    the training settings that do not change the result, left out of the fingerprint)."""
     from . import training
     from .tokenization import encode_rows
 
@@ -100,7 +105,8 @@ def _warm_up(model, tokenizer, warmup: dict, hp: dict, seed: int, max_length: in
     parameters = {"architecture": model.config.to_dict(), "warmup": warmup, "hp": hp, "seed": seed,
                   "max_length": max_length, "template": template}
     training.use_state(state_dir, training.fingerprint(parameters, {}))
-    training.train(model, tokenizer, examples, hp | {"epochs": warmup["epochs"]}, state_dir, seed, epochs_to_keep=[])
+    training.train(model, tokenizer, examples, hp | (knobs or {}) | {"epochs": warmup["epochs"]}, state_dir, seed,
+                   epochs_to_keep=[])
     training.publish(state_dir, {})
 
 
@@ -125,13 +131,17 @@ def train_model(
     state_dir,
     ledger_out,
     processes: int = 1,
-    logging_steps: int | None = None,
+    knobs: dict | None = None,
+    loss_curve_out=None,
 ) -> None:
     """Fine-tune; epoch_outputs maps each epoch to keep to its output folder (proxy: the epochs the
     study reads, target: the last); training stops after the last of them, on the schedule of
     hp["epochs"]. The examples are the tokenize stage's dataset folder `tokenized_dir`, restricted to the
     subset's ids (subset_path, a select output) if given. With processes > 1 the training runs
-    data-parallel in that many ranks (one per GPU), each reading the same folder."""
+    data-parallel in that many ranks (one per GPU), each reading the same folder. `hp` holds the
+    settings that change the result, `knobs` those that do not (study.training_knobs: per-device batch
+    size, gradient checkpointing, logging); only `hp` is fingerprinted. The loss log (train_log.json)
+    goes into the last kept epoch's folder and, when given, to `loss_curve_out` too."""
     from . import distributed, ledger, models, training
 
     watch = ledger.Stopwatch()
@@ -142,8 +152,7 @@ def train_model(
     parameters = {"hp": hp, "seed": seed, "epochs_kept": epochs, "processes": processes}
     inputs = {"model": model_dir, "tokenized": tokenized_dir, "subset": subset_path}
     training.use_state(state_dir, training.fingerprint(parameters, inputs))
-    if logging_steps:  # not part of the fingerprint: it changes the log, not the model
-        hp = hp | {"logging_steps": logging_steps}
+    hp = hp | (knobs or {})  # not part of the fingerprint: they change the memory, speed or log, not the model
     if processes > 1:
         args = {"model_dir": str(model_dir), "tokenized_dir": str(tokenized_dir),
                 "subset_path": subset_path and str(subset_path), "hp": hp, "seed": seed,
@@ -160,6 +169,10 @@ def train_model(
                  global_batch_size=hp["global_batch_size"], batch_size=hp["batch_size"],
                  gradient_accumulation_steps=training.accumulation_steps(hp, processes))
     log_src = Path(state_dir) / "train_log.json"
+    if loss_curve_out:  # the model folders are temporary; the loss curve stays beside the ledger
+        Path(loss_curve_out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log_src, f"{loss_curve_out}.tmp")
+        os.replace(f"{loss_curve_out}.tmp", loss_curve_out)
     moves = {saved[e]: out for e, out in epoch_outputs.items()}
     training.publish(state_dir, moves | {log_src: Path(epoch_outputs[epochs[-1]]) / "train_log.json"})
 

@@ -174,6 +174,28 @@ def uses_clusters(grid: dict, subset: Subset) -> bool:
     return subset.scheme == "cluster" or (subset.method == "s2l" and "cluster" in grid["schemes"])
 
 
+def proxy_seeded(config: dict) -> bool:
+    """grid.proxy_seeds: one training run of every scoring model per grid seed."""
+    return defaulted(config, "grid")["proxy_seeds"]
+
+
+def proxy_run(config: dict, seed: int | None) -> str:
+    """The path part that names the proxy run a subset of `seed` reads: "" for the one run with the
+    study seed, "/seed<N>" with grid.proxy_seeds (results/scores/<dataset>/<proxy><run>.csv)."""
+    return f"/seed{seed}" if seed is not None and proxy_seeded(config) else ""
+
+
+def proxy_run_seed(config: dict, run: str) -> int:
+    """The training seed of a proxy run (proxy_run's inverse): its grid seed, or the study seed."""
+    return int(run.removeprefix("/seed")) if run else config["seed"]
+
+
+def proxy_runs(config: dict, models) -> list[str]:
+    """Every run of `models` a study trains, as "<model><run>" (a score table's name, say)."""
+    seeds = config["grid"]["seeds"] if proxy_seeded(config) else [None]
+    return list(dict.fromkeys(f"{m}{proxy_run(config, s)}" for m in models for s in seeds))
+
+
 def selectors(grid: dict, method: str) -> list[str]:
     """Who ranks the rows for a method: every proxy, or nobody ('none') for random and length."""
     return ["none"] if method in PROXY_FREE else list(grid["proxies"])
@@ -278,7 +300,9 @@ def method_settings(config: dict) -> dict:
 # and evaluation set belong to other rules). Rules leave them out of their params (the scripts read them
 # from the config), so changing one reruns nothing that does not depend on it.
 NOT_RESULTS = {
-    "training": ("logging_steps",),
+    # gradient checkpointing trades memory for compute (same gradients), and the per-device batch size
+    # only splits training.global_batch_size into micro-batches (the same samples per optimizer step)
+    "training": ("logging_steps", "gradient_checkpointing", "batch_size"),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
     "evaluation": ("tie_tolerance", "eval_set", "batch_size"),
 }
@@ -289,11 +313,14 @@ def result_settings(config: dict, section: str) -> dict:
     return {k: v for k, v in config[section].items() if k not in NOT_RESULTS[section]}
 
 
-def training_settings(config: dict, model: str) -> dict:
-    """The training settings that change a model's fine-tune, with its size row's overrides."""
+def training_knobs(config: dict, model: str) -> dict:
+    """The training settings that change how a model's fine-tune runs but not its result (memory,
+    speed, logging): read by the training scripts from the config, outside the params and the resume
+    fingerprint, so changing one (say, gradient checkpointing after an OOM) reruns nothing. A size
+    row's gradient_checkpointing overrides the training section's."""
     row = size_resources(config, model, "train")
-    overrides = {"gradient_checkpointing": row["gradient_checkpointing"]} if "gradient_checkpointing" in row else {}
-    return result_settings(config, "training") | overrides
+    knobs = {k: v for k, v in defaulted(config, "training").items() if k in NOT_RESULTS["training"]}
+    return knobs | {k: row[k] for k in ("gradient_checkpointing",) if k in row}
 
 
 def references(grid: dict) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .aggregate import METRIC_RANGES, t_critical
 from .figures import headline_win_rate
 
 # task metrics shown beside the win rate, where a study has them
@@ -32,11 +33,33 @@ def machine() -> str:
     return f"{cpu()}, torch {torch.__version__}, {platform.python_implementation()} {platform.python_version()}"
 
 
-def _value(row, column: str) -> str:
-    mean, lo, hi = row.get(column), row.get(f"{column}_seed_lo"), row.get(f"{column}_seed_hi")
+# marks an interval bound cut at the range of what it bounds (see clip_note)
+CLIPPED = "†"
+
+
+def _interval(mean, lo, hi, low=-float("inf"), high=float("inf")) -> str:
+    """mean [lo, hi]; a bound past [low, high] is shown at the range's edge and marked CLIPPED."""
     if mean is None or pd.isna(mean):
         return ""
-    return f"{mean:.3f}" if pd.isna(lo) else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+    if pd.isna(lo):
+        return f"{mean:.3f}"
+    lo_text = f"{low:.3f}{CLIPPED}" if lo < low else f"{lo:.3f}"
+    hi_text = f"{high:.3f}{CLIPPED}" if hi > high else f"{hi:.3f}"
+    return f"{mean:.3f} [{lo_text}, {hi_text}]"
+
+
+def _value(row, column: str) -> str:
+    low, high = METRIC_RANGES.get(column, (-float("inf"), float("inf")))
+    return _interval(row.get(column), row.get(f"{column}_seed_lo"), row.get(f"{column}_seed_hi"), low, high)
+
+
+def clip_note(lines: list[str], n_seeds: int) -> list[str]:
+    """The note that says why a bound of the table in `lines` is marked CLIPPED (none if none is)."""
+    if not any(CLIPPED in line for line in lines):
+        return []
+    return [f"{CLIPPED} The Student-t interval over {n_seeds} seeds (t = {t_critical(n_seeds):.2f}) reaches past "
+            "what the value can be (a rate in [0, 1], a difference of rates in [-1, 1]); the bound is shown at "
+            "that edge. So few seeds leave the bound undetermined, not beyond the range.", ""]
 
 
 def _rows(n) -> str:
@@ -78,13 +101,16 @@ def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
     rows = [(r["target"], r["display"] if r["selector"] == "none" else f"{r['display']} ({r['selector']})",
              r["part"], "" if r["method"] in ("full", "base") else f"1/{int(r['chunks'])}", _rows(r.get("n_selected")),
              f"{r['realized_fraction']:.3f}", *(_value(r, c) for c in columns)) for _, r in order.iterrows()]
-    lines += _table(("target", "model", "part", "nominal", "rows", "realized", *columns), rows) + [""]
+    table = _table(("target", "model", "part", "nominal", "rows", "realized", *columns), rows) + [""]
+    lines += table + clip_note(table, n_seeds)
     lp1 = corr[(corr["score"] == "lp1") & (corr["model_a"] < corr["model_b"])]
     if lp1["kendall_tau"].notna().any():
         lines += ["Kendall tau of LP(1) rankings between the scoring models:", ""]
         lines += _table(("model a", "model b", "tau"), [(r.model_a, r.model_b, f"{r.kendall_tau:.3f}")
                                                        for r in lp1.itertuples()]) + [""]
     lines += method_section(seeds, metric, next(iter(score_paths)), n_seeds)
+    if "paired" in tables:
+        lines += paired_section(pd.read_csv(tables["paired"]), [metric] + columns[1:])
     if "transfer" in tables:
         lines += transfer_section(pd.read_csv(tables["transfer"]))
     flags = [f"{int(subsets[c].astype(bool).sum())} {what}" for c, what in (
@@ -108,11 +134,39 @@ def method_section(seeds: pd.DataFrame, metric: str, proxy: str, n_seeds: int) -
         cells = {(r["target"], int(r["chunks"])): f"{_value(r, metric)} at {_rows(r.get('n_selected'))} rows "
                  f"({r['realized_fraction']:.2f})" for _, r in g.iterrows()}
         rows.append((label, *(cells.get(c, "") for c in columns)))
+    table = _table(("method", *(f"{t}, 1/{k}" for t, k in columns)), rows) + [""]
     return [f"Selection methods at the same budget ({metric} of each hard subset vs the full-data model, "
             f"{'mean [95% interval] over ' + str(n_seeds) + ' seeds' if n_seeds > 1 else 'one seed'}, "
             "at its realized size; clust_rand / random is the random baseline of the first proxy's budget):",
-            ""] + _table(
-        ("method", *(f"{t}, 1/{k}" for t, k in columns)), rows) + [""]
+            ""] + table + clip_note(table, n_seeds)
+
+
+def paired_section(paired: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """Each selection minus its same-size random baseline of the same seed (aggregate.paired_differences):
+    mean difference [95% t-interval over the paired seeds], a bound past [-1, 1] marked."""
+    paired = paired[paired["metric"].isin(metrics)]
+    if paired.empty:
+        return []
+    paired = paired.assign(part=paired["part"].fillna(""))
+    rows = []
+    for key, g in paired.groupby(["target", "selector", "display", "part", "chunks"], sort=True):
+        target, selector, display, part, chunks = key
+        by_metric = g.set_index("metric")
+        cells = []
+        for m in metrics:
+            if m not in by_metric.index:
+                cells.append("")
+                continue
+            r = by_metric.loc[m]
+            cells.append(_interval(r["mean_diff"], r["diff_lo"], r["diff_hi"], r["range_lo"], r["range_hi"]))
+        rows.append((target, display if selector == "none" else f"{display} ({selector})", part, f"1/{int(chunks)}",
+                     g["baseline"].iloc[0], int(g["n_seeds"].max()), *cells))
+    n_seeds = int(paired["n_seeds"].max())
+    table = _table(("target", "model", "part", "nominal", "baseline", "seeds", *metrics), rows) + [""]
+    interval = "mean [95% t-interval over the paired seeds]" if n_seeds > 1 else "one seed: no interval"
+    return ["Each selection minus the random baseline of the same size trained with the same seed "
+            f"(tables/paired.csv; {interval}; above 0 the selection scores higher, which for heldout_ppl "
+            "is worse):", ""] + table + clip_note(table, n_seeds)
 
 
 def transfer_section(transfer: pd.DataFrame) -> list[str]:

@@ -16,6 +16,8 @@ number of processes (gradient accumulation is derived from WORLD_SIZE), and bf16
 response-only loss as it covers the stock one.
 """
 
+import ast
+import functools
 import hashlib
 import json
 import logging
@@ -209,9 +211,47 @@ def _file_id(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+PACKAGE = Path(__file__).resolve().parent
+# the modules whose code makes a training or loss-extraction job's result (stages holds the jobs
+# themselves); code_version adds the lpselect modules they import at module level
+CODE_ROOTS = ("training", "losses", "models", "tokenization", "distributed", "stages")
+
+
+def _module_imports(path: Path) -> set[str]:
+    """The lpselect modules a module imports at module level (`from .x import y`, `from . import x`)."""
+    out = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            out |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+    return {m for m in out if (path.parent / f"{m}.py").exists()}
+
+
+def code_version(package=None, roots=CODE_ROOTS) -> dict:
+    """The training code's version: the SHA-256 of each module in `roots` and of every lpselect module
+    they import at module level, by module name (`package`: a copy of lpselect; this one by default,
+    read once per process). A checkpoint written by other code is not resumed (a fix in training.py
+    must not resume a state the old code wrote); a change elsewhere in the package (tables, figures)
+    keeps it."""
+    return _code_version(PACKAGE, roots) if package is None else _code_version.__wrapped__(package, roots)
+
+
+@functools.cache
+def _code_version(package, roots) -> dict:
+    package, todo, seen = Path(package), list(roots), {}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = package / f"{name}.py"
+        seen[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        todo += sorted(_module_imports(path))
+    return dict(sorted(seen.items()))
+
+
 def fingerprint(parameters: dict, inputs: dict) -> dict:
-    """What makes a training job's result: `parameters` (JSON values) and `inputs` (role -> a file or a
-    folder, or None), each file identified by _file_id; `fingerprint` hashes them all."""
+    """What makes a training job's result: `parameters` (JSON values), `inputs` (role -> a file or a
+    folder, or None), each file identified by _file_id, and the training code (code_version);
+    `fingerprint` hashes them all."""
     files = {}
     for role, path in inputs.items():
         if path is None:
@@ -220,7 +260,7 @@ def fingerprint(parameters: dict, inputs: dict) -> dict:
         members = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
         for f in members:  # keyed by role and place in a folder, not by where the input lives
             files[f"{role}/{f.relative_to(path)}" if path.is_dir() else role] = _file_id(f)
-    job = {"parameters": parameters, "inputs": files}
+    job = {"parameters": parameters, "inputs": files, "code": code_version()}
     digest = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
     return {"fingerprint": digest} | job
 
@@ -236,11 +276,28 @@ def use_state(state_dir, job: dict) -> None:
             previous = None
         if previous == job["fingerprint"]:
             return
-        log.warning("state of a different job (fingerprint %s != %s): starting afresh",
-                    (previous or "none")[:12], job["fingerprint"][:12])
+        log.warning("state of a different job (fingerprint %s != %s): starting afresh (%s)",
+                    (previous or "none")[:12], job["fingerprint"][:12], _changes(label, job))
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
     label.write_text(json.dumps(job, indent=1, sort_keys=True, default=str))
+
+
+def _changes(label: Path, job: dict) -> str:
+    """What differs between the job that wrote a state (its fingerprint.json) and `job`, for the log."""
+    try:
+        previous = json.loads(label.read_text())
+    except (OSError, ValueError):
+        return "no readable fingerprint"
+    if not isinstance(previous, dict):
+        return "no readable fingerprint"
+    changed = []
+    for part in ("parameters", "inputs", "code"):
+        old, new = previous.get(part) or {}, json.loads(json.dumps(job[part], default=str))
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) if isinstance(old, dict) else ["all"]
+        if keys:
+            changed.append(f"{part} changed: {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}")
+    return "; ".join(changed) or "unknown change"
 
 
 def publish(state_dir, moves: dict) -> None:

@@ -26,13 +26,15 @@ rule aggregate:
         runtime=light("runtime"),
     params:
         models=evaluated_models(),
-        proxies=SCORED_MODELS,
+        # score tables by run: "<model>" or, with grid.proxy_seeds, "<model>/seed<N>"
+        proxies=SCORED_RUNS,
         # the same files as the ledger inputs, keyed by what they measured
         target_ledgers=lambda wildcards, input: dict(
             zip(trained_targets(), input.target_ledgers)
         ),
         proxy_ledgers=lambda wildcards: {
-            proxy: proxy_ledgers(wildcards.dataset, proxy) for proxy in GRID["proxies"]
+            proxy: proxy_ledgers(wildcards.dataset, proxy)
+            for proxy in study.proxy_runs(config, GRID["proxies"])
         },
         targets=GRID["targets"],
         compared=compared_models(),
@@ -44,16 +46,18 @@ rule summary:
     input:
         stats=expand("results/datasets/{dataset}/stats.json", dataset=DATASETS),
         seeds=expand("results/tables/{dataset}/seeds.csv", dataset=DATASETS),
+        paired=expand("results/tables/{dataset}/paired.csv", dataset=DATASETS),
         subsets=expand("results/tables/{dataset}/subsets.csv", dataset=DATASETS),
         rank_correlation=expand(
             "results/tables/{dataset}/rank_correlation.csv", dataset=DATASETS
         ),
         transfer=expand("results/tables/{dataset}/transfer.csv", dataset=DATASETS),
-        scores=expand(
-            "results/scores/{dataset}/{proxy}.csv",
-            dataset=DATASETS,
-            proxy=GRID["proxies"],
-        ),
+        # one table per proxy: the first seed's run
+        scores=[
+            path
+            for d in DATASETS
+            for path in first_run_scores(d, GRID["proxies"]).values()
+        ],
     output:
         report("results/summary.md", category="Summary"),
     log:
@@ -79,8 +83,8 @@ rule transfer:
             f"results/subsets/{wildcards.dataset}/{sel}/{sub}.json"
             for sel, sub in study.diagnostic_subsets(GRID)
         ],
-        scores=expand("results/scores/{{dataset}}/{model}.csv", model=SCORED_MODELS),
-        ifd=expand("results/ifd/{{dataset}}/{proxy}.csv", proxy=ifd_proxies()),
+        scores=expand("results/scores/{{dataset}}/{run}.csv", run=SCORED_RUNS),
+        ifd=expand("results/ifd/{{dataset}}/{run}.csv", run=ifd_runs()),
         # the per-cluster counts of the chance overlap
         clusters=(
             ["results/clusters/{dataset}.csv"] if "cluster" in GRID["schemes"] else []
@@ -96,8 +100,8 @@ rule transfer:
         runtime=light("runtime"),
     params:
         subsets=study.diagnostic_subsets(GRID),
-        proxies=SCORED_MODELS,
-        ifd_proxies=ifd_proxies(),
+        proxies=SCORED_RUNS,
+        ifd_proxies=ifd_runs(),
     script:
         "../workflow_scripts/transfer.py"
 

@@ -42,9 +42,14 @@ else:
     KEEP = study.defaulted(config, "keep")
     DATASETS = GRID["datasets"]
     SCORED_MODELS = study.scoring_models(GRID)
+    # every training run of a scoring model: "<model>" (one, with the study seed) or, with
+    # grid.proxy_seeds, "<model>/seed<N>" per grid seed; score tables, losses and proxies are named so
+    SCORED_RUNS = study.proxy_runs(config, SCORED_MODELS)
     TABLES = [
         "metrics",
         "seeds",
+        # each selection minus the same-size random baseline of its seed, over seeds
+        "paired",
         "subsets",
         "composition",
         "rank_correlation",
@@ -101,6 +106,8 @@ wildcard_constraints:
     target=MODEL_NAMES,
     selector=f"none|{MODEL_NAMES}",
     tokenizer=f"fresh|{MODEL_NAMES}",
+    # a proxy's training run (study.proxy_run): empty, or seed<N> after a slash with grid.proxy_seeds
+    run="(/seed[0-9]+)?",
     subset=f"{REFERENCE_PATTERN}|{SUBSET_PATTERN}",
     epoch=r"\d+",
 
@@ -142,10 +149,6 @@ def fresh_only(value):
     )
 
 
-def training_hp(wildcards):
-    return study.training_settings(config, model_of(wildcards))
-
-
 def light(key):
     return lambda wildcards, attempt: RES["light"][key] * (
         attempt if key == "runtime" else 1
@@ -185,21 +188,30 @@ def diagnostic_outputs():
     ]
 
 
-def ifd_proxies():
-    return SCORED_MODELS if "ifd" in GRID["methods"] else []
+def ifd_runs():
+    return SCORED_RUNS if "ifd" in GRID["methods"] else []
+
+
+def first_run_scores(dataset, models):
+    """{model: score table} of the run the first seed's subsets read (one table per model, for the
+    summary's and the figures' per-model views)."""
+    if DUMPS_STUDY:
+        return {m: f"results/scores/{dataset}/{m}.csv" for m in models}
+    run = study.proxy_run(config, GRID["seeds"][0])
+    return {m: f"results/scores/{dataset}/{m}{run}.csv" for m in models}
 
 
 def figure_inputs(wildcards):
     d = wildcards.dataset
     inputs = {t: f"results/tables/{d}/{t}.csv" for t in FIGURE_TABLES[wildcards.figure]}
-    inputs["scores"] = [f"results/scores/{d}/{m}.csv" for m in SCORED_MODELS]
+    inputs["scores"] = list(first_run_scores(d, SCORED_MODELS).values())
     return inputs
 
 
-def proxy_epoch_dir(dataset, proxy, epoch):
+def proxy_epoch_dir(dataset, proxy, epoch, run=""):
     if int(epoch) == 0:
         return f"results/models/{proxy}"
-    return f"results/proxies/{dataset}/{proxy}/epoch-{epoch}"
+    return f"results/proxies/{dataset}/{proxy}{run}/epoch-{epoch}"
 
 
 def model_to_evaluate(wildcards):
@@ -244,14 +256,15 @@ def subset_inputs(wildcards):
     length), and the semantic clusters for the cluster scheme and for s2l's budget."""
     subset = Subset.parse(wildcards.subset)
     d, selector = wildcards.dataset, wildcards.selector
+    run = study.proxy_run(config, subset.seed)  # the proxy run of the subset's seed
     inputs = {"rows": f"results/datasets/{d}/train.jsonl"}
-    pool = f"results/scores/{d}/{study.pool_model(GRID, selector)}.csv"
+    pool = f"results/scores/{d}/{study.pool_model(GRID, selector)}{run}.csv"
     if subset.method == "ifd":
-        inputs["scores"] = f"results/ifd/{d}/{selector}.csv"
+        inputs["scores"] = f"results/ifd/{d}/{selector}{run}.csv"
     elif subset.method == "length":
         inputs["scores"] = f"results/lengths/{d}.csv"
     elif subset.method != "random":
-        inputs["scores"] = f"results/scores/{d}/{selector}.csv"
+        inputs["scores"] = f"results/scores/{d}/{selector}{run}.csv"
     if inputs.get("scores") != pool:
         inputs["pool"] = pool
     if study.uses_clusters(GRID, subset):
@@ -312,7 +325,8 @@ def trained_targets():
 
 
 def proxy_ledgers(dataset, proxy):
-    """The ledgers of a proxy's jobs, by kind (and epoch), for charging each method what it used."""
+    """The ledgers of a proxy run's jobs ("<model><run>"), by kind (and epoch), for charging each
+    method what it used."""
     ledger = f"results/ledger/{{}}/{dataset}/{proxy}"
     return {
         "train": f"{ledger.format('train_proxy')}.json" if EPOCHS else None,
@@ -347,14 +361,14 @@ def aggregate_inputs(wildcards):
         "subsets": [
             f"results/subsets/{d}/{sel}/{sub}.json" for sel, sub in study.subsets(GRID)
         ],
-        "scores": [f"results/scores/{d}/{model}.csv" for model in SCORED_MODELS],
+        "scores": [f"results/scores/{d}/{run}.csv" for run in SCORED_RUNS],
         "target_ledgers": [
             f"results/ledger/finetune_target/{d}/{t}/{sel}/{sub}.json"
             for t, sel, sub in trained_targets()
         ],
         "proxy_ledgers": [
             path
-            for proxy in GRID["proxies"]
+            for proxy in study.proxy_runs(config, GRID["proxies"])
             for path in ledger_files(proxy_ledgers(d, proxy))
         ],
         "rows": f"results/datasets/{d}/train.jsonl",

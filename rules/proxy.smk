@@ -5,15 +5,19 @@ rule train_proxy:
     output:
         epochs=[
             checkpoint(
-                f"results/proxies/{{dataset}}/{{proxy}}/epoch-{e}", KEEP["proxies"]
+                f"results/proxies/{{dataset}}/{{proxy}}{{run}}/epoch-{e}",
+                KEEP["proxies"],
             )
             for e in range(1, EPOCHS + 1)
         ],
-        ledger="results/ledger/train_proxy/{dataset}/{proxy}.json",
+        ledger="results/ledger/train_proxy/{dataset}/{proxy}{run}.json",
+        # the Trainer's loss log, laid out as results/ledger/ (whose every JSON lpselect.plan reads as a
+        # ledger); the epoch folders that also hold it are temporary
+        loss_curve="results/loss_curves/train_proxy/{dataset}/{proxy}{run}.json",
     log:
-        "results/logs/train_proxy/{dataset}/{proxy}.log",
+        "results/logs/train_proxy/{dataset}/{proxy}{run}.log",
     benchmark:
-        "results/benchmarks/train_proxy/{dataset}/{proxy}.tsv"
+        "results/benchmarks/train_proxy/{dataset}/{proxy}{run}.tsv"
     conda:
         "../envs/model.yaml"
     threads: sized_threads
@@ -24,10 +28,13 @@ rule train_proxy:
         gpu_model=sized("train", "gpu_model"),
         cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:
-        hp=training_hp,
-        seed=config["seed"],
+        # what changes the result; memory, speed and logging knobs (study.training_knobs) are read
+        # from the config by the script, so changing them reruns nothing
+        hp=study.result_settings(config, "training"),
+        # the study seed, or with grid.proxy_seeds the run's grid seed
+        seed=lambda wildcards: study.proxy_run_seed(config, wildcards.run),
         # resumable state outside the outputs: Snakemake deletes the outputs of a failed job
-        state="results/.state/train_proxy/{dataset}/{proxy}",
+        state="results/.state/train_proxy/{dataset}/{proxy}{run}",
     script:
         "../workflow_scripts/train.py"
 
@@ -36,23 +43,23 @@ rule train_proxy:
 rule extract_losses:
     input:
         models=lambda wildcards: [
-            proxy_epoch_dir(wildcards.dataset, wildcards.proxy, e)
+            proxy_epoch_dir(wildcards.dataset, wildcards.proxy, e, wildcards.run)
             for e in range(EPOCHS + 1)
         ],
         tokenized=tokenized,
     output:
         losses=[
-            f"results/losses/{{dataset}}/{{proxy}}/epoch-{e}.csv"
+            f"results/losses/{{dataset}}/{{proxy}}{{run}}/epoch-{e}.csv"
             for e in range(EPOCHS + 1)
         ],
         ledger=[
-            f"results/ledger/extract_losses/{{dataset}}/{{proxy}}/epoch-{e}.json"
+            f"results/ledger/extract_losses/{{dataset}}/{{proxy}}{{run}}/epoch-{e}.json"
             for e in range(EPOCHS + 1)
         ],
     log:
-        "results/logs/extract_losses/{dataset}/{proxy}.log",
+        "results/logs/extract_losses/{dataset}/{proxy}{run}.log",
     benchmark:
-        "results/benchmarks/extract_losses/{dataset}/{proxy}.tsv"
+        "results/benchmarks/extract_losses/{dataset}/{proxy}{run}.tsv"
     conda:
         "../envs/model.yaml"
     threads: sized_threads
@@ -69,7 +76,7 @@ rule extract_losses:
         extraction=study.result_settings(config, "extraction"),
         response_only=False,
         # finished epochs, kept outside the outputs (Snakemake deletes those of a failed job)
-        state="results/.state/extract_losses/{dataset}/{proxy}",
+        state="results/.state/extract_losses/{dataset}/{proxy}{run}",
     script:
         "../workflow_scripts/extract_losses.py"
 
@@ -80,14 +87,14 @@ rule extract_response_losses:
         models=lambda wildcards: [proxy_epoch_dir(**wildcards)],
         tokenized=tokenized,
     output:
-        losses=["results/losses/{dataset}/{proxy}/response-only/epoch-{epoch}.csv"],
+        losses=["results/losses/{dataset}/{proxy}{run}/response-only/epoch-{epoch}.csv"],
         ledger=[
-            "results/ledger/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.json"
+            "results/ledger/extract_response_losses/{dataset}/{proxy}{run}/epoch-{epoch}.json"
         ],
     log:
-        "results/logs/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.log",
+        "results/logs/extract_response_losses/{dataset}/{proxy}{run}/epoch-{epoch}.log",
     benchmark:
-        "results/benchmarks/extract_response_losses/{dataset}/{proxy}/epoch-{epoch}.tsv"
+        "results/benchmarks/extract_response_losses/{dataset}/{proxy}{run}/epoch-{epoch}.tsv"
     conda:
         "../envs/model.yaml"
     threads: sized_threads
@@ -107,14 +114,14 @@ rule extract_response_losses:
 rule score:
     input:
         losses=expand(
-            "results/losses/{{dataset}}/{{proxy}}/epoch-{epoch}.csv",
+            "results/losses/{{dataset}}/{{proxy}}{{run}}/epoch-{epoch}.csv",
             epoch=range(EPOCHS + 1),
         ),
         rows="results/datasets/{dataset}/train.jsonl",
     output:
-        "results/scores/{dataset}/{proxy}.csv",
+        "results/scores/{dataset}/{proxy}{run}.csv",
     log:
-        "results/logs/score/{dataset}/{proxy}.log",
+        "results/logs/score/{dataset}/{proxy}{run}.log",
     conda:
         "../envs/light.yaml"
     resources:
@@ -130,12 +137,12 @@ rule score:
 
 rule ifd:
     input:
-        prompted=f"results/losses/{{dataset}}/{{proxy}}/epoch-{IFD_EPOCH}.csv",
-        response_only=f"results/losses/{{dataset}}/{{proxy}}/response-only/epoch-{IFD_EPOCH}.csv",
+        prompted=f"results/losses/{{dataset}}/{{proxy}}{{run}}/epoch-{IFD_EPOCH}.csv",
+        response_only=f"results/losses/{{dataset}}/{{proxy}}{{run}}/response-only/epoch-{IFD_EPOCH}.csv",
     output:
-        "results/ifd/{dataset}/{proxy}.csv",
+        "results/ifd/{dataset}/{proxy}{run}.csv",
     log:
-        "results/logs/ifd/{dataset}/{proxy}.log",
+        "results/logs/ifd/{dataset}/{proxy}{run}.log",
     conda:
         "../envs/light.yaml"
     resources:

@@ -8,6 +8,8 @@ rule finetune_target:
             "results/targets/{dataset}/{target}/{selector}/{subset}", KEEP["targets"]
         ),
         ledger="results/ledger/finetune_target/{dataset}/{target}/{selector}/{subset}.json",
+        # the Trainer's loss log, laid out as results/ledger/; the model folder that also holds it is temporary
+        loss_curve="results/loss_curves/finetune_target/{dataset}/{target}/{selector}/{subset}.json",
     log:
         "results/logs/finetune_target/{dataset}/{target}/{selector}/{subset}.log",
     benchmark:
@@ -26,7 +28,9 @@ rule finetune_target:
         gpu_model=sized("train", "gpu_model"),
         cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:
-        hp=training_hp,
+        # what changes the result; memory, speed and logging knobs (study.training_knobs) are read
+        # from the config by the script, so changing them reruns nothing
+        hp=study.result_settings(config, "training"),
         seed=lambda wildcards: study.training_seed(wildcards.subset),
         state="results/.state/finetune_target/{dataset}/{target}/{selector}/{subset}",
     script:

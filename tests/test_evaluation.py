@@ -232,3 +232,61 @@ def test_evaluate_runs_the_model_and_compare_reads_only_predictions(tmp_path, ti
     stages.compare(tmp_path / "full.csv", tmp_path / "full.csv", 0.01, tmp_path / "pairwise.json")
     sub = json.loads((tmp_path / "pairwise.json").read_text())
     assert (sub["wins"], sub["ties"], sub["losses"], sub["win_rate"]) == (0, 3, 0, 0.5)
+
+
+def paired_frame() -> pd.DataFrame:
+    """Two seeds of one target: lp1's hard and easy halves, s2l (global scheme) and clust_rand, with
+    win rates that move together per seed (a shared seed effect) for the easy half."""
+    rows = []
+    values = {("lp1", "cluster", "hard"): (0.5, 0.0), ("lp1", "cluster", "easy"): (0.3, 0.7),
+              ("s2l", "global", "hard"): (0.25, 0.65), ("random", "cluster", "hard"): (0.2, 0.6)}
+    for i, seed in enumerate((1, 2)):
+        rows.append({"target": "t", "selector": "none", "subset": f"full_seed{seed}", "method": "full", "scheme": "",
+                     "chunks": 1, "fraction": 1.0, "realized_fraction": 1.0, "part": "", "seed": seed,
+                     "display": "full", "win_rate": float("nan"), "heldout_ppl": 3.0})
+        for (method, scheme, part), wr in values.items():
+            rows.append({"target": "t", "selector": "none" if method == "random" else "p",
+                         "subset": f"{method}_{scheme}_k2_{part}_seed{seed}", "method": method, "scheme": scheme,
+                         "chunks": 2, "fraction": 0.5, "realized_fraction": 0.55, "part": part, "seed": seed,
+                         "display": "clust_rand" if method == "random" else method, "win_rate": wr[i],
+                         "heldout_ppl": 4.0 + i - (method == "lp1")})
+    return pd.DataFrame(rows)
+
+
+def test_selections_are_compared_with_clust_rand_as_paired_per_seed_differences():
+    paired = aggregate.paired_differences(paired_frame()).set_index(["method", "part", "metric"])
+    assert len(paired) == 3 * 2  # lp1 hard, lp1 easy, s2l; win rate and held-out perplexity
+    easy = paired.loc[("lp1", "easy", "win_rate")]
+    # 0.3 - 0.2 and 0.7 - 0.6: the seed effect cancels, so the interval is the point itself
+    assert (easy["n_seeds"], easy["seeds"], easy["baseline"]) == (2, "1 2", "clust_rand")
+    assert easy["mean_diff"] == pytest.approx(0.1) and easy["diff_hi"] - easy["diff_lo"] == pytest.approx(0)
+    assert not easy["beyond_range"]
+    # unpaired, the two intervals over seeds overlap widely
+    seeds = aggregate.over_seeds(paired_frame(), ["win_rate"]).set_index(["method", "part"])
+    assert seeds.loc[("lp1", "easy"), "win_rate_seed_lo"] < seeds.loc[("random", "hard"), "win_rate"]
+    hard = paired.loc[("lp1", "hard", "win_rate")]
+    # differences 0.3 and -0.6: mean -0.15, half width t(0.975, 1) x sd / sqrt(2) = 12.706 x 0.45
+    assert hard["mean_diff"] == pytest.approx(-0.15)
+    assert hard["diff_hi"] - hard["mean_diff"] == pytest.approx(12.7062 * 0.45, rel=1e-4)
+    assert hard["t_critical"] == pytest.approx(12.7062, rel=1e-4)
+    assert hard["beyond_range"] and (hard["range_lo"], hard["range_hi"]) == (-1, 1)
+    assert paired.loc[("s2l", "hard", "win_rate"), "baseline"] == "clust_rand"  # no global random: clust_rand
+    ppl = paired.loc[("lp1", "hard", "heldout_ppl")]
+    assert ppl["mean_diff"] == pytest.approx(-1) and not ppl["beyond_range"] and ppl["range_hi"] == np.inf
+
+
+def test_the_summary_marks_and_explains_a_bound_past_the_metric_range(tmp_path):
+    from lpselect import summary
+
+    # a win rate over two seeds whose t interval goes below 0 is shown cut at 0 and marked
+    assert summary._value({"win_rate": 0.1, "win_rate_seed_lo": -0.5, "win_rate_seed_hi": 0.7}, "win_rate") == \
+        "0.100 [0.000†, 0.700]"
+    assert summary._value({"heldout_ppl": 5.0, "heldout_ppl_seed_lo": 3.0, "heldout_ppl_seed_hi": 7.0},
+                          "heldout_ppl") == "5.000 [3.000, 7.000]"
+    paired = aggregate.paired_differences(paired_frame())
+    lines = summary.paired_section(paired, ["win_rate", "heldout_ppl"])
+    text = "\n".join(lines)
+    assert "| t | lp1 (p) | hard | 1/2 | clust_rand | 2 | -0.150 [-1.000†, 1.000†] | -1.000 [-1.000, -1.000] |" in text
+    assert "| t | lp1 (p) | easy | 1/2 | clust_rand | 2 | 0.100 [0.100, 0.100] |" in text
+    assert "† The Student-t interval over 2 seeds (t = 12.71)" in text
+    assert summary.clip_note(["| a | 0.1 [0.0, 0.2] |"], 2) == []  # nothing cut, no note

@@ -288,3 +288,58 @@ def test_the_transfer_diagnostic_compares_the_hard_parts_and_keeps_parts_apart(t
     assert "| lp1 | hard | a | b | 1/2 | 309 / 309 | 0.400 | 1.000 | 0.508 |" in lines
     assert "| lp1 | easy | a | b | 1/2 | 299 / 299 | 0.400 | 0.000 | 0.492 |" in lines
     assert "0.500" not in lines
+
+
+def test_with_a_proxy_run_per_seed_each_seed_is_compared_on_its_own_runs(tmp_path):
+    """grid.proxy_seeds: score tables and ledgers are keyed "<model>/seed<N>"; the transfer diagnostic
+    ranks each seed's subsets by that seed's runs, and the compute table charges a subset its own run."""
+    ids = [f"x{i}" for i in range(10)]
+    paths = {}
+    for seed, order in ((1, 1), (2, -1)):  # seed 1: a and b agree; seed 2: b reverses
+        for model, sign in (("a", 1), ("b", order)):
+            paths[f"{model}/seed{seed}"] = tmp_path / f"{model}{seed}.csv"
+            pd.DataFrame({"id": ids, "lp1": sign * np.arange(10.0)}).to_csv(paths[f"{model}/seed{seed}"], index=False)
+    subsets = {}
+    for seed in (1, 2):
+        name = f"lp1_global_k5_hard_seed{seed}"
+        for model in ("a", "b"):
+            subsets[(model, name)] = write_subset(tmp_path / f"{model}{seed}.json", name, ids[:2], 10)
+    aggregate.write_transfer(subsets, paths, {}, tmp_path / "transfer.csv")
+    table = pd.read_csv(tmp_path / "transfer.csv").set_index("seed")
+    assert table.loc[1, "kendall_tau"] == pytest.approx(1.0) and table.loc[2, "kendall_tau"] == pytest.approx(-1.0)
+    assert set(table["model_a"]) == {"a"} and set(table["model_b"]) == {"b"}
+
+    assert aggregate.run_of({"a/seed1": 1, "a/seed2": 2}, "a", 2) == 2
+    assert aggregate.run_of({"a": 0}, "a", 2) == 0 and aggregate.run_of({"a": 0}, "none", 2) is None
+    assert aggregate.seed_runs(paths, 2) == {"a": paths["a/seed2"], "b": paths["b/seed2"]}
+
+
+def test_proxy_runs_are_named_by_seed_only_with_grid_proxy_seeds():
+    config = {"seed": 42, "grid": {"seeds": [1, 2]}}
+    assert study.proxy_seeded(config) is False  # the schema's default
+    assert study.proxy_runs(config, ["a", "b"]) == ["a", "b"]
+    assert study.proxy_run(config, 2) == "" and study.proxy_run_seed(config, "") == 42
+    config["grid"]["proxy_seeds"] = True
+    assert study.proxy_runs(config, ["a"]) == ["a/seed1", "a/seed2"]
+    assert study.proxy_run(config, 2) == "/seed2" and study.proxy_run_seed(config, "/seed2") == 2
+    assert study.proxy_run(config, None) == ""  # the references read no proxy
+
+
+def test_the_compute_table_charges_each_subset_its_own_proxy_run(tmp_path):
+    def target_ledger(name):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"flops": 1000.0, "wall_s": 10.0, "tokens": 5, "device": "cpu"}))
+        return str(path)
+
+    def proxy(train_flops, tag):
+        return {"train": write_ledger(tmp_path / f"train{tag}.json", train_flops, 1.0),
+                "extract": {e: write_ledger(tmp_path / f"e{e}{tag}.json", 0.0, 0.0) for e in range(3)},
+                "response_only": {}}
+
+    targets = {("t", "none", f"full_seed{s}"): target_ledger(f"full{s}") for s in (1, 2)}
+    targets |= {("t", "p", f"lp1_cluster_k2_hard_seed{s}"): target_ledger(f"lp{s}") for s in (1, 2)}
+    table = aggregate.compute_table(targets, {"p/seed1": proxy(100.0, 1), "p/seed2": proxy(300.0, 2)})
+    cost = table[table["method"] == "lp1"].set_index("seed")["selection_flops"]
+    assert cost.to_dict() == {1: 100.0, 2: 300.0}
+    one_run = aggregate.compute_table(targets, {"p": proxy(100.0, 0)})  # every seed reads the one run
+    assert set(one_run.loc[one_run["method"] == "lp1", "selection_flops"]) == {100.0}

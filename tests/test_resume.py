@@ -133,6 +133,49 @@ def test_a_changed_job_starts_afresh_and_an_unchanged_one_resumes(small, monkeyp
     assert not all(torch.equal(first[k], after[k]) for k in first)  # trained anew, not the stale epoch-1
 
 
+def test_a_state_written_by_other_training_code_starts_afresh(small, monkeypatch, caplog):
+    """A fix in the training code must not resume a checkpoint the old code wrote: the fingerprint
+    holds the code's version, and the log says what changed."""
+    from lpselect import training
+
+    train_leaving_state(small, "a", monkeypatch, caplog)
+    assert "resuming from" in train_leaving_state(small, "a", monkeypatch, caplog)[0]
+    real = training.code_version()
+    monkeypatch.setattr(training, "code_version", lambda: real | {"losses": "0" * 64})
+    log_text, _ = train_leaving_state(small, "a", monkeypatch, caplog)
+    assert re.search(r"state of a different job .*starting afresh \(code changed: losses\)", log_text)
+    assert "resuming from" not in log_text
+
+
+def test_the_code_version_covers_the_training_modules_and_what_they_import(tmp_path):
+    import shutil
+
+    from lpselect import training
+
+    package = tmp_path / "lpselect"
+    shutil.copytree(training.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = training.code_version(package)
+    assert {"training", "losses", "tokenization", "prompts", "models", "stages", "distributed"} <= set(before)
+    assert not {"figures", "summary", "aggregate", "plan"} & set(before)  # tables and figures: no restart
+    with open(package / "prompts.py", "a") as f:  # imported by tokenization, imported by losses
+        f.write("# a change\n")
+    with open(package / "figures.py", "a") as f:
+        f.write("# a change\n")
+    after = training.code_version(package)
+    assert [m for m in before if before[m] != after[m]] == ["prompts"]
+    assert training.fingerprint({}, {})["code"] == training.code_version()
+
+
+def test_the_loss_curve_is_kept_beside_the_ledger(small):
+    """train_log.json goes with the (temporary) model folder and to its own output."""
+    stages.train_model(small / "base", small / "rows.tokenized", None, SMALL_HP | {"logging_steps": 1}, 42,
+                       {1: small / "out"}, small / "state", small / "out.json", loss_curve_out=small / "curves/out.json")
+    kept = json.loads((small / "curves/out.json").read_text())
+    assert kept == json.loads((small / "out" / "train_log.json").read_text())
+    assert len([h for h in kept if "loss" in h]) == 6 and kept[-1]["train_loss"] > 0  # 48 rows / 8 per step
+    assert not (small / "state").exists() and not list(small.glob("curves/*.tmp"))
+
+
 def test_the_fingerprint_reads_model_weights_by_size_and_mtime_only(tmp_path, monkeypatch):
     from lpselect import training
 

@@ -134,9 +134,21 @@ def test_gradient_checkpointing_can_be_set_per_model_size():
     config["resources"]["by_model_size"][-1]["gradient_checkpointing"] = False
     study.validate_config(config)
     small, large = config["grid"]["proxies"][0], config["grid"]["targets"][-1]
-    assert study.training_settings(config, small)["gradient_checkpointing"] is True  # training.* default
-    assert study.training_settings(config, large)["gradient_checkpointing"] is False  # its size row
-    assert "logging_steps" not in study.training_settings(config, small)  # logging changes no result
+    assert study.training_knobs(config, small)["gradient_checkpointing"] is True  # training.* default
+    assert study.training_knobs(config, large)["gradient_checkpointing"] is False  # its size row
+    assert study.training_knobs(config, small)["batch_size"] == config["training"]["batch_size"]
+
+
+def test_result_neutral_training_knobs_are_not_result_settings():
+    """Gradient checkpointing (same gradients), the per-device batch under a fixed global batch (same
+    samples per step) and logging change no result: they stay out of the training rules' params (and
+    the resume fingerprint, which is built from those params)."""
+    config = paper_config()
+    settings = study.result_settings(config, "training")
+    assert not {"gradient_checkpointing", "batch_size", "logging_steps"} & set(settings)
+    assert settings["global_batch_size"] == 128 and settings["learning_rate"] == config["training"]["learning_rate"]
+    del config["training"]["gradient_checkpointing"]  # the schema's default reaches the trainer
+    assert study.training_knobs(config, config["grid"]["proxies"][0])["gradient_checkpointing"] is False
 
 
 def test_a_proxy_read_at_epoch_one_stops_there_on_its_full_schedule(tiny_tokenizer, examples, tmp_path):

@@ -4,6 +4,7 @@ import copy
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -121,6 +122,66 @@ def test_every_seed_trains_its_own_full_data_reference(workdir):
     assert priority[("evaluate", "lp1_cluster_k2_hard_seed1")] > priority[("finetune_target", "full_seed1")]
 
 
+@pytest.mark.slow
+def test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer(workdir):
+    """Gradient checkpointing and the per-device batch (under a fixed global batch) change no result:
+    turning them on after an OOM reruns no base model, proxy or fine-tune, yet the trainer gets them.
+    The Trainer's loss log is kept beside the ledger (the epoch folders are temporary)."""
+    config = shrunken_config()
+    curve = "results/loss_curves/train_proxy/synth/m-a.json"
+    run_snakemake(workdir, config, "--cores", "2", curve)
+    history = json.loads((workdir / curve).read_text())
+    assert history[-1]["train_loss"] > 0 and history[-1]["epoch"] == pytest.approx(2.0)
+
+    changed = copy.deepcopy(config)
+    changed["training"] |= {"gradient_checkpointing": True, "batch_size": 4, "logging_steps": 1}  # global: 8
+    assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n", curve).stdout
+    before = (workdir / curve).read_text()
+    run_snakemake(workdir, changed, "--cores", "2", "--forcerun", "train_proxy", "--", curve)
+    ledger = json.loads((workdir / "results/ledger/train_proxy/synth/m-a.json").read_text())
+    assert (ledger["batch_size"], ledger["gradient_accumulation_steps"], ledger["global_batch_size"]) == (4, 2, 8)
+    steps = [h for h in json.loads((workdir / curve).read_text()) if "loss" in h]  # logging_steps: 1
+    assert len(steps) == 2 * 5 and not any("loss" in h for h in json.loads(before))  # 2 epochs of 40 rows / 8
+    # a result setting still reruns the proxy
+    changed["training"]["learning_rate"] *= 2
+    assert "train_proxy" in job_counts(run_snakemake(workdir, changed, "--cores", "2", "-n", curve).stdout)
+
+
+@pytest.mark.slow
+def test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it(workdir):
+    """grid.proxy_seeds: the proxy is trained (and scored) once per grid seed, and a score-based subset
+    of seed s reads the run of seed s, so LP subsets vary with the proxy's seed; without it one run
+    with the study seed serves every seed (the default DAG and paths are unchanged)."""
+    config = shrunken_config()
+    config["grid"].update(proxies=["m-a"], seeds=[1, 2])
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    assert job_counts(out)["train_proxy"] == job_counts(out)["score"] == 1
+    assert set(re.findall(r"^    output: (results/scores/\S+)$", out, re.M)) == {"results/scores/synth/m-a.csv"}
+
+    config["grid"]["proxy_seeds"] = True
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    counts = job_counts(out)
+    assert counts["train_proxy"] == counts["extract_losses"] == counts["score"] == 2
+    selects = re.findall(r"^rule select:\n    input: .*?(results/scores/[^,\s]+).*\n"
+                         r"    output: results/subsets/synth/m-a/(\S+)\.json$", out, re.M)
+    reads = {subset: scores for scores, subset in selects}
+    assert reads == {f"lp1_cluster_k2_hard_seed{s}": f"results/scores/synth/m-a/seed{s}.csv" for s in (1, 2)}
+    assert counts["finetune_target"] == 2 * 3  # per seed: lp1, clust_rand, full
+
+    targets = [f"results/subsets/synth/m-a/lp1_cluster_k2_hard_seed{s}.json" for s in (1, 2)]
+    run_snakemake(workdir, config, "--cores", "2", *targets)
+    ledgers = [json.loads((workdir / f"results/ledger/train_proxy/synth/m-a/seed{s}.json").read_text()) for s in (1, 2)]
+    assert all(ledger["kind"] == "train" for ledger in ledgers)
+    curves = [json.loads((workdir / f"results/loss_curves/train_proxy/synth/m-a/seed{s}.json").read_text())
+              for s in (1, 2)]
+    assert curves[0][-1]["train_loss"] != curves[1][-1]["train_loss"]  # two trainings, two data orders
+    scores = [pd.read_csv(workdir / f"results/scores/synth/m-a/seed{s}.csv") for s in (1, 2)]
+    assert (scores[0]["p0"] == scores[1]["p0"]).all()  # one base model
+    assert not np.allclose(scores[0]["lp1"], scores[1]["lp1"])
+    subsets = [set(json.loads((workdir / t).read_text())["ids"]) for t in targets]
+    assert subsets[0] != subsets[1] and len(subsets[0]) == len(subsets[1])
+
+
 def test_lint_is_clean():
     import subprocess
 
@@ -136,7 +197,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
     run_snakemake(workdir, config, "--cores", "2")
     results = workdir / "results"
-    for table in ("metrics", "seeds", "subsets", "composition", "rank_correlation", "model_sizes"):
+    for table in ("metrics", "seeds", "paired", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
     figures = ("transfer_heatmap", "rank_correlation", "trajectories", "composition", "compute_cost",
                "method_comparison", "same_size", "transfer")
@@ -164,6 +225,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     summary = (results / "summary.md").read_text()
     assert "Machine: " in summary and "| m-b | lp1 (m-a) | hard | 1/2 |" in summary
     assert "one seed: no interval over seeds" in summary
+    assert "| m-b | lp1 (m-a) | hard | 1/2 | clust_rand | 1 |" in summary  # paired with clust_rand, seed 42
     assert pd.read_csv(results / "tables/synth/model_sizes.csv").set_index("model")["n_parameters"]["m-b"] > 1000
     responses = json.loads((results / "responses/synth/m-b/m-a/lp1_cluster_k2_hard_seed42.json").read_text())
     assert len(responses) == 8 and set(responses[0]) == {"instruction", "output", "generator"}
@@ -191,7 +253,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert not list((results / "proxies").rglob("*.safetensors")) and not (results / "targets").exists()
     # logging and speed settings rerun nothing
     changed = copy.deepcopy(config)
-    changed["training"]["logging_steps"] += 1
+    changed["training"] |= {"logging_steps": 1, "gradient_checkpointing": True, "batch_size": 4}
     changed["extraction"] |= {"batch_size": 3, "share_prefix": False}
     assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
     changed["evaluation"]["batch_size"] += 1

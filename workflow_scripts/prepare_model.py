@@ -1,4 +1,4 @@
-from lpselect import stages
+from lpselect import stages, study
 from lpselect.jobs import run_stage
 
 run_stage(
@@ -12,6 +12,8 @@ run_stage(
     hp=snakemake.params.hp,
     max_length=snakemake.params.max_length,
     template=snakemake.params.template,
+    # memory, speed and logging: read from the config, not params (changing one reruns nothing)
+    knobs=study.training_knobs(snakemake.config, snakemake.wildcards.model),
     threads=snakemake.threads,
     gpus=snakemake.resources.get("gpu", 0),
 )

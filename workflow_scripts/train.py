@@ -1,5 +1,5 @@
 # Serves train_proxy (keeps the epochs its study reads) and finetune_target (keeps the last).
-from lpselect import stages
+from lpselect import stages, study
 from lpselect.jobs import run_stage
 
 if snakemake.rule == "train_proxy":
@@ -22,6 +22,7 @@ run_stage(
     gpus=snakemake.resources.get("gpu", 0),
     # one process per GPU of the job (data-parallel inside the job)
     processes=max(1, snakemake.resources.get("gpu", 0)),
-    # logging only: read from the config, not params (changing it reruns nothing)
-    logging_steps=snakemake.config["training"].get("logging_steps"),
+    # memory, speed and logging: read from the config, not params (changing one reruns nothing)
+    knobs=study.training_knobs(snakemake.config, snakemake.wildcards.get("proxy") or snakemake.wildcards.target),
+    loss_curve_out=snakemake.output.loss_curve,
 )
