@@ -130,7 +130,7 @@ def one_gpu(kind):
 
 def fresh_only_gpu(resource, cpu_value):
     """A GPU resource of prepare_model: a fresh model is warmed up (on a GPU if its row has one); a
-    pretrained or packaged one is copied on the CPU, with cpu_value (no GPU, no GPU model)."""
+    pretrained or packaged one is copied on the CPU (cpu_value: no GPU, no GPU model)"""
     return lambda wildcards, attempt: (
         resource(wildcards, attempt)
         if config["models"][wildcards.model]["source"] == "fresh"
