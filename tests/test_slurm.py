@@ -71,10 +71,11 @@ def run_id_of(log: Path) -> str | None:
     return m[1] if m else None
 
 
-def wait(proc, log: Path, timeout: float, on_poll=None) -> str:
+def wait(proc, log: Path, timeout: float, on_poll=None) -> tuple[str, dict]:
     """Wait for a Snakemake run; fail if it outlives its SLURM jobs (the silent wait of a status command
-    that cannot see them) or the timeout."""
-    deadline, idle_since = time.time() + timeout, None
+    that cannot see them) or the timeout. Returns its output and its SLURM jobs by id, in their last
+    state seen (squeue forgets finished jobs after MinJobAge, 300 s by default)."""
+    deadline, idle_since, seen = time.time() + timeout, None, {}
     while proc.poll() is None:
         if time.time() > deadline:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -83,6 +84,7 @@ def wait(proc, log: Path, timeout: float, on_poll=None) -> str:
         if on_poll and run_id:
             on_poll(run_id)
         jobs = run_jobs(run_id) if run_id else []
+        seen |= {j["id"]: j for j in jobs}
         if jobs and not any(j["state"] in ACTIVE for j in jobs):
             idle_since = idle_since or time.time()
             if time.time() - idle_since > 90:
@@ -91,7 +93,9 @@ def wait(proc, log: Path, timeout: float, on_poll=None) -> str:
         else:
             idle_since = None
         time.sleep(1)
-    return log.read_text()
+    run_id = run_id_of(log)
+    seen |= {j["id"]: j for j in (run_jobs(run_id) if run_id else [])}
+    return log.read_text(), seen
 
 
 def start(workdir: Path, log: Path, *args):
@@ -136,11 +140,10 @@ def test_default_study_target_through_real_slurm(slurm, tmp_path):
     local_run = start(local, tmp_path / "local.log", "--cores", "1", TARGET)
 
     requeue = Requeue(cluster)
-    out = wait(start(cluster, tmp_path / "cluster.log", "--workflow-profile", "profiles/slurm", TARGET),
-               tmp_path / "cluster.log", 900, on_poll=requeue)
+    out, jobs = wait(start(cluster, tmp_path / "cluster.log", "--workflow-profile", "profiles/slurm", TARGET),
+                     tmp_path / "cluster.log", 900, on_poll=requeue)
     assert "7 of 7 steps (100%) done" in out, out[-4000:]
-    run_id = run_id_of(tmp_path / "cluster.log")
-    jobs = run_jobs(run_id)
+    jobs = list(jobs.values())
     assert sorted(re.sub(r"rule_(\w+?)_wildcards.*", r"\1", j["comment"]) for j in jobs) == sorted(
         ["prepare_dataset", "build_tokenizer", "prepare_model", "tokenize", "train_proxy", "extract_losses", "score"]
     ), jobs
@@ -157,15 +160,15 @@ def test_default_study_target_through_real_slurm(slurm, tmp_path):
     assert [f for f in local_files if local_files[f] != cluster_files[f]] == []  # byte-identical
 
     # a rerun submits nothing
-    out = wait(start(cluster, tmp_path / "rerun.log", "--workflow-profile", "profiles/slurm", TARGET),
-               tmp_path / "rerun.log", 300)
-    rerun_id = run_id_of(tmp_path / "rerun.log")
-    assert "Nothing to be done" in out and rerun_id and run_jobs(rerun_id) == [], out[-3000:]
+    out, jobs = wait(start(cluster, tmp_path / "rerun.log", "--workflow-profile", "profiles/slurm", TARGET),
+                     tmp_path / "rerun.log", 300)
+    assert "Nothing to be done" in out and run_id_of(tmp_path / "rerun.log") and jobs == {}, out[-3000:]
 
     # a failing job: its SLURM state and its log are reported, and the run exits non-zero
     (cluster / "results/losses/synth/llama-330k/epoch-5.csv").write_text("id,n_tokens,loss\nsynth-x,2,1.0\n")
     proc = start(cluster, tmp_path / "fail.log", "--workflow-profile", "profiles/slurm", "--retries", "0", TARGET)
-    out = wait(proc, tmp_path / "fail.log", 300)
+    out, jobs = wait(proc, tmp_path / "fail.log", 300)
+    assert [j["state"] for j in jobs.values()] == ["FAILED"], jobs
     assert proc.returncode != 0
     assert re.search(r"SLURM-job '\d+' failed, SLURM status is: 'FAILED'", out), out[-4000:]
     # the rule's log, shown in the output (show-failed-logs), and SLURM's log of the job, kept
