@@ -58,7 +58,7 @@ def submitted(tmp_path, workdir, targets, expect: int, timeout=90) -> list[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     # every SLURM command the plugin calls is a stand-in, also where a real SLURM is installed (tests/slurm)
-    bodies = {"sbatch": "echo 4242", "sacct": "", "sacctmgr": "", "sshare": "", "scontrol": "", "squeue": "", "sinfo": ""}
+    bodies = {"sbatch": "echo 4242"} | dict.fromkeys(("sacct", "sacctmgr", "sshare", "scontrol", "squeue", "sinfo"), "")
     for name, body in bodies.items():
         (bin_dir / name).write_text(STAND_IN.format(body=body))
         (bin_dir / name).chmod(0o755)

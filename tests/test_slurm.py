@@ -71,6 +71,15 @@ def run_id_of(log: Path) -> str | None:
     return m[1] if m else None
 
 
+def stop(proc, run_id: str | None):
+    """Kill a Snakemake run (its process group) and cancel its SLURM jobs."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if run_id:
+        subprocess.run(["scancel", "--name", run_id], timeout=30)
+
+
 def wait(proc, log: Path, timeout: float, on_poll=None) -> tuple[str, dict]:
     """Wait for a Snakemake run; fail if it outlives its SLURM jobs (the silent wait of a status command
     that cannot see them) or the timeout. Returns its output and its SLURM jobs by id, in their last
@@ -78,7 +87,7 @@ def wait(proc, log: Path, timeout: float, on_poll=None) -> tuple[str, dict]:
     deadline, idle_since, seen = time.time() + timeout, None, {}
     while proc.poll() is None:
         if time.time() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
+            stop(proc, run_id_of(log))
             pytest.fail(f"snakemake still running after {timeout} s:\n{log.read_text()[-4000:]}")
         run_id = run_id_of(log)
         if on_poll and run_id:
@@ -88,11 +97,11 @@ def wait(proc, log: Path, timeout: float, on_poll=None) -> tuple[str, dict]:
         if jobs and not any(j["state"] in ACTIVE for j in jobs):
             idle_since = idle_since or time.time()
             if time.time() - idle_since > 90:
-                os.killpg(proc.pid, signal.SIGKILL)
+                stop(proc, run_id)
                 pytest.fail(f"snakemake waits for SLURM jobs that ended 90 s ago ({jobs}):\n{log.read_text()[-4000:]}")
         else:
             idle_since = None
-        time.sleep(1)
+        time.sleep(0.5)
     run_id = run_id_of(log)
     seen |= {j["id"]: j for j in (run_jobs(run_id) if run_id else [])}
     return log.read_text(), seen
@@ -123,8 +132,10 @@ class Requeue:
         if not proxy:
             return
         job = proxy[0]
-        if self.job is None and job["state"] == "RUNNING" and self.log.exists() \
-                and "saved epoch 1 model" in self.log.read_text():
+        text = self.log.read_text() if self.log.exists() else ""
+        # mid-run: epoch 1 saved, epochs 4 and 5 (of the default study's 5) still to come
+        if self.job is None and job["state"] == "RUNNING" and "saved epoch 1 model" in text \
+                and "saved epoch 4 model" not in text:
             subprocess.run(["scontrol", "requeue", job["id"]], check=True, timeout=30)
             self.job = job["id"]
         elif self.job and not self.released and job["state"] == "PENDING":
@@ -138,7 +149,13 @@ def test_default_study_target_through_real_slurm(slurm, tmp_path):
     cluster = copy_workflow(tmp_path / "cluster")
     # the local reference runs beside the cluster run (which mostly waits for SLURM)
     local_run = start(local, tmp_path / "local.log", "--cores", "1", TARGET)
+    try:
+        check_cluster_run(tmp_path, local, local_run, cluster)
+    finally:
+        stop(local_run, None)
 
+
+def check_cluster_run(tmp_path, local, local_run, cluster):
     requeue = Requeue(cluster)
     out, jobs = wait(start(cluster, tmp_path / "cluster.log", "--workflow-profile", "profiles/slurm", TARGET),
                      tmp_path / "cluster.log", 900, on_poll=requeue)
