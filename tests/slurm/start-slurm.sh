@@ -17,9 +17,10 @@ LOG_DIR=/var/log/slurm
 
 stop() {
     for pidfile in /run/slurmd.pid /run/slurmctld.pid; do
-        if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-            kill -TERM "$(cat "$pidfile")"
-            for _ in $(seq 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.2; done
+        pid=$(cat "$pidfile" 2>/dev/null || true)
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid"
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         fi
         rm -f "$pidfile" # a stale slurmctld pidfile makes `apt-get remove slurmctld` fail
     done
