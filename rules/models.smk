@@ -33,13 +33,9 @@ rule prepare_model:
         mem_mb=sized("extract", "mem_mb"),
         runtime=sized("extract", "runtime"),
         # a GPU only to warm a fresh model up; a pretrained or packaged one is copied on the CPU
-        gpu=lambda wildcards, attempt: (
-            one_gpu("extract")(wildcards, attempt)
-            if config["models"][wildcards.model]["source"] == "fresh"
-            else 0
-        ),
-        gpu_model=sized("extract", "gpu_model"),
-        cpus_per_gpu=sized("extract", "cpus_per_gpu"),
+        gpu=fresh_only_gpu(one_gpu("extract"), 0),
+        gpu_model=fresh_only_gpu(sized("extract", "gpu_model"), None),
+        cpus_per_gpu=fresh_only_gpu(sized("extract", "cpus_per_gpu"), None),
     params:
         spec=lambda wildcards: config["models"][wildcards.model],
         # what builds and warms up a fresh model; nothing else depends on them

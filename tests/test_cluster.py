@@ -57,7 +57,8 @@ def submitted(tmp_path, workdir, targets, expect: int, timeout=90) -> list[str]:
     """Run snakemake with the SLURM profile until `expect` sbatch calls were made; return them."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    bodies = {"sbatch": "echo 4242", "sacct": "", "sacctmgr": "", "sshare": "", "scontrol": "", "squeue": ""}
+    # every SLURM command the plugin calls is a stand-in, also where a real SLURM is installed (tests/slurm)
+    bodies = {"sbatch": "echo 4242"} | dict.fromkeys(("sacct", "sacctmgr", "sshare", "scontrol", "squeue", "sinfo"), "")
     for name, body in bodies.items():
         (bin_dir / name).write_text(STAND_IN.format(body=body))
         (bin_dir / name).chmod(0o755)
@@ -98,11 +99,12 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
     )
     target = next(x for x in lines if "rule_finetune_target" in x)
     proxy = next(x for x in lines if "rule_train_proxy" in x)
-    for flag in ("--gpus=a100:4", "--cpus-per-gpu=8", "--mem 256000", "-t 1440", "--requeue",
-                 "-A YOUR_ACCOUNT", "-p YOUR_PARTITION"):
+    for flag in ("--gpus=a100:4", "--cpus-per-gpu=8", "--mem 256000", "-t 1440", "--requeue"):
         assert flag in target, (flag, target)
     for flag in ("--gpus=a100:1", "--cpus-per-task=8", "--mem 64000", "-t 240", "--requeue"):
         assert flag in proxy, (flag, proxy)
+    for line in (target, proxy):  # the profile names no account or partition: the cluster's defaults
+        assert " -A " not in line and " -p " not in line, line
 
 
 def test_light_rules_stay_local():
@@ -129,13 +131,32 @@ def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
     shutil.copytree(ROOT / "profiles", workdir / "profiles")
     shutil.copytree(ROOT / "configs", workdir / "configs")
     env = silent_slurm(tmp_path)
-    args = ["-n", "--quiet", "rules", "--workflow-profile", "profiles/slurm", "--jobs", "100",
-            "--configfile", "configs/paper.yaml"]
+    args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "100", "--configfile", "configs/paper.yaml"]
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"^finetune_target\s+1470$", proc.stdout, re.M), proc.stdout[-2000:]
     calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
     assert "sbatch" not in calls  # a dry run submits nothing
+    jobs = job_resources(proc.stdout)
+    assert sum(j["rule"] == "finetune_target" for j in jobs) == 1470
+    # CPU-only jobs (the pretrained copies) carry no GPU keys: the plugin would turn a GPU model into
+    # --gpus=a100:0 and cpus_per_gpu would stand for the threads
+    prepare = [j for j in jobs if j["rule"] == "prepare_model"]
+    assert prepare and all(int(j.get("gpu") or 0) == 0 for j in prepare)
+    for job in jobs:
+        if not int(job.get("gpu") or 0):
+            assert "gpu_model" not in job and "cpus_per_gpu" not in job, job
+        else:
+            assert job["gpu_model"] == "a100", job
+
+
+def job_resources(dry_run: str) -> list[dict]:
+    """The rule and the resources of every job printed by a dry run (values as strings)."""
+    jobs = []
+    for m in re.finditer(r"^rule (\w+):\n((?:    .*\n)+)", dry_run, re.M):
+        resources = re.search(r"resources: (.*)", m[2])
+        jobs.append({"rule": m[1]} | (dict(kv.split("=", 1) for kv in resources[1].split(", ")) if resources else {}))
+    return jobs
 
 
 def dry_run_jobs(tmp_path, workdir, study) -> list[dict]:
@@ -149,12 +170,7 @@ def dry_run_jobs(tmp_path, workdir, study) -> list[dict]:
     args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "10", "--configfile", "slurm.yaml"]
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    jobs = []
-    for m in re.finditer(r"^rule (\w+):\n((?:    .*\n)+)", proc.stdout, re.M):
-        resources = re.search(r"resources: (.*)", m[2])
-        fields = dict(kv.split("=", 1) for kv in resources[1].split(", ")) if resources else {}
-        jobs.append({"rule": m[1], "gpu": int(fields.get("gpu") or 0)})
-    return jobs
+    return [{"rule": j["rule"], "gpu": int(j.get("gpu") or 0)} for j in job_resources(proc.stdout)]
 
 
 def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):

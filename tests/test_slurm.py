@@ -1,0 +1,293 @@
+"""profiles/slurm against a real single-node SLURM (tests/slurm/start-slurm.sh, which `make test` runs as
+root): one proxy's score table of the default study through real sbatch, and the paper's GPU rows held.
+
+Skips where no SLURM node is up (a developer's machine without root); fails instead when
+LPSELECT_REQUIRE_SLURM=1 (CI, .ci/run). `pytest -m "not slurm"` leaves these tests out."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake_cmd
+from lpselect.study import size_resources
+
+pytestmark = pytest.mark.slurm
+
+WORKFLOW = ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "report", "lpselect", "config.yaml")
+TARGET = "results/scores/synth/llama-330k.csv"
+ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
+          "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "PREEMPTED"}
+
+
+def slurm_missing() -> str | None:
+    """Why no real SLURM can take jobs here (None when one can)."""
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "the SLURM executor plugin is not installed (make install-slurm)"
+    for tool in ("sbatch", "squeue", "sinfo", "scontrol", "scancel"):
+        if not shutil.which(tool):
+            return f"no {tool} on PATH: no SLURM here (as root, tests/slurm/start-slurm.sh installs and starts one)"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    states = set(proc.stdout.split())
+    if proc.returncode != 0 or not states & {"idle", "mix", "alloc"}:
+        return f"no SLURM node takes jobs (sinfo: {(proc.stdout + proc.stderr).strip() or 'nothing'})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = slurm_missing()
+    if reason:
+        if os.environ.get("LPSELECT_REQUIRE_SLURM") == "1":
+            pytest.fail(f"LPSELECT_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+
+
+def copy_workflow(dest: Path, profiles=True) -> Path:
+    dest.mkdir(parents=True)
+    for item in WORKFLOW + (("profiles",) if profiles else ()):
+        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, dest / item)
+    return dest
+
+
+def run_jobs(run_id: str) -> list[dict]:
+    """The jobs of one Snakemake run (its SLURM job name), as squeue lists them, finished ones included
+    (kept for MinJobAge)."""
+    out = subprocess.run(["squeue", "-h", "--states=all", "--name", run_id, "-o", "%i|%T|%r|%k"],
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    return [dict(zip(("id", "state", "reason", "comment"), line.split("|"))) for line in out.splitlines()]
+
+
+def run_id_of(log: Path) -> str | None:
+    m = re.search(r"SLURM run ID: (\S+)", log.read_text()) if log.exists() else None
+    return m[1] if m else None
+
+
+def stop(proc, run_id: str | None):
+    """Kill a Snakemake run (its process group) and cancel its SLURM jobs."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if run_id:
+        subprocess.run(["scancel", "--name", run_id], timeout=30)
+
+
+def wait(proc, log: Path, timeout: float, on_poll=None) -> tuple[str, dict]:
+    """Wait for a Snakemake run; fail if it outlives its SLURM jobs (the silent wait of a status command
+    that cannot see them) or the timeout. Returns its output and its SLURM jobs by id, in their last
+    state seen (squeue forgets finished jobs after MinJobAge, 300 s by default)."""
+    deadline, idle_since, seen = time.time() + timeout, None, {}
+    while proc.poll() is None:
+        if time.time() > deadline:
+            stop(proc, run_id_of(log))
+            pytest.fail(f"snakemake still running after {timeout} s:\n{log.read_text()[-4000:]}")
+        run_id = run_id_of(log)
+        if on_poll and run_id:
+            on_poll(run_id)
+        jobs = run_jobs(run_id) if run_id else []
+        seen |= {j["id"]: j for j in jobs}
+        if jobs and not any(j["state"] in ACTIVE for j in jobs):
+            idle_since = idle_since or time.time()
+            if time.time() - idle_since > 90:
+                stop(proc, run_id)
+                pytest.fail(f"snakemake waits for SLURM jobs that ended 90 s ago ({jobs}):\n{log.read_text()[-4000:]}")
+        else:
+            idle_since = None
+        time.sleep(0.5)
+    run_id = run_id_of(log)
+    seen |= {j["id"]: j for j in (run_jobs(run_id) if run_id else [])}
+    return log.read_text(), seen
+
+
+def start(workdir: Path, log: Path, *args):
+    return subprocess.Popen(snakemake_cmd(*args), cwd=workdir, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def outputs(workdir: Path) -> dict[str, bytes]:
+    """Every result file but the logs, benchmarks and ledgers (those hold times and hosts)."""
+    skip = ("results/logs/", "results/benchmarks/", "results/ledger/")
+    files = {str(p.relative_to(workdir)): p for p in (workdir / "results").rglob("*") if p.is_file()}
+    return {name: p.read_bytes() for name, p in sorted(files.items()) if not name.startswith(skip)}
+
+
+class Requeue:
+    """Requeues the running train_proxy job once its first epoch is saved (a preemption mid-run), then
+    lets it start again at once instead of after SLURM's two-minute hold on requeued jobs."""
+
+    def __init__(self, workdir: Path):
+        self.log = workdir / "results/logs/train_proxy/synth/llama-330k.log"
+        self.job, self.released = None, False
+
+    def __call__(self, run_id: str):
+        proxy = [j for j in run_jobs(run_id) if j["comment"].startswith("rule_train_proxy")]
+        if not proxy:
+            return
+        job = proxy[0]
+        text = self.log.read_text() if self.log.exists() else ""
+        # mid-run: epoch 1 saved, epochs 4 and 5 (of the default study's 5) still to come
+        if self.job is None and job["state"] == "RUNNING" and "saved epoch 1 model" in text \
+                and "saved epoch 4 model" not in text:
+            subprocess.run(["scontrol", "requeue", job["id"]], check=True, timeout=30)
+            self.job = job["id"]
+        elif self.job and not self.released and job["state"] == "PENDING":
+            subprocess.run(["scontrol", "update", f"jobid={self.job}", "StartTime=now"], check=True, timeout=30)
+            self.released = True
+
+
+@pytest.mark.slow
+def test_default_study_target_through_real_slurm(slurm, tmp_path):
+    local = copy_workflow(tmp_path / "local", profiles=False)
+    cluster = copy_workflow(tmp_path / "cluster")
+    # the local reference runs beside the cluster run (which mostly waits for SLURM)
+    local_run = start(local, tmp_path / "local.log", "--cores", "1", TARGET)
+    try:
+        check_cluster_run(tmp_path, local, local_run, cluster)
+    finally:
+        stop(local_run, None)
+
+
+def check_cluster_run(tmp_path, local, local_run, cluster):
+    requeue = Requeue(cluster)
+    out, jobs = wait(start(cluster, tmp_path / "cluster.log", "--workflow-profile", "profiles/slurm", TARGET),
+                     tmp_path / "cluster.log", 900, on_poll=requeue)
+    assert "7 of 7 steps (100%) done" in out, out[-4000:]
+    jobs = list(jobs.values())
+    assert sorted(re.sub(r"rule_(\w+?)_wildcards.*", r"\1", j["comment"]) for j in jobs) == sorted(
+        ["prepare_dataset", "build_tokenizer", "prepare_model", "tokenize", "train_proxy", "extract_losses", "score"]
+    ), jobs
+    assert {j["state"] for j in jobs} == {"COMPLETED"}, jobs
+    # the requeued training job started again and resumed from its epoch-1 checkpoint
+    assert requeue.job and requeue.released, "train_proxy was never seen running after its first epoch"
+    show = subprocess.run(["scontrol", "show", "job", requeue.job], capture_output=True, text=True).stdout
+    assert "Restarts=1" in show, show
+    assert "resuming from results/.state/train_proxy/synth/llama-330k" in requeue.log.read_text()
+
+    assert local_run.wait(timeout=900) == 0, (tmp_path / "local.log").read_text()[-4000:]
+    local_files, cluster_files = outputs(local), outputs(cluster)
+    assert TARGET in cluster_files and cluster_files.keys() == local_files.keys()
+    assert [f for f in local_files if local_files[f] != cluster_files[f]] == []  # byte-identical
+
+    # a rerun submits nothing
+    out, jobs = wait(start(cluster, tmp_path / "rerun.log", "--workflow-profile", "profiles/slurm", TARGET),
+                     tmp_path / "rerun.log", 300)
+    assert "Nothing to be done" in out and run_id_of(tmp_path / "rerun.log") and jobs == {}, out[-3000:]
+
+    # a failing job: its SLURM state and its log are reported, and the run exits non-zero
+    (cluster / "results/losses/synth/llama-330k/epoch-5.csv").write_text("id,n_tokens,loss\nsynth-x,2,1.0\n")
+    proc = start(cluster, tmp_path / "fail.log", "--workflow-profile", "profiles/slurm", "--retries", "0", TARGET)
+    out, jobs = wait(proc, tmp_path / "fail.log", 300)
+    assert [j["state"] for j in jobs.values()] == ["FAILED"], jobs
+    assert proc.returncode != 0
+    assert re.search(r"SLURM-job '\d+' failed, SLURM status is: 'FAILED'", out), out[-4000:]
+    # the rule's log, shown in the output (show-failed-logs), and SLURM's log of the job, kept
+    assert "epoch-5.csv losses list other samples than" in out, out[-4000:]
+    slurm_log = re.search(r"(\S+/\.snakemake/slurm_logs/rule_score/\S+\.log)", out)
+    assert slurm_log and "Error in rule score" in Path(slurm_log[1]).read_text()
+    assert not (cluster / TARGET).exists()  # no partial output
+
+
+def held_sbatch(bin_dir: Path, calls: Path):
+    """An sbatch that submits the plugin's exact command held (--hold: SLURM checks it, nothing runs)."""
+    bin_dir.mkdir()
+    real = shutil.which("sbatch")
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "sbatch $*" >> {calls}\nexec {real} --hold "$@"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+
+
+def slurm_minutes(limit: str) -> int:
+    """scontrol's TimeLimit ([D-]HH:MM:SS) in minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, s = map(int, hms.split(":"))
+    return int(days or 0) * 1440 + h * 60 + m + (s > 0)
+
+
+def megabytes(mem: str) -> float:
+    return float(mem[:-1]) * {"M": 1, "G": 1024, "T": 1024**2}[mem[-1]]
+
+
+def test_paper_gpu_rows_are_accepted_by_real_sbatch(slurm, tmp_path):
+    """configs/paper.yaml's model-size rows (1, 2 and 4 a100s) and a CPU-only pretrained copy, submitted
+    through profiles/slurm to a node with four fake a100s: SLURM accepts each as asked, held, then cancelled."""
+    workdir = copy_workflow(tmp_path / "wf")
+    paper = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    study = {
+        "seed": 42, "prompt_template": "alpaca", "max_length": 512,
+        "datasets": {"alpaca": {"source": "local", "path": "data.jsonl", "test_size": 1}},
+        "models": {name: paper["models"][name] for name in ("opt-350m", "opt-1.3b", "opt-2.7b", "opt-13b")},
+        "training": paper["training"], "extraction": {"batch_size": 8},
+        "clustering": {"embedding": "tfidf", "dims": 32, "n_clusters": 10, "seed": 42},
+        "grid": {"datasets": ["alpaca"], "proxies": ["opt-350m", "opt-2.7b"], "targets": ["opt-13b", "opt-1.3b"],
+                 "methods": ["lp1"], "schemes": ["cluster"], "fractions": [0.1], "seeds": [42], "thirds": [],
+                 "references": ["full"]},
+        "evaluation": {"batch_size": 8, "generate": False, "max_new_tokens": 8, "tie_tolerance": 0.01},
+        "figures": {"formats": ["png"]},
+        "resources": paper["resources"],
+    }
+    (workdir / "slurm.yaml").write_text(yaml.safe_dump(study))
+    # stand-ins for what the training jobs read, so that they are ready; opt-1.3b has no base model yet
+    (workdir / "results/datasets/alpaca").mkdir(parents=True)
+    (workdir / "results/datasets/alpaca/train.jsonl").write_text('{"id": "a"}\n')
+    for model in ("opt-350m", "opt-2.7b", "opt-13b"):
+        (workdir / f"results/models/{model}").mkdir(parents=True)
+        (workdir / f"results/models/{model}/config.json").write_text("{}")
+    for model in ("opt-350m", "opt-2.7b", "opt-13b"):  # newer than their inputs
+        (workdir / f"results/tokenized/alpaca/{model}").mkdir(parents=True)
+    calls = tmp_path / "sbatch.log"
+    held_sbatch(tmp_path / "bin", calls)
+    env = os.environ | {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    targets = ["results/targets/alpaca/opt-13b/none/full_seed42", "results/targets/alpaca/opt-1.3b/none/full_seed42",
+               "results/proxies/alpaca/opt-350m/epoch-1", "results/proxies/alpaca/opt-2.7b/epoch-1"]
+    log = tmp_path / "snakemake.log"
+    proc = subprocess.Popen(
+        snakemake_cmd(*targets, "--configfile", "slurm.yaml", "--workflow-profile", "profiles/slurm", "--jobs", "10",
+                      "--default-resources", "slurm_account=lab", "slurm_partition=debug"),
+        cwd=workdir, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    jobs = []
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            run_id = run_id_of(log)
+            jobs = run_jobs(run_id) if run_id else []
+            if len(jobs) >= 4:
+                break
+            time.sleep(1)
+        assert len(jobs) == 4, (jobs, log.read_text()[-4000:], calls.read_text() if calls.exists() else "")
+        shown = {}
+        for job in jobs:
+            text = subprocess.run(["scontrol", "show", "job", "-o", job["id"]], capture_output=True, text=True,
+                                  check=True).stdout
+            fields = dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
+            shown[re.sub(r"_wildcards_(alpaca_)?", ":", job["comment"].removeprefix("rule_"))] = fields
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for job in jobs:
+            subprocess.run(["scancel", job["id"]], timeout=30)
+
+    for fields in shown.values():
+        assert (fields["JobState"], fields["Reason"]) == ("PENDING", "JobHeldUser"), fields
+        assert (fields["Account"], fields["Partition"]) == ("lab", "debug"), fields
+    for job, model in (("finetune_target:opt-13b_none_full_seed42", "opt-13b"), ("train_proxy:opt-350m", "opt-350m"),
+                       ("train_proxy:opt-2.7b", "opt-2.7b")):
+        row, fields = size_resources(study, model, "train"), shown[job]
+        assert re.search(rf"gpu:{row['gpu_model']}:{row['gpus']}\b", fields["TresPerJob"]), (job, fields)
+        if row["cpus_per_gpu"]:
+            assert fields["CpusPerTres"] == f"gres:gpu:{row['cpus_per_gpu']}", (job, fields)
+        else:  # the row's threads, per task
+            assert int(fields["NumCPUs"]) == row["threads"], (job, fields)
+        assert megabytes(fields["MinMemoryNode"]) == row["mem_mb"], (job, fields)
+        assert slurm_minutes(fields["TimeLimit"]) == row["runtime"], (job, fields)
+        assert fields["Requeue"] == "1", fields
+    # the pretrained copy asks for no GPU at all (not --gpus=a100:0), its row's threads as CPUs
+    copy = shown["prepare_model:opt-1.3b"]
+    assert copy.get("TresPerJob", "(null)") == "(null)" and "CpusPerTres" not in copy, copy
+    assert int(copy["NumCPUs"]) == size_resources(study, "opt-1.3b", "extract")["threads"], copy
