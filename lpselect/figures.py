@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .aggregate import METRIC_RANGES  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 METRICS = {
@@ -20,6 +22,14 @@ METRICS = {
 }
 WIN_RATES = ("judge_win_rate", "win_rate")
 
+
+
+def within_range(name: str, lo, hi):
+    """Seed-interval bounds cut at the metric's range (a rate in [0, 1]): a t-interval over two or three
+    seeds often reaches past it, which says the bound is undetermined, not that a rate is negative. The
+    summary prints such a bound at the edge too, marked and explained."""
+    low, high = METRIC_RANGES.get(name, (-np.inf, np.inf))
+    return np.clip(lo, low, high), np.clip(hi, low, high)
 
 def _metrics_present(metrics: pd.DataFrame) -> list[str]:
     """Metrics with values; the LLM judge's win rate replaces the offline one when a judge ran."""
@@ -61,7 +71,7 @@ def metric_vs_fraction(metrics: pd.DataFrame, **_):
                 x = g["realized_fraction"] * 100
                 label = display if selector == "none" else f"{display} ({selector})"
                 line = ax.plot(x, g[name], marker="o", label=label)[0]
-                lo, hi = g[f"{name}_seed_lo"], g[f"{name}_seed_hi"]
+                lo, hi = within_range(name, g[f"{name}_seed_lo"], g[f"{name}_seed_hi"])
                 if lo.isna().all() and name == "judge_win_rate" and "judge_win_rate_lo" in g:
                     lo, hi = g["judge_win_rate_lo"], g["judge_win_rate_hi"]
                 if lo.notna().any():
@@ -102,7 +112,8 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
             for j, k in enumerate(chunks):
                 g = at[at["chunks"] == k].set_index("display").reindex(methods)
                 x = np.arange(len(methods)) + (j - (len(chunks) - 1) / 2) * width
-                err = np.vstack([g[name] - g[f"{name}_seed_lo"], g[f"{name}_seed_hi"] - g[name]])
+                lo, hi = within_range(name, g[f"{name}_seed_lo"], g[f"{name}_seed_hi"])
+                err = np.vstack([g[name] - lo, hi - g[name]])
                 realized = g["realized_fraction"].mean()
                 ax.errorbar(x, g[name], yerr=np.where(np.isnan(err), 0, err), fmt="o", capsize=3,
                             label=f"1/{int(k)} (realized {realized:.0%})")
@@ -114,7 +125,7 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
             ax.set_xticks(range(len(methods)), methods, rotation=30, fontsize=8)
             ax.set(ylabel=METRICS[name], title=f"target {target}")
     axes[0, -1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"selection methods on the picks of {proxy} (bars: 95% interval over seeds)" if proxy
+    fig.suptitle(f"selection methods on the picks of {proxy} (bars: 95% interval over seeds, cut at 0 and 1)" if proxy
                  else "selection methods", fontsize=10)
     return fig
 
@@ -148,7 +159,8 @@ def same_size(metrics: pd.DataFrame, **_):
         for row, name in enumerate(names):
             ax = axes[row, col]
             for x, (r, color) in enumerate(zip(at.itertuples(), colors)):
-                value, lo, hi = getattr(r, name), getattr(r, f"{name}_seed_lo"), getattr(r, f"{name}_seed_hi")
+                value = getattr(r, name)
+                lo, hi = within_range(name, getattr(r, f"{name}_seed_lo"), getattr(r, f"{name}_seed_hi"))
                 err = [[0 if np.isnan(lo) else value - lo], [0 if np.isnan(hi) else hi - value]]
                 ax.errorbar([x], [value], yerr=err, fmt="o", capsize=3, color=color)
             full = metrics[(metrics["target"] == target) & (metrics["method"] == "full")][name]
@@ -160,7 +172,8 @@ def same_size(metrics: pd.DataFrame, **_):
             ax.set(ylabel=METRICS[name], title=f"target {target}")
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7, loc="best")
-    fig.suptitle("subsets of the same size (points: mean over seeds, bars: 95% interval)", fontsize=10)
+    fig.suptitle("subsets of the same size (points: mean over seeds, bars: 95% interval, cut at a rate's 0 and 1)",
+                 fontsize=10)
     return fig
 
 

@@ -290,3 +290,10 @@ def test_the_summary_marks_and_explains_a_bound_past_the_metric_range(tmp_path):
     assert "| t | lp1 (p) | easy | 1/2 | clust_rand | 2 | 0.100 [0.100, 0.100] |" in text
     assert "† The Student-t interval over 2 seeds (t = 12.71)" in text
     assert summary.clip_note(["| a | 0.1 [0.0, 0.2] |"], 2) == []  # nothing cut, no note
+
+
+def test_figure_bounds_are_cut_at_the_metrics_range():
+    lo, hi = figures.within_range("win_rate", pd.Series([-0.04, 0.1, np.nan]), pd.Series([0.3, 1.2, np.nan]))
+    assert lo.tolist()[:2] == [0.0, 0.1] and hi.tolist()[:2] == [0.3, 1.0] and np.isnan(lo.iloc[2])
+    assert figures.within_range("heldout_ppl", 0.5, 5.0) == (1.0, 5.0)  # a perplexity is at least 1
+    assert figures.within_range("tokens", -1.0, 5.0) == (-1.0, 5.0)  # no range: unchanged
