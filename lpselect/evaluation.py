@@ -8,7 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .losses import per_sample_losses
-from .tokenization import encode_prompt, encode_rows
+from .tokenization import encode_prompt, encode_rows, end_of_turn_ids
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ def greedy_generate(
 ) -> list[str]:
     """Greedy continuations of the rows' prompts, batched in length order with left padding. A prompt
     too long for itself and max_new_tokens to fit the model's context is cut inside its text, as in
-    training (tokenization.encode_prompt), so its template and "### Response:" survive."""
+    training (tokenization.encode_prompt), so its template and "### Response:" survive. With a chat
+    template the prompt is the template's opening of an assistant turn and generation stops at EOS or
+    the template's end-of-turn marker."""
     context = context_length(model, tokenizer)
     budget = None if context is None else context - max_new_tokens
     encoded = [encode_prompt(r, tokenizer, budget, template) for r in rows]
@@ -44,6 +46,7 @@ def greedy_generate(
     log.info("%d of %d prompts cut to fit %s new tokens in a %s-token context",
              sum(cut for _, cut in encoded), len(rows), max_new_tokens, context)
     encoded = [ids for ids, _ in encoded]
+    stop = end_of_turn_ids(tokenizer, template)
     tokenizer.padding_side = "left"
     order = np.argsort([len(e) for e in encoded], kind="stable")
     outputs = [""] * len(rows)
@@ -55,7 +58,7 @@ def greedy_generate(
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=stop,
         )
         texts = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(idx, texts):

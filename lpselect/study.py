@@ -67,6 +67,7 @@ def _check_references(config: dict) -> None:
     _check_fractions(grid["fractions"])
     for name, spec in datasets.items():
         _check_facts(f"datasets.{name}", spec)
+        _check_format(config, name, spec)
     for i, method in enumerate(grid["thirds"]):
         if method == "random":
             raise ConfigError(f"config key grid.thirds[{i}]: thirds need a score method, not 'random'")
@@ -93,6 +94,16 @@ def _check_facts(key: str, spec: dict) -> None:
     if spec["test_size"] % levels or spec["test_size"] // levels > spec["n_per_level"]:
         raise ConfigError(f"config key {key}.test_size: {spec['test_size']} must be a multiple of the "
                           f"{levels} levels and at most n_per_level x levels = {spec['n_per_level'] * levels}")
+
+
+def _check_format(config: dict, name: str, spec: dict) -> None:
+    """Chat rows are built with the models' chat templates, so they need a chat prompt_template."""
+    fmt = spec.get("format", "alpaca")
+    if fmt != "alpaca" and spec["source"] == "synthetic":
+        raise ConfigError(f"config key datasets.{name}.format: generated rows are alpaca rows, not {fmt}")
+    if fmt != "alpaca" and not config["prompt_template"].startswith("chat"):
+        raise ConfigError(f"config key prompt_template: datasets.{name} has {fmt} rows, which need the models' "
+                          f"chat templates: set prompt_template: chat (loss on every assistant turn) or chat_last")
 
 
 def _check_batch(config: dict) -> None:
