@@ -54,6 +54,8 @@ rule summary:
             dataset=DATASETS,
             proxy=GRID["proxies"],
         ),
+        # what each proxy picked (rules/export.smk), appended to the summary
+        inspect=[p for p in export_outputs() if p.startswith("results/inspect/")],
     output:
         report("results/summary.md", category="Summary"),
     log:
