@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 # rows shown at each end of a method's order
 N_SHOWN = 5
 EXCERPT = 70
-# a few of the commonest English words: a text of some length without any is probably not English
-ENGLISH = frozenset("the a an of to and in is are be for that this it with on as you your what how i".split())
+# some of the commonest English words (none common in other languages): a text of some length without
+# any of them is probably not English
+ENGLISH = frozenset("the of to and is are be for that this it with you your what how was were".split())
 
 
 def flags(row: dict, score_row: pd.Series | None, duplicated: bool) -> list[str]:
