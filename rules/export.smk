@@ -37,7 +37,8 @@ rule export_parquet:
     log:
         "results/logs/export_parquet/{dataset}/{selector}/{subset}.log",
     conda:
-        "../envs/light.yaml"
+        # pyarrow
+        "../envs/model.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),

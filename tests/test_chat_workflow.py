@@ -8,26 +8,11 @@ import time
 import pandas as pd
 import pytest
 
-from lpselect import data
+from lpselect.chat_example import chat_rows
 
 from conftest import SHARED, run_snakemake, shrunken_config
 
 ALPACA = SHARED / "data" / "alpaca-42598.jsonl"
-SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
-
-
-def chat_rows(n_single: int, n_multi: int) -> list[dict]:
-    rows = data.take_slice(data.load_local_rows(ALPACA, "alpaca", drop_empty=True), sample=n_single + 2 * n_multi,
-                           seed=3)
-
-    def turns(r):
-        return [{"role": "user", "content": f"{r['instruction']}\n\n{r['input']}".strip()},
-                {"role": "assistant", "content": r["output"]}]
-
-    single = [{"messages": turns(r), "origin": "single"} for r in rows[:n_single]]
-    rest = rows[n_single:]
-    multi = [{"messages": [SYSTEM] + turns(a) + turns(b), "origin": "multi"} for a, b in zip(rest[::2], rest[1::2])]
-    return [row for pair in zip(single, multi) for row in pair] + single[len(multi):]
 
 
 def chat_config(path) -> dict:
@@ -45,7 +30,7 @@ def chat_config(path) -> dict:
 @pytest.mark.slow
 @pytest.mark.skipif(not ALPACA.exists(), reason=f"needs {ALPACA} (../shared is absent)")
 def test_chat_study_select_only_then_everything(workdir):
-    source = chat_rows(32, 16)
+    source = chat_rows(ALPACA, 32, 16)
     path = workdir / "mychat.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in source))
     config = chat_config(path)
@@ -92,3 +77,18 @@ def test_chat_study_select_only_then_everything(workdir):
     assert len(predictions) == 8
     print(f"\nchat study: select_only {select_only_s:.0f} s, the rest {rest_s:.0f} s")
     print(inspect)
+
+
+def test_select_only_exports_without_fine_tuning(workdir):
+    """`snakemake select_only` plans selection, export and inspection but no target fine-tune; a parquet
+    input is exported as parquet too."""
+    from test_workflow import job_counts
+
+    config = chat_config(workdir / "mychat.parquet")
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2", "--", "select_only").stdout)
+    assert counts["export_subset"] == counts["export_parquet"] == counts["select"] == 3
+    assert counts["inspect"] == 2  # one per proxy
+    assert not {"finetune_target", "evaluate", "aggregate"} & set(counts)
+    jsonl = chat_config(workdir / "mychat.jsonl")
+    counts = job_counts(run_snakemake(workdir, jsonl, "-n", "--cores", "2", "--", "select_only").stdout)
+    assert "export_parquet" not in counts and counts["export_subset"] == 3
