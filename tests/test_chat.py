@@ -115,6 +115,18 @@ def test_chat_rows_need_a_chat_template_in_the_config():
         validate_config(generated)
 
 
+def test_a_local_pretrained_model_without_chat_template_is_a_config_error(tmp_path, tiny_tokenizer, chatml):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"prompt_template": "chat"}
+    tiny_tokenizer.save_pretrained(tmp_path / "plain")
+    chatml.save_pretrained(tmp_path / "chat")
+    config["models"]["mine"] = {"source": "pretrained", "path": str(tmp_path / "chat")}
+    validate_config(config)
+    config["models"]["mine"]["path"] = str(tmp_path / "plain")
+    with pytest.raises(ConfigError, match="config key models.mine: its tokenizer .* has no chat template"):
+        validate_config(config)
+    validate_config(config | {"prompt_template": "alpaca"})
+
+
 # --- templates and labels ------------------------------------------------------------------------
 
 
