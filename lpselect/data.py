@@ -177,7 +177,10 @@ def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool, s
     for rowno, obj in numbered_rows:
         try:
             here = f"{where}: row {rowno}"
-            row = validate_row(obj, here, field_map) if fmt == "alpaca" else validate_chat_row(obj, here, fmt, field_map)
+            if fmt == "alpaca":
+                row = validate_row(obj, here, field_map)
+            else:
+                row = validate_chat_row(obj, here, fmt, field_map)
             rows.append({"id": f"{prefix}-{rowno:06d}", **row})
         except EmptyFieldError:
             if not drop_empty:

@@ -31,7 +31,8 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> No
         rows, held_out = synthetic.rows(spec)
     elif spec["source"] == "hub":
         rows = data.load_hub_rows(spec["path"], spec.get("split", "train"), name, spec.get("subset"),
-                                  spec.get("field_map"), spec.get("drop_empty", False), stats, spec.get("format", "alpaca"))
+                                  spec.get("field_map"), spec.get("drop_empty", False), stats,
+                                  spec.get("format", "alpaca"))
     else:
         rows = data.load_local_rows(spec["path"], name, spec.get("field_map"), spec.get("drop_empty", False), stats,
                                     spec.get("format", "alpaca"))

@@ -71,7 +71,8 @@ def _chat_example(tokenizer, turns: list[dict], last_only: bool, cut: set = froz
 
 def _cut_order(turns: list[dict], upto: int) -> list[int]:
     """Which turns before position `upto` are shortened first: the oldest non-system turns, then the system."""
-    return [i for i in range(upto) if turns[i]["role"] != "system"] + [i for i in range(upto) if turns[i]["role"] == "system"]
+    others = [i for i in range(upto) if turns[i]["role"] != "system"]
+    return others + [i for i in range(upto) if turns[i]["role"] == "system"]
 
 
 def _shorten_turns(turns: list[dict], order: list[int], fits) -> tuple[list[dict], set, bool]:
