@@ -27,14 +27,17 @@ ENGLISH = frozenset("the of to and is are be for that this it with you your what
 
 
 def flags(row: dict, score_row: pd.Series | None, duplicated: bool) -> list[str]:
-    """What may be wrong with a row: an empty or very short response, truncated to max_length,
-    unscorable by the proxy, a non-Latin script or no common English word, an exact duplicate."""
+    """What may be wrong with a row: an empty or very short response, a response that is only a link,
+    truncated to max_length, unscorable by the proxy, a non-Latin script or no common English word, an
+    exact duplicate."""
     out = []
     response = row.get("output", "")
     if not response.strip():
         out.append("empty response")
     elif len(response.split()) <= 1 and len(response) < 4:
         out.append("very short response")
+    elif re.search(r"https?://", response) and len(re.sub(r"\S*https?://\S*", " ", response).split()) < 4:
+        out.append("link only")
     if score_row is not None and bool(score_row.get("truncated", False)):
         out.append("truncated")
     if score_row is not None and not bool(score_row.get("scorable", True)):
@@ -49,6 +52,14 @@ def flags(row: dict, score_row: pd.Series | None, duplicated: bool) -> list[str]
     if duplicated:
         out.append("duplicate")
     return out
+
+
+def prompt_of(row: dict) -> str:
+    """What a row asks: a chat row's last user turn (with its number of turns), else the instruction."""
+    if "messages" in row:
+        asked = [t["content"] for t in row["messages"] if t["role"] == "user"][-1]
+        return f"[{len(row['messages'])} turns] {asked}" if len(row["messages"]) > 2 else asked
+    return f"{row.get('instruction', '')} {row.get('input', '')}".strip()
 
 
 def excerpt(text: str, n: int = EXCERPT) -> str:
@@ -77,7 +88,7 @@ def method_table(method: str, rows: list[dict], scores: pd.DataFrame, values: pd
                       "trajectory": trajectory(score_row, p_columns),
                       "cluster": "" if clusters is None else int(clusters.iloc[i]),
                       "flags": ", ".join(flags(row, score_row, bool(duplicated[i]))),
-                      "prompt": excerpt(row.get("instruction", "")), "response": excerpt(row.get("output", ""))})
+                      "prompt": excerpt(prompt_of(row)), "response": excerpt(row.get("output", ""))})
     return pd.DataFrame(lines)
 
 
@@ -91,7 +102,7 @@ def cluster_losses(rows: list[dict], clusters: pd.Series, subsets: list[dict]) -
     for chosen in subsets:
         kept = table[table["id"].isin(set(chosen["ids"]))].groupby("cluster").size()
         out[chosen["subset"]] = [kept.get(c, 0) / n for c, n in zip(out["cluster"], out["rows"])]
-    out["example"] = [excerpt(by_id[first[c]].get("instruction", ""), 50) for c in out["cluster"]]
+    out["example"] = [excerpt(prompt_of(by_id[first[c]]), 50) for c in out["cluster"]]
     return out
 
 
@@ -122,7 +133,7 @@ def inspect_selector(dataset: str, selector: str, rows_path, scores_csv, ifd_csv
     write_csv(out_csv, table)
     lines = [f"### {dataset}: what {selector} picked", "",
              f"The {N_SHOWN} hardest and easiest rows per method (rank 1 = hardest of all {len(rows)} training rows; "
-             "trajectory = the proxy's perplexity P_0 → … → P_n on the row; flags: empty or very short response, "
+             "trajectory = the proxy's perplexity P_0 → … → P_n on the row; flags: empty, very short or link-only response, "
              "truncated to max_length, unscorable, non-Latin script or no common English word, exact duplicate).", ""]
     for m, t in zip([m for m in methods if m in scores], tables):
         flagged = (t["flags"] != "").groupby(t["end"]).sum()

@@ -10,7 +10,7 @@ from lpselect import stages
 from lpselect.data import DatasetError
 from lpselect.export import export_subset, jsonl_to_parquet
 from lpselect.fileio import read_jsonl, write_csv, write_jsonl
-from lpselect.inspection import flags, inspect_selector
+from lpselect.inspection import flags, inspect_selector, prompt_of
 from lpselect.selection import Subset, select
 
 TURNS = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]
@@ -79,9 +79,22 @@ def test_flags_tell_broken_rows_from_informative_ones():
     assert flags({"instruction": "Say hi.", "output": " "}, None, False) == ["empty response"]
     assert flags({"instruction": "Say hi.", "output": "."}, None, True) == ["very short response", "duplicate"]
     assert flags({"instruction": "说你好。", "output": "你好，很高兴见到你。"}, None, False) == ["non-Latin script"]
+    # a real Alpaca row: the "answer" to "construct a flow chart" is an image link
+    flowchart = {"instruction": "Construct a flow chart.", "output": "![Flowchart](https://speckyboy.com/x/HomeNet.png)"}
+    assert flags(flowchart, None, False) == ["link only"]
+    assert flags({"instruction": "Cite it.", "output": "See https://example.org, the reference on sorting."}, None,
+                 False) == []
     german = {"instruction": "Beschreibe kurz die Hauptstadt von Frankreich.", "output": "Paris liegt an der Seine "
               "und hat viele Museen, Parks, Cafés und breite Straßen."}
     assert flags(german, pd.Series({"truncated": True, "scorable": True}), False) == ["truncated", "not English?"]
+
+
+def test_a_chat_rows_prompt_is_its_last_question():
+    turns = [{"role": "system", "content": "Be brief."}] + TURNS + [{"role": "user", "content": "Another?"},
+                                                                   {"role": "assistant", "content": "Red."}]
+    assert prompt_of({"messages": turns}) == "[5 turns] Another?"
+    assert prompt_of({"messages": TURNS}) == "Name a colour."
+    assert prompt_of({"instruction": "Add.", "input": "2 and 3"}) == "Add. 2 and 3"
 
 
 def test_inspection_lists_both_ends_and_the_clusters(study):
