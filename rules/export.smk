@@ -36,8 +36,8 @@ rule export_parquet:
         "results/export/{dataset}/{selector}/{subset}.parquet",
     log:
         "results/logs/export_parquet/{dataset}/{selector}/{subset}.log",
+    # pyarrow is in the model env only
     conda:
-        # pyarrow
         "../envs/model.yaml"
     resources:
         mem_mb=light("mem_mb"),
