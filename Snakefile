@@ -26,6 +26,7 @@ else:
     include: "rules/target.smk"
     include: "rules/evaluation.smk"
     include: "rules/aggregate.smk"
+    include: "rules/export.smk"
 
 
 include: "rules/figures.smk"

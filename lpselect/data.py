@@ -2,6 +2,14 @@
 
 A row is {id, instruction, input, output} plus optional extra fields (the synthetic default carries
 `task` and `difficulty`, the ground truth the figures use).
+
+Chat datasets (`format: messages`, OpenAI-style role/content lists, or `format: sharegpt`, from/value
+lists) become rows {id, messages, instruction, input, output, record}: `messages` the validated turns
+as {role, content} (system first if any, then user and assistant alternating, ending with an
+assistant turn), `record` the source row as it was read (what the export writes back), and
+instruction / output derived from the turns (the prompt before the last assistant turn, and that
+turn) for the parts of the workflow that read text (clustering, response lengths, exact match, the
+judge's prompts).
 """
 
 import json
@@ -14,6 +22,12 @@ log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("instruction", "output")
 TEXT_FIELDS = ("instruction", "input", "output")
+FORMATS = ("alpaca", "messages", "sharegpt")
+# the field holding a chat row's turns, per format (a field_map can rename the source's field to it)
+TURNS_FIELD = {"messages": "messages", "sharegpt": "conversations"}
+# ShareGPT speakers, by the roles they stand for
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant"}
 
 
 class DatasetError(ValueError):
@@ -36,9 +50,10 @@ def _iter_raw_rows(path: Path):
                 except json.JSONDecodeError as err:
                     raise DatasetError(f"{path}: row {lineno}: broken JSON line ({err.msg})") from None
     elif path.suffix == ".parquet":
-        import pandas as pd
+        import pyarrow.parquet as pq
 
-        yield from enumerate(pd.read_parquet(path).to_dict("records"), start=1)
+        # plain Python values (nested lists of turns included), as a JSON file would give
+        yield from enumerate(pq.read_table(path).to_pylist(), start=1)
     elif path.suffix == ".json":
         try:
             rows = json.loads(path.read_text())
@@ -76,13 +91,97 @@ def validate_row(obj, where: str, field_map: dict | None = None, require_output:
     return row
 
 
-def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool, stats: dict | None) -> list[dict]:
+def _turn_text(content, where: str) -> str:
+    """A turn's content: a string, or OpenAI's list of parts of which only text parts are read."""
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content, start=1):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise DatasetError(f"{where}: content part {j} is not a text part ({{'type': 'text', 'text': ...}})")
+            texts.append(part["text"])
+        return "".join(texts)
+    if not isinstance(content, str):
+        raise DatasetError(f"{where}: content must be a string, got {type(content).__name__}")
+    return content
+
+
+def chat_turns(obj: dict, where: str, fmt: str) -> list[dict]:
+    """The validated turns of a chat row as [{role, content}]: an optional system turn first, then user
+    and assistant alternating from a user turn; turns after the last assistant turn (a question left
+    unanswered) are dropped. Errors name the turn (numbered from 1)."""
+    field = TURNS_FIELD[fmt]
+    turns = obj.get(field)
+    if turns is None:
+        raise DatasetError(f"{where}: field {field!r} is missing (format {fmt}; a field_map can rename the "
+                           f"source's field to {field!r})")
+    if not isinstance(turns, list) or not turns:
+        raise DatasetError(f"{where}: field {field!r} must be a non-empty list of turns")
+    role_key, text_key = ("role", "content") if fmt == "messages" else ("from", "value")
+    out = []
+    for t, turn in enumerate(turns, start=1):
+        here = f"{where}: turn {t}"
+        if not isinstance(turn, dict) or role_key not in turn or text_key not in turn:
+            raise DatasetError(f"{here}: expected an object with {role_key!r} and {text_key!r}")
+        role = turn[role_key]
+        if fmt == "sharegpt":
+            if role not in SHAREGPT_ROLES:
+                raise DatasetError(f"{here}: unknown speaker {role!r} (expected one of {sorted(SHAREGPT_ROLES)})")
+            role = SHAREGPT_ROLES[role]
+        elif role not in ("system", "user", "assistant"):
+            raise DatasetError(f"{here}: role {role!r} is not system, user or assistant")
+        content = _turn_text(turn[text_key], here)
+        if not content.strip():
+            raise EmptyFieldError(f"{here}: empty content (set drop_empty: true to skip such rows)")
+        if role == "system":
+            expected = t == 1
+        else:
+            previous = out[-1]["role"] if out else "system"
+            expected = role == ("user" if previous in ("system", "assistant") else "assistant")
+        if not expected:
+            after = f"after {out[-1]['role']!r}" if out else "first"
+            raise DatasetError(f"{here}: roles out of order ({role!r} {after}; expected an optional system turn, "
+                               "then user and assistant alternating)")
+        out.append({"role": role, "content": content})
+    last = max((i for i, turn in enumerate(out) if turn["role"] == "assistant"), default=None)
+    if last is None:
+        raise DatasetError(f"{where}: no assistant turn (nothing to learn from)")
+    return out[: last + 1]
+
+
+def prompt_summary(turns: list[dict]) -> str:
+    """The conversation before its last turn as one text: a lone user turn as it is, more turns each
+    prefixed by its role."""
+    if len(turns) == 1 and turns[0]["role"] == "user":
+        return turns[0]["content"]
+    return "\n\n".join(f"{t['role']}: {t['content']}" for t in turns)
+
+
+def validate_chat_row(obj, where: str, fmt: str, field_map: dict | None = None) -> dict:
+    """A chat row as {messages, instruction, input, output, record} (see the module docstring)."""
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    renamed = dict(obj)
+    for src, dst in (field_map or {}).items():
+        if src in renamed:
+            renamed[dst] = renamed.pop(src)
+    turns = chat_turns(renamed, where, fmt)
+    return {"messages": turns, "instruction": prompt_summary(turns[:-1]), "input": "",
+            "output": turns[-1]["content"], "record": obj}
+
+
+def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool, stats: dict | None,
+               fmt: str = "alpaca") -> list[dict]:
     """Validated rows with ids `{prefix}-{row number}`; empty rows are skipped and counted only when
     `drop_empty` says so (`stats["dropped_empty"]`)."""
     rows, dropped = [], []
     for rowno, obj in numbered_rows:
         try:
-            rows.append({"id": f"{prefix}-{rowno:06d}", **validate_row(obj, f"{where}: row {rowno}", field_map)})
+            here = f"{where}: row {rowno}"
+            if fmt == "alpaca":
+                row = validate_row(obj, here, field_map)
+            else:
+                row = validate_chat_row(obj, here, fmt, field_map)
+            rows.append({"id": f"{prefix}-{rowno:06d}", **row})
         except EmptyFieldError:
             if not drop_empty:
                 raise
@@ -97,24 +196,25 @@ def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool, s
 
 
 def load_local_rows(path, prefix: str, field_map: dict | None = None, drop_empty: bool = False,
-                    stats: dict | None = None) -> list[dict]:
-    """Read and validate every row of a local file; ids are `{prefix}-{row number}` (stable)."""
+                    stats: dict | None = None, fmt: str = "alpaca") -> list[dict]:
+    """Read and validate every row of a local file in format `fmt` (FORMATS); ids are
+    `{prefix}-{row number}` (stable)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: file not found")
-    rows = _validated(_iter_raw_rows(path), path, prefix, field_map, drop_empty, stats)
+    rows = _validated(_iter_raw_rows(path), path, prefix, field_map, drop_empty, stats, fmt)
     log.info("read %d rows from %s", len(rows), path)
     return rows
 
 
 def load_hub_rows(hub_id: str, split: str, prefix: str, subset=None, field_map=None, drop_empty=False,
-                  stats: dict | None = None) -> list[dict]:
+                  stats: dict | None = None, fmt: str = "alpaca") -> list[dict]:
     """Rows of a Hugging Face dataset (a hub id, or a local dataset folder) through datasets.load_dataset;
     ids are `{prefix}-{row number}` in the dataset's order."""
     import datasets
 
     loaded = datasets.load_dataset(hub_id, subset, split=split)
-    rows = _validated(enumerate(loaded, start=1), f"{hub_id} ({split})", prefix, field_map, drop_empty, stats)
+    rows = _validated(enumerate(loaded, start=1), f"{hub_id} ({split})", prefix, field_map, drop_empty, stats, fmt)
     log.info("read %d rows from %s (%s)", len(rows), hub_id, split)
     return rows
 
@@ -129,10 +229,17 @@ def take_slice(rows: list[dict], limit: int | None = None, sample: int | None = 
     return rows
 
 
+def _text_key(row: dict) -> tuple:
+    if "messages" in row:
+        return tuple((t["role"], t["content"]) for t in row["messages"])
+    return tuple(row[f] for f in TEXT_FIELDS)
+
+
 def duplicate_groups(rows: list[dict]) -> np.ndarray:
-    """Per row, the position of the first row with the same instruction, input and output."""
+    """Per row, the position of the first row with the same instruction, input and output (chat rows:
+    the same turns)."""
     first = {}
-    return np.array([first.setdefault(tuple(r[f] for f in TEXT_FIELDS), i) for i, r in enumerate(rows)], dtype=int)
+    return np.array([first.setdefault(_text_key(r), i) for i, r in enumerate(rows)], dtype=int)
 
 
 def drop_duplicates(rows: list[dict]) -> list[dict]:

@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .losses import per_sample_losses
-from .tokenization import encode_prompt, encode_rows
+from .tokenization import encode_prompt, encode_rows, end_of_turn_ids
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,11 @@ def greedy_generate(
 ) -> list[str]:
     """Greedy continuations of the rows' prompts, batched in length order with left padding. A prompt
     too long for itself and max_new_tokens to fit the model's context is cut inside its text, as in
-    training (tokenization.encode_prompt), so its template and "### Response:" survive. `stats`, if
-    given, receives what decoding cost: prompt tokens, decoding steps (batches x new positions) and
-    seconds, which the cost plan's `--measured` reads from the evaluate ledger."""
+    training (tokenization.encode_prompt), so its template and "### Response:" survive. With a chat
+    template the prompt is the template's opening of an assistant turn and generation stops at EOS or
+    the template's end-of-turn marker. `stats`, if given, receives what decoding cost: prompt tokens,
+    decoding steps (batches x new positions) and seconds, which the cost plan's `--measured` reads
+    from the evaluate ledger."""
     context = context_length(model, tokenizer)
     budget = None if context is None else context - max_new_tokens
     encoded = [encode_prompt(r, tokenizer, budget, template) for r in rows]
@@ -48,6 +50,7 @@ def greedy_generate(
     log.info("%d of %d prompts cut to fit %s new tokens in a %s-token context",
              sum(cut for _, cut in encoded), len(rows), max_new_tokens, context)
     encoded = [ids for ids, _ in encoded]
+    stop = end_of_turn_ids(tokenizer, template)
     tokenizer.padding_side = "left"
     order = np.argsort([len(e) for e in encoded], kind="stable")
     outputs = [""] * len(rows)
@@ -60,7 +63,7 @@ def greedy_generate(
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=stop,
         )
         steps += generated.shape[1] - batch["input_ids"].shape[1]
         positions += (generated.shape[1] - batch["input_ids"].shape[1]) * len(idx)

@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from .prompts import build_prompt
+from .prompts import CHATML, CHATML_TOKENS, build_prompt, chat_messages, is_chat
 from .tokenization import ensure_pad_token
 
 log = logging.getLogger(__name__)
@@ -22,21 +22,30 @@ SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 
 
 def train_tokenizer(rows, vocab_size: int, template: str = "alpaca") -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on the prompts and responses of `rows` (digits kept single)."""
+    """A byte-level BPE tokenizer trained on the prompts and responses of `rows` (digits kept single).
+    With a chat template (prompt_template chat / chat_last) it is trained on the rows' turns and gets
+    ChatML: <|im_start|> and <|im_end|> as special tokens and the ChatML chat template."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     tok.decoder = decoders.ByteLevel()
+    chat = is_chat(template)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS.values()),
+        special_tokens=list(SPECIAL_TOKENS.values()) + (list(CHATML_TOKENS) if chat else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    corpus = [build_prompt(r, template) + r["output"] for r in rows]
+    if chat:
+        corpus = ["\n".join(f"{t['role']}\n{t['content']}" for t in chat_messages(r)) for r in rows]
+    else:
+        corpus = [build_prompt(r, template) + r["output"] for r in rows]
     tok.train_from_iterator(corpus, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+    if not chat:
+        return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, additional_special_tokens=list(CHATML_TOKENS),
+                                   chat_template=CHATML, **SPECIAL_TOKENS)
 
 
 def build_fresh_model(spec: dict, tokenizer, seed: int) -> LlamaForCausalLM:

@@ -10,15 +10,15 @@ import logging
 from pathlib import Path
 
 from .data import TEXT_FIELDS, DatasetError, _iter_raw_rows, validate_row
+from .prompts import user_text
 
 log = logging.getLogger(__name__)
 
 
 def prompt_text(row: dict) -> str:
-    """The instruction as AlpacaEval shows it: the instruction, then the input when there is one."""
-    if row.get("input"):
-        return f"{row['instruction']}\n\n{row['input']}"
-    return row["instruction"]
+    """The instruction as AlpacaEval shows it: the instruction, then the input when there is one (a
+    chat row's instruction is its conversation before the last assistant turn)."""
+    return user_text(row)
 
 
 def alpaca_eval_records(rows: list[dict], outputs: list[str], generator: str) -> list[dict]:

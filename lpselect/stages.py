@@ -33,9 +33,11 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> No
         rows, held_out = synthetic.rows(spec)
     elif spec["source"] == "hub":
         rows = data.load_hub_rows(spec["path"], spec.get("split", "train"), name, spec.get("subset"),
-                                  spec.get("field_map"), spec.get("drop_empty", False), stats)
+                                  spec.get("field_map"), spec.get("drop_empty", False), stats,
+                                  spec.get("format", "alpaca"))
     else:
-        rows = data.load_local_rows(spec["path"], name, spec.get("field_map"), spec.get("drop_empty", False), stats)
+        rows = data.load_local_rows(spec["path"], name, spec.get("field_map"), spec.get("drop_empty", False), stats,
+                                    spec.get("format", "alpaca"))
     rows = data.take_slice(rows, spec.get("limit"), spec.get("sample"), spec.get("seed", 0))
     groups = data.duplicate_groups(rows)
     stats |= {"n_rows": len(rows), "duplicates": int((groups != np.arange(len(rows))).sum())}

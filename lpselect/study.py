@@ -68,6 +68,8 @@ def _check_references(config: dict) -> None:
     _check_parts(grid)
     for name, spec in datasets.items():
         _check_facts(f"datasets.{name}", spec)
+        _check_format(config, name, spec)
+    _check_chat_templates(config)
     for i, method in enumerate(grid["thirds"]):
         if method == "random":
             raise ConfigError(f"config key grid.thirds[{i}]: thirds need a score method, not 'random'")
@@ -94,6 +96,33 @@ def _check_facts(key: str, spec: dict) -> None:
     if spec["test_size"] % levels or spec["test_size"] // levels > spec["n_per_level"]:
         raise ConfigError(f"config key {key}.test_size: {spec['test_size']} must be a multiple of the "
                           f"{levels} levels and at most n_per_level x levels = {spec['n_per_level'] * levels}")
+
+
+def _check_format(config: dict, name: str, spec: dict) -> None:
+    """Chat rows are built with the models' chat templates, so they need a chat prompt_template."""
+    fmt = spec.get("format", "alpaca")
+    if fmt != "alpaca" and spec["source"] == "synthetic":
+        raise ConfigError(f"config key datasets.{name}.format: generated rows are alpaca rows, not {fmt}")
+    if fmt != "alpaca" and not config["prompt_template"].startswith("chat"):
+        raise ConfigError(f"config key prompt_template: datasets.{name} has {fmt} rows, which need the models' "
+                          f"chat templates: set prompt_template: chat (loss on every assistant turn) or chat_last")
+
+
+def _check_chat_templates(config: dict) -> None:
+    """With a chat prompt_template, a pretrained model in a local folder must carry a chat template (a
+    hub model or a packaged GGUF file is checked by the first job that loads its tokenizer)."""
+    if not config["prompt_template"].startswith("chat"):
+        return
+    for name, spec in config["models"].items():
+        folder = Path(spec.get("path", "")) if spec["source"] == "pretrained" else None
+        if folder is None or not (folder / "tokenizer_config.json").is_file():
+            continue
+        has = (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file() or bool(
+            yaml.safe_load((folder / "tokenizer_config.json").read_text()).get("chat_template"))
+        if not has:
+            raise ConfigError(f"config key models.{name}: its tokenizer ({folder}) has no chat template, which "
+                              f"prompt_template: {config['prompt_template']} needs (use an instruction-tuned model "
+                              "or alpaca rows with prompt_template: alpaca)")
 
 
 def _check_batch(config: dict) -> None:

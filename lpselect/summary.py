@@ -185,12 +185,15 @@ def transfer_section(transfer: pd.DataFrame) -> list[str]:
         ("method", "part", "model a", "model b", "nominal", "rows a / b", "Kendall tau", "overlap", "chance"), rows) + [""]
 
 
-def write_summary(datasets: dict, score_paths: dict, out_md) -> None:
+def write_summary(datasets: dict, score_paths: dict, out_md, inspections=()) -> None:
     """`datasets` maps a dataset to its table paths (stats, seeds, subsets, rank_correlation),
-    `score_paths` a dataset to {proxy: score table}."""
+    `score_paths` a dataset to {proxy: score table}; `inspections`: the inspect rule's markdown tables
+    (what each proxy picked), appended."""
     from .fileio import write_text
 
     lines = ["# Study summary", "", f"Machine: {machine()}.", ""]
     for name, tables in datasets.items():
         lines += dataset_section(name, tables, score_paths[name])
+    if inspections:
+        lines += ["## What was picked", ""] + [Path(p).read_text() for p in inspections]
     write_text(out_md, "\n".join(lines))

@@ -1,8 +1,15 @@
-"""Turning a row into model inputs: prompt tokens carry no loss, the response and its EOS do."""
+"""Turning a row into model inputs: prompt tokens carry no loss, the response and its EOS do.
+
+With a chat prompt_template (chat, chat_last) the input is the model's own chat template rendered over
+the row's turns and tokenized as apply_chat_template tokenizes it; the labels are the tokens of the
+assistant turns (every one, or the last with chat_last), each with the end-of-turn marker the template
+writes after it, found by rendering the conversation up to each turn (the template's text for a prefix
+of the turns must be a prefix of its text for all of them) and mapped to tokens by their offsets.
+"""
 
 import logging
 
-from .prompts import prompt_format
+from .prompts import ChatTemplateError, chat_messages, is_chat, prompt_format, render, require_chat_template
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +34,142 @@ def _longest_fitting(encode, n: int, budget: int) -> list[int] | None:
     return best
 
 
+def _assistant_spans(tokenizer, turns: list[dict], text: str, last_only: bool, cut: set) -> list[tuple[int, int]]:
+    """Character spans of `text` (the template over `turns`) that carry the loss: each assistant turn's
+    content and the end-of-turn marker after it (trailing whitespace excluded), the content alone for a
+    turn whose content was cut (`cut`: turn positions), so a cut response does not teach to stop."""
+    spans = []
+    targets = [i for i, t in enumerate(turns) if t["role"] == "assistant"]
+    for i in targets[-1:] if last_only else targets:
+        opening = render(tokenizer, turns[:i], generation_prompt=True)
+        through = render(tokenizer, turns[: i + 1])
+        if not (text.startswith(opening) and text.startswith(through)):
+            raise ChatTemplateError(f"the chat template of {tokenizer.name_or_path or 'this tokenizer'} renders the "
+                                    "first turns of a conversation differently from the whole one (it rewrites "
+                                    "earlier turns), so the assistant tokens cannot be located")
+        content = turns[i]["content"].strip()
+        at = text.find(content, len(opening), len(through)) if content else len(opening)
+        if at < 0:
+            raise ChatTemplateError(f"the chat template of {tokenizer.name_or_path or 'this tokenizer'} does not "
+                                    "write an assistant turn's content as given")
+        end = at + len(content) if i in cut else len(through.rstrip())
+        spans.append((len(opening), end))
+    return spans
+
+
+def _chat_example(tokenizer, turns: list[dict], last_only: bool, cut: set = frozenset()) -> tuple[list, list]:
+    """input_ids (the template's own tokens, as apply_chat_template gives them) and labels."""
+    text = render(tokenizer, turns)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    spans = _assistant_spans(tokenizer, turns, text, last_only, cut)
+    labels = [
+        token if any(a < end and b > start for start, end in spans) else IGNORE_INDEX
+        for token, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])
+    ]
+    return enc["input_ids"], labels
+
+
+def _cut_order(turns: list[dict], upto: int) -> list[int]:
+    """Which turns before position `upto` are shortened first: the oldest non-system turns, then the system."""
+    others = [i for i in range(upto) if turns[i]["role"] != "system"]
+    return others + [i for i in range(upto) if turns[i]["role"] == "system"]
+
+
+def _shorten_turns(turns: list[dict], order: list[int], fits) -> tuple[list[dict], set, bool]:
+    """Turns cut inside their content, one after the other in `order`, each from its end, until
+    fits(turns) holds; returns (turns, cut positions, whether they fit)."""
+    turns, cut = [dict(t) for t in turns], set()
+    if fits(turns):
+        return turns, cut, True
+    for i in order:
+        full = turns[i]["content"]
+        cut.add(i)
+
+        def with_k(k, i=i, full=full):
+            return turns[:i] + [{**turns[i], "content": full[:k]}] + turns[i + 1:]
+
+        lo, hi = 0, len(full)
+        if fits(with_k(0)):
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if fits(with_k(mid)) else (lo, mid - 1)
+            return with_k(lo), cut, True
+        turns = with_k(0)
+    return turns, cut, False
+
+
+def encode_chat_row(row: dict, tokenizer, max_length: int, last_only: bool = False) -> dict:
+    """encode_row for the chat templates. Over max_length, the contents are cut, never the template's
+    control tokens: the last assistant turn keeps at least a quarter of the window (all of it when
+    shorter) and is cut at its end; the earlier turns are cut from their ends, oldest first and the
+    system prompt last, until the conversation fits; only when even their empty turns do not leave the
+    quarter is the last turn cut further. A cut turn's end-of-turn marker is not a label."""
+    require_chat_template(tokenizer)
+    turns = chat_messages(row)
+    ids, labels = _chat_example(tokenizer, turns, last_only)
+    truncated = len(ids) > max_length
+    if truncated:
+        last = len(turns) - 1
+        response = turns[last]["content"]
+        response_tokens = len(tokenizer(response, add_special_tokens=False)["input_ids"])
+        keep = min(response_tokens, max(max_length - (len(ids) - response_tokens), max_length // 4))
+        k = _longest_prefix(lambda k: len(tokenizer(response[:k], add_special_tokens=False)["input_ids"]) <= keep,
+                            len(response))
+        cut_last = k < len(response)
+        turns[last] = {**turns[last], "content": response[:k]}
+
+        def fits(candidate):
+            return len(tokenizer(render(tokenizer, candidate), add_special_tokens=False)["input_ids"]) <= max_length
+
+        turns, cut, ok = _shorten_turns(turns, _cut_order(turns, last), fits)
+        if not ok:
+            turns, more, ok = _shorten_turns(turns, [last], fits)
+            cut |= more
+        if not ok:
+            raise ValueError(f"max_length {max_length} is shorter than the bare chat template of row {row['id']}")
+        ids, labels = _chat_example(tokenizer, turns, last_only, cut | ({last} if cut_last else set()))
+    return {"id": row["id"], "input_ids": ids, "labels": labels, "truncated": truncated}
+
+
+def _longest_prefix(ok, n: int) -> int:
+    """The largest k <= n with ok(k) (ok(0) assumed; binary search)."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def encode_chat_prompt(row: dict, tokenizer, max_tokens: int | None = None) -> tuple[list, bool]:
+    """encode_prompt for the chat templates: the turns before the last assistant turn and the
+    template's opening of an assistant turn; over `max_tokens` the turns are cut inside their content,
+    oldest first and the system prompt last. The bare template when even that does not fit."""
+    require_chat_template(tokenizer)
+    turns = chat_messages(row)[:-1]
+
+    def ids_of(candidate):
+        return tokenizer(render(tokenizer, candidate, generation_prompt=True), add_special_tokens=False)["input_ids"]
+
+    ids = ids_of(turns)
+    if max_tokens is None or len(ids) <= max_tokens:
+        return ids, False
+    turns, _, _ = _shorten_turns(turns, _cut_order(turns, len(turns)), lambda c: len(ids_of(c)) <= max_tokens)
+    return ids_of(turns), True
+
+
+def end_of_turn_ids(tokenizer, template: str) -> list[int]:
+    """Token ids that end a generated response: EOS, and with a chat template the first token of the
+    marker it writes after an assistant turn (ChatML's <|im_end|>, Gemma's <end_of_turn>)."""
+    stop = [tokenizer.eos_token_id]
+    if is_chat(template):
+        turns = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+        text = render(tokenizer, turns)
+        tail = text[len(render(tokenizer, turns[:1], generation_prompt=True)):].split("y", 1)[-1].strip()
+        if tail:
+            stop.append(tokenizer(tail, add_special_tokens=False)["input_ids"][0])
+    return list(dict.fromkeys(t for t in stop if t is not None))
+
+
 def encode_prompt(row: dict, tokenizer, max_tokens: int | None = None, template: str = "alpaca") -> tuple[list, bool]:
     """The prompt's token ids (with the tokenizer's BOS, if it adds one) and whether they were cut.
 
@@ -36,6 +179,8 @@ def encode_prompt(row: dict, tokenizer, max_tokens: int | None = None, template:
     variant even when its input is cut to nothing. When even the bare template is over `max_tokens`,
     the bare template is returned: callers decide what to do with the excess.
     """
+    if is_chat(template):
+        return encode_chat_prompt(row, tokenizer, max_tokens)
     fmt = prompt_format(row, template)
     instruction, text = row["instruction"], row.get("input", "")
 
@@ -61,7 +206,10 @@ def encode_row(row: dict, tokenizer, max_length: int, template: str = "alpaca") 
     of it when shorter) and is cut at its end, as in the paper's code; the prompt gets the rest and
     is cut inside its text (encode_prompt). Only when the bare template does not leave that quarter
     does the response get less, possibly nothing: such a sample has no token to score.
+    With a chat template: encode_chat_row.
     """
+    if is_chat(template):
+        return encode_chat_row(row, tokenizer, max_length, last_only=template == "chat_last")
     prompt_ids, _ = encode_prompt(row, tokenizer, None, template)
     response_ids = tokenizer(row["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     truncated = len(prompt_ids) + len(response_ids) > max_length

@@ -58,6 +58,8 @@ rule summary:
             for d in DATASETS
             for path in first_run_scores(d, GRID["proxies"]).values()
         ],
+        # what each proxy picked (rules/export.smk), appended to the summary
+        inspect=[p for p in export_outputs() if p.startswith("results/inspect/")],
     output:
         report("results/summary.md", category="Summary"),
     log:

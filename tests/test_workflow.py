@@ -290,7 +290,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     more["grid"]["fractions"] = [0.5, 0.25]
     counts = job_counts(run_snakemake(workdir, more, "-n", "--cores", "2").stdout)
     assert set(counts) == {"select", "finetune_target", "evaluate", "compare", "judge", "aggregate",
-                           "transfer", "figure", "summary", "all"}
+                           "transfer", "figure", "summary", "all", "export_subset", "inspect"}
     assert counts["select"] == 3  # lp1 x 2 proxies + random
 
     # adding methods adds their own jobs only: no proxy training or extraction reruns, no other fine-tune
@@ -298,7 +298,8 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     methods["grid"]["methods"] += ["ifd", "length", "s2l"]
     counts = job_counts(run_snakemake(workdir, methods, "-n", "--cores", "2").stdout)
     assert set(counts) == {"extract_response_losses", "ifd", "response_lengths", "select", "finetune_target",
-                           "evaluate", "compare", "judge", "aggregate", "transfer", "figure", "summary", "all"}
+                           "evaluate", "compare", "judge", "aggregate", "transfer", "figure", "summary", "all",
+                           "export_subset", "inspect"}
     assert counts["extract_response_losses"] == counts["ifd"] == 2  # IFD at epoch 0, per proxy
     assert counts["select"] == counts["finetune_target"] == 5  # ifd, s2l x 2 proxies + length
 

@@ -8,4 +8,4 @@ tables = {
 }
 # expand() lists the score tables dataset by dataset, proxies within
 scores = {d: dict(zip(proxies, inp.scores[i * len(proxies) : (i + 1) * len(proxies)])) for i, d in enumerate(datasets)}
-run_stage(snakemake.log[0], write_summary, tables, scores, snakemake.output[0])
+run_stage(snakemake.log[0], write_summary, tables, scores, snakemake.output[0], list(inp.inspect))

