@@ -86,9 +86,10 @@ def length_controlled_win_rate(outcomes, lengths, reference_lengths) -> float:
     A logistic regression of the per-prompt outcome (a win 1, a loss 0, a tie counted as half a win
     and half a loss) on the log length ratio x = log((1 + length) / (1 + reference length)), lengths in
     words; the result is its prediction at x = 0, sigmoid(intercept). The slope takes what length
-    explains; scikit-learn's L2 penalty (C = 1; the intercept is not penalized) keeps it finite when
-    length alone decides every verdict. With equal lengths throughout it is the plain win rate; with
-    only wins (or only losses) it is 1 (or 0), the limit of the fit.
+    explains; a weak L2 penalty (scikit-learn's C = 10; the intercept is not penalized) keeps it finite
+    when length alone separates wins from losses (then the intercept, and so this rate, is only loosely
+    determined). With equal lengths throughout it is the plain win rate; with only wins (or only
+    losses) it is 1 (or 0), the limit of the fit.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -103,7 +104,7 @@ def length_controlled_win_rate(outcomes, lengths, reference_lengths) -> float:
     weights = np.concatenate([np.ones((~ties).sum()), np.full(2 * ties.sum(), 0.5)])
     if len(set(ys)) < 2:
         return win_rate(o)
-    fit = LogisticRegression(C=1.0).fit(xs, ys, sample_weight=weights)
+    fit = LogisticRegression(C=10.0).fit(xs, ys, sample_weight=weights)
     return float(1 / (1 + np.exp(-fit.intercept_[0])))
 
 

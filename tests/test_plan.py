@@ -130,10 +130,18 @@ def test_dataset_sizes_come_from_files_then_the_plan_block(tmp_path):
     (folder / "test.jsonl").write_text("{}\n" * 3)
     got = plan.dataset_sizes(config, plan.settings(config) | {"rows": {"alpaca": 1500}, "tokens_per_row": 90}, tmp_path)
     assert (got.train["alpaca"], got.test["alpaca"], got.tokens_per_row["alpaca"]) == (7, 3, 90)
-    # a named evaluation set: its prompts for responses and the judge
-    config["evaluation"]["eval_set"] = {"name": "vicuna", "path": "v.jsonl", "limit": 80}
-    got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
-    assert got.prompts["alpaca"] == 80 and got.tokens_per_row["vicuna"] == config["max_length"]
+    # named evaluation sets: their prompts for responses and the judge, beside the held-out split's
+    config["evaluation"]["eval_sets"] = [{"name": "heldout"}, {"name": "vicuna", "path": "v.jsonl", "limit": 80},
+                                         {"name": "koala", "hub": "HuggingFaceH4/Koala-test-set"}]
+    with pytest.raises(plan.PlanError, match=r"plan\.rows\.koala"):
+        plan.dataset_sizes(config, plan.settings(config), tmp_path)
+    got = plan.dataset_sizes(config, plan.settings(config) | {"rows": {"koala": 180}}, tmp_path)
+    assert got.prompts["alpaca"] == 3 and got.eval_sets == {"vicuna": 80, "koala": 180}
+    assert got.set_prompts("alpaca", "heldout") == 3 and got.set_prompts("alpaca", "koala") == 180
+    assert got.tokens_per_row["vicuna"] == config["max_length"]
+    (tmp_path / "eval_sets").mkdir()
+    (tmp_path / "eval_sets/koala.jsonl").write_text("{}\n" * 5)
+    assert plan.dataset_sizes(config, plan.settings(config), tmp_path).eval_sets["koala"] == 5  # once prepared
 
 
 def test_peak_disk_kept_and_temporary():
@@ -163,9 +171,28 @@ def test_judge_calls():
     assert not got["enabled"] and got["calls"] == 0 and got["models_per_dataset"] == 7
     assert got["would_call"] == 7 * 100 * 2
     config["judge"] = {"enabled": True, "base_url": "http://localhost:8000/v1", "model": "m"}
-    judged = [plan.Job("judge", {"dataset": "alpaca"}) for _ in range(7)]
+    judged = [plan.Job("judge", {"dataset": "alpaca", "eval_set": "heldout"}) for _ in range(7)]
     got = plan.judge_calls(config, judged, s)
     assert got["enabled"] and got["calls"] == 7 * 100 * 2
+    assert got["per_set"] == {"heldout": {"jobs": 7, "calls": 7 * 100 * 2}}
+
+
+def test_judge_calls_per_evaluation_set():
+    config, s = hub_config(), sizes(test=100)
+    config["evaluation"]["eval_sets"] = [{"name": "heldout"}, {"name": "vicuna", "path": "v.jsonl"}]
+    s.eval_sets, s.tokens_per_row["vicuna"] = {"vicuna": 80}, 50.0
+    got = plan.judge_calls(config, [], s)
+    assert got["would_per_set"] == {"heldout": 7 * 100 * 2, "vicuna": 7 * 80 * 2}
+    assert got["would_call"] == 7 * 180 * 2
+    config["judge"] = {"enabled": True, "base_url": "http://localhost:8000/v1", "model": "m"}
+    judged = [plan.Job("judge", {"dataset": "alpaca", "eval_set": e}) for e in ("heldout", "vicuna") for _ in range(7)]
+    got = plan.judge_calls(config, judged, s)
+    assert got["per_set"] == {"heldout": {"jobs": 7, "calls": 1400}, "vicuna": {"jobs": 7, "calls": 1120}}
+    assert got["calls"] == 2520
+    # a responses job generates for its set's prompts, with the set's tokens per row
+    resp = job("responses", gpus=1, dataset="alpaca", eval_set="vicuna", target="big", selector="none", subset="base")
+    max_new = config["evaluation"]["max_new_tokens"]
+    assert plan.job_cost(config, resp, s, A100).tokens == 80 * (50 + max_new)
 
 
 DRY_RUN = """Building DAG of jobs...

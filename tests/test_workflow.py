@@ -80,17 +80,33 @@ def test_proxies_train_only_the_epochs_their_methods_read(workdir, methods, epoc
     assert ("epoch-2" in out) == (epochs == 2)
 
 
-def test_dry_run_with_a_judge_and_a_named_eval_set(workdir):
+def test_dry_run_with_a_judge_and_named_eval_sets(workdir):
     config = shrunken_config() | {"judge": judge_config("http://127.0.0.1:9/v1")}
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert counts["judge"] == 4  # base, lp1 by 2 proxies, clust_rand: each against full
+    assert counts["judge"] == 4  # base, lp1 by 2 proxies, clust_rand: each against full, on the held-out split
+    assert "responses" not in counts  # evaluate's generations are the held-out responses
     (workdir / "vicuna.jsonl").write_text('{"instruction": "Write a haiku"}\n')
-    config["evaluation"]["eval_set"] = {"name": "vicuna", "path": "vicuna.jsonl"}
+    (workdir / "koala.jsonl").write_text('{"prompt": "Say hi"}\n')
+    config["evaluation"]["eval_sets"] = [{"name": "heldout"}, {"name": "vicuna", "path": "vicuna.jsonl"},
+                                         {"name": "koala", "path": "koala.jsonl", "field_map": {"prompt": "instruction"}}]
     out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
     counts = job_counts(out)
-    assert counts["prepare_eval_set"] == 1 and counts["responses"] == 5 and counts["judge"] == 4
+    # each named set prepared once, answered once per model (5) and judged once per compared model (4)
+    assert counts["prepare_eval_set"] == 2 and counts["responses"] == 2 * 5 and counts["judge"] == 3 * 4
+    assert counts["evaluate"] == 5  # the held-out responses are still evaluate's: no second generation
+    judged = set(re.findall(r"results/judge/synth/(\w+)/m-b/m-a/lp1_cluster_k2_hard_seed42\.json", out))
+    assert judged == {"heldout", "vicuna", "koala"}
+    assert "results/responses/synth/koala/m-b/none/full_seed42.json" in out
+    # without evaluation.generate the held-out responses are generated too
+    config["evaluation"]["generate"] = False
+    assert job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)["responses"] == 3 * 5
+    # named sets only: no held-out judgement
+    config["evaluation"]["eval_sets"] = config["evaluation"]["eval_sets"][1:]
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    assert counts["judge"] == 2 * 4 and counts["responses"] == 2 * 5
     config["judge"]["enabled"] = False
-    assert "judge" not in job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    assert "judge" not in counts and counts["responses"] == 2 * 5  # the sets are still answered
 
 
 def test_every_seed_trains_its_own_full_data_reference(workdir):
