@@ -39,7 +39,9 @@ rule aggregate:
         # (evaluation set, target, selector, subset) of the judge inputs, and the bootstrap of the pooled rows
         judged=judged_models(),
         bootstrap=(
-            {k: JUDGE[k] for k in ("bootstrap", "confidence", "seed")} if JUDGE else None
+            {k: JUDGE[k] for k in ("bootstrap", "confidence", "seed")}
+            if JUDGE
+            else None
         ),
     script:
         "../workflow_scripts/aggregate.py"

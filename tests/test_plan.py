@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,9 @@ def hub_config(**plan_block) -> dict:
     config["datasets"] = {"alpaca": config["datasets"]["alpaca"]}
     config["grid"].update(datasets=["alpaca"], proxies=["small"], targets=["big"], fractions=[0.25])
     config["plan"] = plan_block
+    # the held-out split only, no judge (the tests of evaluation sets and judge calls add them)
+    config.pop("judge")
+    config["evaluation"].pop("eval_sets")
     return config
 
 
@@ -298,7 +302,13 @@ def test_paper_plan_runs_offline(clone):
     total = next(line for line in report.splitlines() if line.startswith("| **total**"))
     gpu_hours = float(total.split("|")[6].strip(" *").replace(",", ""))
     assert gpu_hours > 0
-    assert "of 4 training job(s) at once" in report and "No judge configured" in report
+    assert "of 4 training job(s) at once" in report
+    # the paper's judge on its six evaluation sets, both orders, 735 judged models per dataset
+    per_set = dict(re.findall(r"^\| (\w+) \| [\d,]+ \| ([\d,]+) \|$", report, re.M))
+    prompts = {"heldout": 500, "vicuna": 80, "koala": 180, "wizardlm": 218, "sinstruct": 252, "lima": 300}
+    assert {k: int(v.replace(",", "")) for k, v in per_set.items()} == {k: 2 * 735 * n * 2 for k, n in prompts.items()}
+    assert f"{2 * 735 * sum(prompts.values()) * 2:,} calls" in report
+    assert next(line for line in report.splitlines() if line.startswith("| responses |"))
     for rule in ("train_proxy", "extract_losses", "finetune_target", "evaluate"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {rule} |"))
         assert float(row.split("|")[6].strip().replace(",", "")) > 0, row
