@@ -250,7 +250,8 @@ def judged_vs_fraction(judged: pd.DataFrame, **_):
     from .aggregate import over_seeds
 
     sets, targets = _eval_sets(judged), sorted(judged["target"].unique())
-    fig, axes = plt.subplots(len(sets), len(targets), figsize=(4.5 * len(targets), 3.2 * len(sets)), squeeze=False)
+    fig, axes = plt.subplots(len(sets), len(targets), figsize=(max(6.5, 4.5 * len(targets)), 3.2 * len(sets)),
+                             squeeze=False)
     one_seed = True
     for row, name in enumerate(sets):
         summary = over_seeds(judged[judged["eval_set"] == name], ["win_rate", "lc_win_rate", "win_rate_lo", "win_rate_hi"])
