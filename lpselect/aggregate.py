@@ -34,29 +34,78 @@ def describe(selector: str, subset: str) -> dict:
 
 
 JUDGE_COLUMNS = ("win_rate", "win_rate_lo", "win_rate_hi", "winning_score", "winning_score_lo",
-                 "winning_score_hi", "wins", "ties", "losses", "malformed", "errors", "n_judged")
+                 "winning_score_hi", "wins", "ties", "losses", "malformed", "errors", "n_judged", "lc_win_rate",
+                 "position_bias")
+# the columns of the judged table (one row per evaluation set and judged model, and a pooled row)
+JUDGED_COLUMNS = ("n_prompts", "n_judged", "wins", "ties", "losses", "malformed", "errors", "win_rate",
+                  "win_rate_lo", "win_rate_hi", "winning_score", "winning_score_lo", "winning_score_hi",
+                  "lc_win_rate", "length", "reference_length", "position_bias", "first_position_share",
+                  "confidence")
+# the judged table's row over every evaluation set's prompts together
+POOLED = "pooled"
 
 
-def judge_columns(path) -> dict:
+def judge_columns(summary: dict) -> dict:
     """A judge summary as `judge_*` columns of the metrics table (errors counts malformed verdicts too)."""
-    summary = json.loads(Path(path).read_text())
     out = {f"judge_{k}": summary[k] for k in JUDGE_COLUMNS}
     out["judge_errors"] = summary["errors"] + summary["malformed"]
     return out | {"judge_model": summary["judge_model"]}
 
 
-def metrics_table(models, metrics_paths, subset_sizes: pd.DataFrame, judge_paths: dict | None = None,
+def judged_table(judged: dict, subset_sizes: pd.DataFrame, bootstrap: dict) -> pd.DataFrame:
+    """One row per (evaluation set, judged model): wins / ties / losses, the win rate and winning score
+    with their bootstrap intervals over prompts, the length-controlled win rate, the mean response
+    lengths (words) and the judge's position bias; plus a `pooled` row per model over the prompts of
+    every set together (bootstrap over the pooled prompts, `bootstrap` holding its bootstrap /
+    confidence / seed). `judged` maps (eval_set, target, selector, subset) to (summary JSON, verdicts CSV)."""
+    from .metrics import judge_summary
+
+    rows, tables = [], {}
+    for (eval_set, target, selector, subset), (summary_path, verdicts_path) in judged.items():
+        summary = json.loads(Path(summary_path).read_text())
+        model = (target, selector, subset)
+        rows.append({"eval_set": eval_set, "target": target, "selector": selector, "subset": subset}
+                    | describe(selector, subset) | {k: summary[k] for k in JUDGED_COLUMNS}
+                    | {"judge_model": summary["judge_model"]})
+        tables.setdefault(model, []).append((pd.read_csv(verdicts_path), summary["judge_model"]))
+    for (target, selector, subset), parts in tables.items():
+        pooled = judge_summary(pd.concat([t for t, _ in parts], ignore_index=True), bootstrap["bootstrap"],
+                               bootstrap["confidence"], bootstrap["seed"])
+        rows.append({"eval_set": POOLED, "target": target, "selector": selector, "subset": subset}
+                    | describe(selector, subset) | {k: pooled[k] for k in JUDGED_COLUMNS}
+                    | {"judge_model": parts[0][1]})
+    columns = ["eval_set", "target", "selector", "subset", *describe("none", "base"), *JUDGED_COLUMNS, "judge_model"]
+    table = pd.DataFrame(rows, columns=columns)
+    table = table.merge(subset_sizes[["selector", "subset", "realized_fraction"]], on=["selector", "subset"],
+                        how="left")
+    table["realized_fraction"] = table["realized_fraction"].fillna(table["fraction"])
+    return table
+
+
+def judged_over_seeds(judged: pd.DataFrame) -> pd.DataFrame:
+    """over_seeds of the judged table, per evaluation set (the pooled row included)."""
+    columns = ["win_rate", "lc_win_rate", "winning_score", "length", "position_bias"]
+    parts = [over_seeds(g, columns).assign(eval_set=name) for name, g in judged.groupby("eval_set", sort=False)]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return out[["eval_set", *[c for c in out if c != "eval_set"]]] if len(out) else out
+
+
+def metrics_table(models, metrics_paths, subset_sizes: pd.DataFrame, judged: pd.DataFrame | None = None,
                   pairwise_paths: dict | None = None) -> pd.DataFrame:
-    """One row per evaluated model; `pairwise_paths` and `judge_paths` map (target, selector, subset) to
-    its offline verdicts and its judge summary against the full-data model (the references have none)."""
+    """One row per evaluated model; `pairwise_paths` maps (target, selector, subset) to its offline
+    verdicts against the full-data model, and the pooled rows of the `judged` table (judged_table) give
+    its `judge_*` columns (the references have none)."""
+    pooled = {}
+    if judged is not None and len(judged):
+        at = judged[judged["eval_set"] == POOLED]
+        pooled = {(r["target"], r["selector"], r["subset"]): r for r in at.to_dict("records")}
     rows = []
     for (target, selector, subset), path in zip(models, metrics_paths):
         metrics = json.loads(Path(path).read_text())
         model = (target, selector, subset)
         pairwise = (pairwise_paths or {}).get(model)
         metrics |= json.loads(Path(pairwise).read_text()) if pairwise else {}
-        judged = (judge_paths or {}).get(model)
-        metrics |= judge_columns(judged) if judged else {}
+        metrics |= judge_columns(pooled[model]) if model in pooled else {}
         rows.append({"target": target, "selector": selector, "subset": subset} | describe(selector, subset) | metrics)
     return with_sizes(pd.DataFrame(rows), subset_sizes)
 
@@ -312,14 +361,21 @@ def write_tables(
     outputs: dict,
     target_ledgers: dict,
     proxy_ledgers: dict,
-    judge_paths: dict | None = None,
+    judged: dict | None = None,
     model_dirs: dict | None = None,
     pairwise_paths: dict | None = None,
+    bootstrap: dict | None = None,
 ) -> None:
+    """Every table of a study; `judged` maps (eval_set, target, selector, subset) to a judge job's
+    (summary, verdicts) and gives the judged tables (outputs `judged`, `judged_seeds`)."""
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
     write_csv(outputs["compute"], with_sizes(compute_table(target_ledgers, proxy_ledgers), sizes))
-    metrics = metrics_table(models, metrics_paths, sizes, judge_paths, pairwise_paths)
+    judged_rows = judged_table(judged, sizes, bootstrap) if judged is not None and bootstrap else None
+    if "judged" in outputs:
+        write_csv(outputs["judged"], judged_rows)
+        write_csv(outputs["judged_seeds"], judged_over_seeds(judged_rows))
+    metrics = metrics_table(models, metrics_paths, sizes, judged_rows, pairwise_paths)
     write_csv(outputs["metrics"], metrics)
     write_csv(outputs["seeds"], over_seeds(metrics, SEED_METRICS))
     if "paired" in outputs:

@@ -223,9 +223,16 @@ def fraction_to_parity(metrics: pd.DataFrame, model_sizes: pd.DataFrame, **_):
     column = headline_win_rate(metrics)
     if column not in metrics or metrics[column].isna().all():
         return _placeholder("no win rates in this study (evaluation.generate is off and no judge ran)")
-    parity = smallest_parity_fraction(metrics, column)
-    parity = parity.merge(model_sizes.rename(columns={"model": "target"}), on="target", how="left")
     fig, ax = plt.subplots(figsize=(6.5, 4))
+    _parity_panel(ax, smallest_parity_fraction(metrics, column), model_sizes,
+                  f"data needed for parity with full ({'LLM judge' if column == 'judge_win_rate' else 'offline'})")
+    return fig
+
+
+def _parity_panel(ax, parity: pd.DataFrame, model_sizes: pd.DataFrame, title: str) -> None:
+    """smallest_parity_fraction's table against the target's parameter count, a line per (method,
+    proxy); open markers above 100%: no fraction tried reached 50%."""
+    parity = parity.merge(model_sizes.rename(columns={"model": "target"}), on="target", how="left")
     for i, ((display, selector), g) in enumerate(parity.groupby(["display", "selector"])):
         g = g.sort_values("n_parameters")
         color = f"C{i % 10}"
@@ -235,10 +242,65 @@ def fraction_to_parity(metrics: pd.DataFrame, model_sizes: pd.DataFrame, **_):
         ax.scatter(missed["n_parameters"], [105] * len(missed), marker="o", facecolors="none", edgecolors=color)
     ax.axhline(100, color="grey", ls=":", lw=1)
     ax.set(xscale="log", ylim=(0, 110), xlabel="target parameters (log scale)",
-           ylabel="smallest realized fraction\nreaching 50% (%)",
-           title=f"data needed for parity with full ({'LLM judge' if column == 'judge_win_rate' else 'offline'})")
+           ylabel="smallest realized fraction\nreaching 50% (%)", title=title)
     ax.text(0.01, 0.98, "open markers above 100%: not reached", transform=ax.transAxes, va="top", fontsize=7)
     ax.legend(fontsize=7, loc="lower left")
+
+
+def _eval_sets(judged: pd.DataFrame) -> list[str]:
+    """The evaluation sets of a judged table in the study's order, the pooled row last."""
+    from .aggregate import POOLED
+
+    names = list(dict.fromkeys(judged["eval_set"]))
+    return [n for n in names if n != POOLED] + [n for n in names if n == POOLED]
+
+
+def judged_vs_fraction(judged: pd.DataFrame, **_):
+    """The paper's headline per evaluation set and pooled over every set's prompts (the last row): the
+    LLM judge's win rate against the full-data model vs the realized fraction, a column per target, a
+    line per (method, proxy) of hard subsets (mean over seeds; band: the 95% interval over seeds, or
+    with one seed the bootstrap interval over prompts), the length-controlled win rate dotted in the
+    same colour, and the 50% line (parity with the full-data model)."""
+    from .aggregate import over_seeds
+
+    sets, targets = _eval_sets(judged), sorted(judged["target"].unique())
+    fig, axes = plt.subplots(len(sets), len(targets), figsize=(max(6.5, 4.5 * len(targets)), 3.2 * len(sets)),
+                             squeeze=False)
+    one_seed = True
+    for row, name in enumerate(sets):
+        summary = over_seeds(judged[judged["eval_set"] == name], ["win_rate", "lc_win_rate", "win_rate_lo", "win_rate_hi"])
+        one_seed &= bool(summary["n_seeds"].max() <= 1)
+        hard = summary[summary["part"] == "hard"]
+        for col, target in enumerate(targets):
+            ax = axes[row, col]
+            for (display, selector), g in hard[hard["target"] == target].groupby(["display", "selector"]):
+                g = g.sort_values("realized_fraction")
+                x = g["realized_fraction"] * 100
+                label = display if selector == "none" else f"{display} ({selector})"
+                line = ax.plot(x, g["win_rate"], marker="o", label=label)[0]
+                ax.plot(x, g["lc_win_rate"], ls=":", marker=".", color=line.get_color())
+                lo, hi = g["win_rate_seed_lo"], g["win_rate_seed_hi"]
+                if lo.isna().all():
+                    lo, hi = g["win_rate_lo"], g["win_rate_hi"]
+                if lo.notna().any():
+                    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
+            ax.axhline(0.5, color="grey", ls=":", lw=1, label="50% (parity with full)")
+            ax.set(xlabel="selected data (% of rows, realized)", ylabel="judge win rate vs full", ylim=(-0.02, 1.02),
+                   title=f"{name}: target {target}")
+    axes[0, -1].legend(fontsize=7, loc="best")
+    fig.text(0.01, 0.005, "dotted: length-controlled win rate; bands: "
+             + ("bootstrap 95% interval over prompts (one seed)" if one_seed else "95% interval over seeds"), fontsize=7)
+    return fig
+
+
+def judged_parity(judged: pd.DataFrame, model_sizes: pd.DataFrame, **_):
+    """Fraction to parity per evaluation set and pooled: the smallest realized hard fraction whose
+    judge win rate (mean over seeds) reaches 50%, against the target's parameter count."""
+    sets = _eval_sets(judged)
+    fig, axes = _panel_grid(len(sets), width=5, height=3.8, ncols=3)
+    for ax, name in zip(axes, sets):
+        _parity_panel(ax, smallest_parity_fraction(judged[judged["eval_set"] == name], "win_rate"), model_sizes,
+                      f"{name}: data for parity with full")
     return fig
 
 
@@ -436,6 +498,8 @@ FIGURES = {
         method_comparison,
         same_size,
         transfer,
+        judged_vs_fraction,
+        judged_parity,
     )
 }
 

@@ -89,6 +89,11 @@ def parse_verdict(reply) -> str | None:
     return m.group(1) if m else None
 
 
+def response_length(text: str) -> int:
+    """A response's length in words (whitespace-separated): the same for every model's tokenizer."""
+    return len(str(text).split())
+
+
 def combine(points_ab: int, points_ba: int) -> int:
     """+1 win / 0 tie / -1 loss of a prompt from the judged model's points in the two orders: a win
     in one order and a tie in the other is a win; a win and a loss is a tie."""
@@ -208,7 +213,8 @@ def _shown(order: str, model_answer: str, ref_answer: str) -> tuple[str, str]:
 
 def judge_pair(records: list[dict], reference: list[dict], client: ChatClient, cache: JudgementCache,
                workers: int = 1) -> pd.DataFrame:
-    """Judge every prompt in both orders; one row per prompt with both verdicts and the outcome.
+    """Judge every prompt in both orders; one row per prompt with both verdicts, the outcome and the
+    two responses' lengths in words (`length`: the judged model's, `reference_length`).
 
     status is 'ok' (outcome +1/0/-1), 'malformed' (a reply without a strict verdict) or 'error' (a
     call that failed for good); outcome is empty unless status is 'ok'.
@@ -248,7 +254,8 @@ def judge_pair(records: list[dict], reference: list[dict], client: ChatClient, c
 
     rows = []
     for i in range(len(records)):
-        row = {"prompt": i, "instruction": records[i]["instruction"]}
+        row = {"prompt": i, "instruction": records[i]["instruction"], "length": response_length(records[i]["output"]),
+               "reference_length": response_length(reference[i]["output"])}
         statuses, points = [], []
         for order in ORDERS:
             key = tasks[2 * i + ORDERS.index(order)][-1]

@@ -80,6 +80,65 @@ def judged_summary(status: pd.Series, outcome: pd.Series, n_resamples: int, conf
     }
 
 
+def length_controlled_win_rate(outcomes, lengths, reference_lengths) -> float:
+    """The win rate the judge would give if both answers were equally long.
+
+    A logistic regression of the per-prompt outcome (a win 1, a loss 0, a tie counted as half a win
+    and half a loss) on the log length ratio x = log((1 + length) / (1 + reference length)), lengths in
+    words; the result is its prediction at x = 0, sigmoid(intercept). The slope takes what length
+    explains; a weak L2 penalty (scikit-learn's C = 10; the intercept is not penalized) keeps it finite
+    when length alone separates wins from losses (then the intercept, and so this rate, is only loosely
+    determined). With equal lengths throughout it is the plain win rate; with only wins (or only
+    losses) it is 1 (or 0), the limit of the fit.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    o = np.asarray(outcomes, dtype=float)
+    if not len(o):
+        return float("nan")
+    x = np.log1p(np.asarray(lengths, dtype=float)) - np.log1p(np.asarray(reference_lengths, dtype=float))
+    ties = o == 0
+    # a tie is two half-weight rows, one win and one loss
+    xs = np.concatenate([x[~ties], x[ties], x[ties]])[:, None]
+    ys = np.concatenate([(o[~ties] > 0).astype(int), np.ones(ties.sum(), int), np.zeros(ties.sum(), int)])
+    weights = np.concatenate([np.ones((~ties).sum()), np.full(2 * ties.sum(), 0.5)])
+    if len(set(ys)) < 2:
+        return win_rate(o)
+    fit = LogisticRegression(C=10.0).fit(xs, ys, sample_weight=weights)
+    return float(1 / (1 + np.exp(-fit.intercept_[0])))
+
+
+def position_bias(verdict_ab, verdict_ba) -> dict:
+    """How much the order of the answers sways the judge, over the prompts with two valid verdicts:
+    `position_bias`, the share whose verdict for the judged model differs between the two orders
+    (a win in one order, a tie or a loss in the other: the verdict flipped with the order), and
+    `first_position_share`, the share of the decisive verdicts (not ties) that chose the answer shown
+    first (0.5: no preference for either position)."""
+    from .judge import POINTS
+
+    ab, ba = pd.Series(list(verdict_ab), dtype=object), pd.Series(list(verdict_ba), dtype=object)
+    valid = ab.isin(list(POINTS["ab"])) & ba.isin(list(POINTS["ba"]))
+    ab, ba = ab[valid], ba[valid]
+    flipped = ab.map(POINTS["ab"]) != ba.map(POINTS["ba"])
+    decisive = pd.concat([ab, ba])
+    decisive = decisive[decisive != "tie"]
+    return {"position_bias": float(flipped.mean()) if len(ab) else float("nan"),
+            "first_position_share": float((decisive == "A").mean()) if len(decisive) else float("nan")}
+
+
+def judge_summary(table: pd.DataFrame, n_resamples: int, confidence: float, seed: int) -> dict:
+    """Everything a judged table (judge.judge_pair's, or several concatenated) says about a model:
+    judged_summary, the mean response lengths in words (`length`, `reference_length`, over every
+    prompt), the length-controlled win rate and the position bias over the prompts judged cleanly."""
+    ok = table["status"] == "ok"
+    summary = judged_summary(table["status"], table["outcome"], n_resamples, confidence, seed)
+    summary |= {"length": float(table["length"].mean()) if len(table) else float("nan"),
+                "reference_length": float(table["reference_length"].mean()) if len(table) else float("nan"),
+                "lc_win_rate": length_controlled_win_rate(table.loc[ok, "outcome"].astype(int),
+                                                          table.loc[ok, "length"], table.loc[ok, "reference_length"])}
+    return summary | position_bias(table.loc[ok, "verdict_ab"], table.loc[ok, "verdict_ba"])
+
+
 def pairwise_summary(outcomes: pd.Series) -> dict:
     """Wins, ties, losses and win rate of per-prompt +1/0/-1 verdicts."""
     return {"wins": int((outcomes > 0).sum()), "ties": int((outcomes == 0).sum()),

@@ -149,6 +149,11 @@ class Sizes:
     tokens_per_row: dict
     notes: list
     padding: dict = field(default_factory=dict)  # padded / real tokens of a training batch, per dataset
+    eval_sets: dict = field(default_factory=dict)  # prompts per named evaluation set
+
+    def set_prompts(self, dataset: str, eval_set: str) -> int:
+        """Prompts of an evaluation set: the dataset's held-out split, or a named set."""
+        return self.prompts[dataset] if eval_set == study.HELDOUT else self.eval_sets[eval_set]
 
 
 def _tokens_per_row(plan: dict, name: str, config: dict, measured=None) -> tuple[float, str]:
@@ -237,24 +242,27 @@ def dataset_sizes(config: dict, plan: dict, results=ROOT / "results", measured_t
         notes.append(f"{d}: {train[d]:,} training rows, {test[d]:,} held out ({source}); "
                      f"{tpr[d]:.4g} tokens per row ({tpr_source}); training batches compute "
                      f"{padding[d]:.3g}x the real tokens ({padding_source})")
-    eval_set = config["evaluation"].get("eval_set")
     for d in config["grid"]["datasets"]:
         prompts[d] = test[d]
-    if eval_set:
-        name, path = eval_set["name"], results / "eval_sets" / f"{eval_set['name']}.jsonl"
+    named = {}
+    for i, spec in enumerate(study.eval_sets(config)):
+        name = spec["name"]
+        if name == study.HELDOUT:
+            continue
+        path = results / "eval_sets" / f"{name}.jsonl"
         if path.exists():
             n, source = _lines(path), f"counted in {path.relative_to(results.parent)}"
         elif name in plan.get("rows", {}):
             n, source = plan["rows"][name], "plan.rows"
-        elif eval_set.get("limit"):
-            n, source = eval_set["limit"], "evaluation.eval_set.limit"
+        elif spec.get("limit"):
+            n, source = spec["limit"], f"evaluation.eval_sets[{i}].limit"
         else:
             raise PlanError(f"config key plan.rows.{name} is missing: evaluation set {name!r} is not "
                             f"prepared yet and its prompt count is not known")
-        prompts = {d: n for d in prompts} | {"__eval_set__": name}
+        named[name] = n
         tpr[name], tpr_source = _tokens_per_row(plan, name, config)
         notes.append(f"evaluation set {name}: {n:,} prompts ({source}); {tpr[name]:.4g} tokens per row ({tpr_source})")
-    return Sizes(train, test, prompts, tpr, notes, padding)
+    return Sizes(train, test, prompts, tpr, notes, padding, named)
 
 
 def subset_rows(dataset: str, selector: str, subset: str, train_rows: int,
@@ -364,13 +372,14 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         cost.wall_s = cost.flops / rate / max(1, gpus)
         return cost
     # evaluate, responses: one process (one GPU), bf16 weights with evaluation.bf16
-    ev, eval_set = config["evaluation"], sizes.prompts.get("__eval_set__")
+    ev = config["evaluation"]
     if job.rule == "evaluate":  # held-out losses, then (if configured) greedy generations of the same rows
         prompts = sizes.test[d] if ev["generate"] else 0
         cost.tokens = sizes.test[d] * tpr + prompts * tpr
-    else:  # responses (evaluate writes them when its generations are them): the evaluation prompts
-        prompts = sizes.prompts[d]
-        cost.tokens = prompts * sizes.tokens_per_row[eval_set or d]
+    else:  # responses (evaluate writes them when its generations are them): the evaluation set's prompts
+        name = w.get("eval_set", study.HELDOUT)
+        prompts = sizes.set_prompts(d, name)
+        cost.tokens = prompts * (tpr if name == study.HELDOUT else sizes.tokens_per_row[name])
     rate = bf16 if ev.get("bf16") else fp32
     # decoding never stopping early at EOS: an upper bound on steps
     steps = math.ceil(prompts / ev["batch_size"]) * ev["max_new_tokens"]
@@ -476,18 +485,26 @@ def _top(values: list, k: int) -> float:
 
 
 def judge_calls(config: dict, jobs: list[Job], sizes: Sizes) -> dict:
-    """Calls of the configured judge (judge jobs x prompts x 2 orders), and what a judge would ask for
-    every model compared with a full-data model if none is configured."""
+    """Calls of the configured judge (judge jobs x prompts of their evaluation set x 2 orders), per
+    evaluation set, and what a judge would ask for every model compared with a full-data model on
+    every set if none is configured."""
     grid = config["grid"]
     judged = [j for j in jobs if j.rule == "judge"]
-    calls = sum(2 * sizes.prompts[j.wildcards["dataset"]] for j in judged)
+    names = [s["name"] for s in study.eval_sets(config)]
+    per_set = {name: {"jobs": 0, "calls": 0} for name in names}
+    for j in judged:
+        name = j.wildcards.get("eval_set", study.HELDOUT)
+        entry = per_set.setdefault(name, {"jobs": 0, "calls": 0})
+        entry["jobs"] += 1
+        entry["calls"] += 2 * sizes.set_prompts(j.wildcards["dataset"], name)
     per_dataset = sum(
         1 for _t in grid["targets"] for _sel, sub in study.trained_models(grid) if study.pairwise_reference(grid, sub)
     )
-    would = sum(2 * per_dataset * sizes.prompts[d] for d in grid["datasets"])
+    would = {name: sum(2 * per_dataset * sizes.set_prompts(d, name) for d in grid["datasets"]) for name in names}
     enabled = bool(config.get("judge", {}).get("enabled"))
-    return {"enabled": enabled, "jobs": len(judged), "calls": calls, "models_per_dataset": per_dataset,
-            "would_call": would}
+    return {"enabled": enabled, "jobs": len(judged), "calls": sum(e["calls"] for e in per_set.values()),
+            "per_set": per_set, "models_per_dataset": per_dataset, "would_call": sum(would.values()),
+            "would_per_set": would}
 
 
 # --- the report --------------------------------------------------------------------------------------
@@ -626,10 +643,16 @@ def render(p: Plan) -> str:
     j = p.judge
     out += ["## Judge calls", ""]
     if j["enabled"]:
-        out.append(f"{j['calls']:,} calls: {j['jobs']:,} judged models x prompts x 2 orders (retries not counted).")
+        out.append(f"{j['calls']:,} calls: {j['jobs']:,} judge jobs (judged model x evaluation set) x the set's "
+                   "prompts x 2 orders (retries not counted).")
+        rows = [(name, f"{e['jobs']:,}", f"{e['calls']:,}") for name, e in j["per_set"].items()]
     else:
         out.append(f"No judge configured: 0 calls. With one: {j['would_call']:,} calls "
-                   f"({j['models_per_dataset']:,} judged models per dataset x prompts x 2 orders).")
+                   f"({j['models_per_dataset']:,} judged models per dataset x the set's prompts x 2 orders).")
+        rows = [(name, f"{j['models_per_dataset'] * len(p.sizes.train):,}", f"{n:,}")
+                for name, n in j["would_per_set"].items()]
+    out += ["", "| evaluation set | judge jobs | calls |", "| --- | ---: | ---: |",
+            *[f"| {name} | {jobs} | {calls} |" for name, jobs, calls in rows]]
     out += ["", "## Assumptions", ""]
     tp = p.throughput
     rate = (f"{p.plan['gpu_flops']:.3g} FLOP/s per GPU in bf16, {p.plan['gpu_flops_fp32']:.3g} in float32 "

@@ -1,9 +1,9 @@
 """Evaluation prompts and a model's responses in AlpacaEval's format: a JSON list of
 {instruction, output, generator}, the instruction carrying the row's input when it has one.
 
-The prompts are the dataset's held-out split by default, or a named evaluation set: a local .json /
-.jsonl file of instruction / input / output rows (output, the reference response, is optional), or a
-Hugging Face hub dataset loaded with `datasets.load_dataset`.
+The prompts of an evaluation set are the dataset's held-out split (the set named `heldout`), or a
+local .json / .jsonl file of instruction / input / output rows (output, the reference response, is
+optional), or a Hugging Face hub dataset loaded with `datasets.load_dataset`.
 """
 
 import logging
@@ -27,7 +27,22 @@ def alpaca_eval_records(rows: list[dict], outputs: list[str], generator: str) ->
     return [{"instruction": prompt_text(r), "output": out, "generator": generator} for r, out in zip(rows, outputs)]
 
 
+def _nested(obj, path: str, where: str):
+    """obj's field at a dotted path: names of fields, numbers of list items (instances.input.0)."""
+    value = obj
+    for part in path.split("."):
+        try:
+            value = value[int(part)] if isinstance(value, (list, tuple)) else value[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise DatasetError(f"{where}: field {path!r} (field_map) is missing") from None
+    return value
+
+
 def _eval_row(obj, where: str, field_map: dict | None) -> dict:
+    """A prompt row; a dotted field_map source reaches into nested fields (a hub dataset's lists)."""
+    if isinstance(obj, dict) and field_map:
+        nested = {src for src in field_map if "." in src and src not in obj}
+        obj = {k: v for k, v in obj.items()} | {src: _nested(obj, src, where) for src in nested}
     row = validate_row(obj, where, field_map, require_output=False)
     return {k: row[k] for k in TEXT_FIELDS}
 
@@ -43,7 +58,8 @@ def load_eval_set(spec: dict) -> list[dict]:
     else:
         import datasets
 
-        loaded = datasets.load_dataset(spec["hub"], spec.get("subset"), split=spec.get("split", "test"))
+        loaded = datasets.load_dataset(spec["hub"], spec.get("subset"), split=spec.get("split", "test"),
+                                       revision=spec.get("revision"))
         raw = ((f"{spec['hub']}: row {n}", obj) for n, obj in enumerate(loaded, start=1))
     rows = [{"id": f"{name}-{n:06d}", **_eval_row(obj, where, field_map)} for n, (where, obj) in enumerate(raw, 1)]
     if spec.get("limit"):

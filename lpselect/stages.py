@@ -369,7 +369,8 @@ def responses(rows_path, generator: str, out_json, pred_csv=None, model_dir=None
 
 
 def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_csv) -> None:
-    """Pairwise LLM judgement of a model's responses against the full-data model's, both orders."""
+    """Pairwise LLM judgement of a model's responses against the full-data model's (one evaluation set),
+    both orders: the per-prompt table (`out_csv`) and its summary (`out_json`, metrics.judge_summary)."""
     from . import judge as judging
     from . import metrics
 
@@ -378,12 +379,15 @@ def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_c
     client = judging.client_from_settings(cfg)
     cache = judging.JudgementCache(cache_path)
     table = judging.judge_pair(records, reference, client, cache, workers=cfg["workers"])
-    summary = metrics.judged_summary(table["status"], table["outcome"], cfg["bootstrap"], cfg["confidence"], cfg["seed"])
+    summary = metrics.judge_summary(table, cfg["bootstrap"], cfg["confidence"], cfg["seed"])
     summary |= {"judge_model": cfg["model"], "generator": records[0]["generator"] if records else "",
                 "reference": reference[0]["generator"] if reference else ""}
-    log.info("W/T/L %d/%d/%d, %d malformed, %d errors: win rate %.3f [%.3f, %.3f], winning score %.3f",
-             summary["wins"], summary["ties"], summary["losses"], summary["malformed"], summary["errors"],
-             summary["win_rate"], summary["win_rate_lo"], summary["win_rate_hi"], summary["winning_score"])
+    log.info("W/T/L %d/%d/%d, %d malformed, %d errors: win rate %.3f [%.3f, %.3f], winning score %.3f, "
+             "length-controlled win rate %.3f, mean length %.1f vs %.1f words, verdict flipped with the order "
+             "on %.1f%% of the prompts", summary["wins"], summary["ties"], summary["losses"], summary["malformed"],
+             summary["errors"], summary["win_rate"], summary["win_rate_lo"], summary["win_rate_hi"],
+             summary["winning_score"], summary["lc_win_rate"], summary["length"], summary["reference_length"],
+             100 * summary["position_bias"])
     write_csv(out_csv, table)
     write_json(out_json, summary)
 

@@ -33,6 +33,7 @@ def _schema(path) -> dict:
 
 
 def validate_config(config: dict, schema_path=SCHEMA) -> None:
+    _check_renamed(config)
     schema = _schema(schema_path)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
@@ -40,8 +41,23 @@ def validate_config(config: dict, schema_path=SCHEMA) -> None:
         if err.validator == "required":
             missing = err.message.split("'")[1]
             raise ConfigError(f"config key {_key([*err.path, missing])} is missing")
+        if list(err.path)[:2] == ["evaluation", "eval_sets"] and err.validator in ("oneOf", "not"):
+            raise ConfigError(f"config key {_key(err.path)}: a set needs exactly one of path or hub "
+                              f"(the held-out split, name {HELDOUT}, takes neither)")
         raise ConfigError(f"config key {_key(err.path)}: {err.message}")
     _check_references(config)
+
+
+def _check_renamed(config: dict) -> None:
+    """Keys an older config may still use: one error that says how to write them now."""
+    evaluation = config.get("evaluation")
+    if isinstance(evaluation, dict) and "eval_set" in evaluation:
+        old = evaluation["eval_set"]
+        name = old.get("name", "<name>") if isinstance(old, dict) else "<name>"
+        raise ConfigError(
+            "config key evaluation.eval_set: replaced by evaluation.eval_sets, a list of sets; write "
+            f"`eval_sets: [{{name: {name}, ...the same keys...}}]`, and add `{{name: {HELDOUT}}}` to the list "
+            "to keep judging the held-out split too")
 
 
 def _check_references(config: dict) -> None:
@@ -86,6 +102,14 @@ def _check_references(config: dict) -> None:
         raise ConfigError(f"config key methods.ifd.epoch: {ifd_epoch} is after the proxy's last epoch "
                           f"(training.epochs = {config['training']['epochs']})")
     _check_batch(config)
+    _check_eval_sets(config)
+
+
+def _check_eval_sets(config: dict) -> None:
+    names = [s["name"] for s in eval_sets(config)]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"config key evaluation.eval_sets[{i}]: the name {name!r} is used twice")
 
 
 def _check_facts(key: str, spec: dict) -> None:
@@ -282,12 +306,13 @@ def figures(config: dict, dataset: str) -> list[str]:
     placeholder: curves over the fraction need two or more fractions, the thirds figure easy, mid and
     hard parts of k = 3, the transfer figures two or more scoring models, the trajectories a trained
     proxy, the gain over random both lp1 and random, the composition a generated dataset (the only kind
-    with known difficulty levels)."""
+    with known difficulty levels), the judged figures a judge."""
     grid = config["grid"]
     ks = {chunks_for(f) for f in grid["fractions"]}
     methods, parts = set(grid["methods"]), set(grid.get("parts", ["hard"]))
     trained = proxy_epochs(config) >= 1
     several = len(scoring_models(grid)) >= 2
+    judged = bool((config.get("judge") or {}).get("enabled"))
     has_data = {
         "metric_vs_fraction": len(ks) >= 2,
         "transfer_heatmap": {"lp1", "random"} <= methods,
@@ -300,6 +325,9 @@ def figures(config: dict, dataset: str) -> list[str]:
         "method_comparison": len(methods) >= 2,
         "same_size": True,
         "transfer": several,
+        # with an LLM judge: its win rates per evaluation set; parity needs a curve over the fraction
+        "judged_vs_fraction": judged,
+        "judged_parity": judged and len(ks) >= 2,
     }
     return [name for name, drawn in has_data.items() if drawn]
 
@@ -321,6 +349,15 @@ def defaulted(config: dict, section: str) -> dict:
     return _merged(_schema_defaults(schema["properties"][section]), config.get(section, {}))
 
 
+# the evaluation set that is a dataset's own held-out split (its responses are evaluate's generations)
+HELDOUT = "heldout"
+
+
+def eval_sets(config: dict) -> list[dict]:
+    """The study's evaluation sets (evaluation.eval_sets; the schema's default: the held-out split)."""
+    return defaulted(config, "evaluation")["eval_sets"]
+
+
 def method_settings(config: dict) -> dict:
     return defaulted(config, "methods")
 
@@ -333,7 +370,7 @@ NOT_RESULTS = {
     # only splits training.global_batch_size into micro-batches (the same samples per optimizer step)
     "training": ("logging_steps", "gradient_checkpointing", "batch_size"),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
-    "evaluation": ("tie_tolerance", "eval_set", "batch_size"),
+    "evaluation": ("tie_tolerance", "eval_sets", "batch_size"),
 }
 
 

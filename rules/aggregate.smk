@@ -38,6 +38,13 @@ rule aggregate:
         },
         targets=GRID["targets"],
         compared=compared_models(),
+        # (evaluation set, target, selector, subset) of the judge inputs, and the bootstrap of the pooled rows
+        judged=judged_models(),
+        bootstrap=(
+            {k: JUDGE[k] for k in ("bootstrap", "confidence", "seed")}
+            if JUDGE
+            else None
+        ),
     script:
         "../workflow_scripts/aggregate.py"
 

@@ -73,14 +73,30 @@ else:
     # the proxy checkpoint IFD is measured with (0 = the base model)
     IFD_EPOCH = METHODS["ifd"]["epoch"]
     EVAL = config["evaluation"]
-    EVAL_SET = EVAL.get("eval_set")
+    # the evaluation sets by name; study.HELDOUT is the dataset's own held-out split
+    EVAL_SETS = {s["name"]: s for s in study.eval_sets(config)}
+    NAMED_SETS = [name for name in EVAL_SETS if name != study.HELDOUT]
     # None when no judge is configured (no `judge` block, or enabled: false)
     JUDGE = judge.settings(config.get("judge"))
-    # responses: free when evaluate already generated for the held-out split; otherwise generated
-    # only when a named evaluation set or a judge asks for them
-    WRITE_RESPONSES = EVAL["generate"] or EVAL_SET is not None or JUDGE is not None
-    # evaluate then writes the responses itself (its generations are them)
-    REUSE_PREDICTIONS = EVAL["generate"] and not EVAL_SET
+    # evaluate writes the held-out split's responses itself (its generations are them)
+    REUSE_PREDICTIONS = EVAL["generate"] and study.HELDOUT in EVAL_SETS
+    # the sets whose responses the study writes: every named set; the held-out split when evaluate
+    # generates anyway or a judge reads them
+    RESPONSE_SETS = [
+        name
+        for name in EVAL_SETS
+        if name != study.HELDOUT or EVAL["generate"] or JUDGE is not None
+    ]
+    # the sets the responses rule generates for (evaluate does the held-out split when it generates)
+    GENERATED_SETS = [
+        name for name in RESPONSE_SETS if name != study.HELDOUT or not REUSE_PREDICTIONS
+    ]
+    if JUDGE:
+        TABLES += ["judged", "judged_seeds"]
+        FIGURE_TABLES |= {
+            "judged_vs_fraction": ["judged"],
+            "judged_parity": ["judged", "model_sizes"],
+        }
 # the figures each dataset has the data for (every figure of a dumps study; a training study's follow its grid)
 FIGURES_OF = {
     d: list(FIGURE_TABLES) if DUMPS_STUDY else study.figures(config, d)
@@ -110,6 +126,7 @@ wildcard_constraints:
     run="(/seed[0-9]+)?",
     subset=f"{REFERENCE_PATTERN}|{SUBSET_PATTERN}",
     epoch=r"\d+",
+    eval_set="|".join(map(re.escape, EVAL_SETS)) if not DUMPS_STUDY else "none",
 
 
 def model_of(wildcards):
@@ -183,10 +200,10 @@ def final_outputs():
     else:
         outputs += ["results/summary.md"] + diagnostic_outputs()
         outputs += export_outputs()
-    if not DUMPS_STUDY and WRITE_RESPONSES:
         outputs += [
-            f"results/responses/{d}/{t}/{sel}/{sub}.json"
+            f"results/responses/{d}/{e}/{t}/{sel}/{sub}.json"
             for d in DATASETS
+            for e in RESPONSE_SETS
             for t, sel, sub in evaluated_models()
         ]
     return outputs
@@ -310,14 +327,21 @@ def compare_reference(wildcards):
 
 
 def judge_reference(wildcards):
+    """The responses of the full-data model (of the model's seed) to the same evaluation set."""
     reference = study.pairwise_reference(GRID, wildcards.subset)
-    return f"results/responses/{wildcards.dataset}/{wildcards.target}/none/{reference}.json"
+    return f"results/responses/{wildcards.dataset}/{wildcards.eval_set}/{wildcards.target}/none/{reference}.json"
 
 
 def eval_rows(wildcards):
-    if EVAL_SET:
-        return f"results/eval_sets/{EVAL_SET['name']}.jsonl"
-    return f"results/datasets/{wildcards.dataset}/test.jsonl"
+    """The prompts of an evaluation set: the dataset's held-out split, or a prepared named set."""
+    if wildcards.eval_set == study.HELDOUT:
+        return f"results/datasets/{wildcards.dataset}/test.jsonl"
+    return f"results/eval_sets/{wildcards.eval_set}.jsonl"
+
+
+def judged_models():
+    """(evaluation set, target, selector, subset) of every judge job: each set, each compared model."""
+    return [(e, *m) for e in EVAL_SETS for m in compared_models()] if JUDGE else []
 
 
 def compared_models():
@@ -392,14 +416,14 @@ def aggregate_inputs(wildcards):
             f"results/eval/{d}/{t}/{sel}/{sub}/pairwise.json"
             for t, sel, sub in compared_models()
         ],
-        "judge": (
-            [
-                f"results/judge/{d}/{t}/{sel}/{sub}.json"
-                for t, sel, sub in compared_models()
-            ]
-            if JUDGE
-            else []
-        ),
+        "judge": [
+            f"results/judge/{d}/{e}/{t}/{sel}/{sub}.json"
+            for e, t, sel, sub in judged_models()
+        ],
+        "verdicts": [
+            f"results/judge/{d}/{e}/{t}/{sel}/{sub}.csv"
+            for e, t, sel, sub in judged_models()
+        ],
     }
 
 

@@ -1,7 +1,8 @@
 # one job per evaluated model, the only one that runs it: held-out losses and generations
-# (predictions.csv), their own metrics (metrics.json) and, when they are the study's responses, the
-# generations in AlpacaEval's format. Nothing here reads another model, so a comparison setting, a
-# compare-script edit or a re-evaluated full-data model never needs this (temporary) model again.
+# (predictions.csv), their own metrics (metrics.json) and, when the held-out split is an evaluation
+# set, its generations in AlpacaEval's format. Nothing here reads another model, so a comparison
+# setting, a compare-script edit or a re-evaluated full-data model never needs this (temporary) model
+# again.
 rule evaluate:
     input:
         model=model_to_evaluate,
@@ -9,7 +10,7 @@ rule evaluate:
     output:
         **(
             {
-                "responses": "results/responses/{dataset}/{target}/{selector}/{subset}.json"
+                "responses": f"results/responses/{{dataset}}/{study.HELDOUT}/{{target}}/{{selector}}/{{subset}}.json"
             }
             if REUSE_PREDICTIONS
             else {}
@@ -67,38 +68,43 @@ rule compare:
         "../workflow_scripts/compare.py"
 
 
-if EVAL_SET:
+if NAMED_SETS:
 
+    # a named evaluation set, prepared once for every dataset and model
     rule prepare_eval_set:
         output:
-            f"results/eval_sets/{EVAL_SET['name']}.jsonl",
+            "results/eval_sets/{eval_set}.jsonl",
         log:
-            f"results/logs/prepare_eval_set/{EVAL_SET['name']}.log",
+            "results/logs/prepare_eval_set/{eval_set}.log",
+        wildcard_constraints:
+            eval_set="|".join(map(re.escape, NAMED_SETS)),
         conda:
             "../envs/model.yaml"
         resources:
             mem_mb=light("mem_mb"),
             runtime=light("runtime"),
         params:
-            spec=EVAL_SET,
+            spec=lambda wildcards: EVAL_SETS[wildcards.eval_set],
         script:
             "../workflow_scripts/prepare_eval_set.py"
 
 
-# responses of a model that evaluate did not already generate for (a named evaluation set, or a judge
-# without evaluation.generate)
-if not REUSE_PREDICTIONS:
+# responses of a model to an evaluation set that evaluate did not already generate (a named set; the
+# held-out split when evaluation.generate is off and a judge reads them): one job per (model, set)
+if GENERATED_SETS:
 
     rule responses:
         input:
             rows=eval_rows,
             model=model_to_evaluate,
         output:
-            "results/responses/{dataset}/{target}/{selector}/{subset}.json",
+            "results/responses/{dataset}/{eval_set}/{target}/{selector}/{subset}.json",
         log:
-            "results/logs/responses/{dataset}/{target}/{selector}/{subset}.log",
+            "results/logs/responses/{dataset}/{eval_set}/{target}/{selector}/{subset}.log",
         benchmark:
-            "results/benchmarks/responses/{dataset}/{target}/{selector}/{subset}.tsv"
+            "results/benchmarks/responses/{dataset}/{eval_set}/{target}/{selector}/{subset}.tsv"
+        wildcard_constraints:
+            eval_set="|".join(map(re.escape, GENERATED_SETS)),
         conda:
             "../envs/model.yaml"
         threads: sized_threads
@@ -123,17 +129,18 @@ if JUDGE:
     localrules:
         judge,
 
+    # one job per (model, evaluation set): the model against the full-data model of its seed
     rule judge:
         input:
-            responses="results/responses/{dataset}/{target}/{selector}/{subset}.json",
+            responses="results/responses/{dataset}/{eval_set}/{target}/{selector}/{subset}.json",
             reference=judge_reference,
         output:
-            summary="results/judge/{dataset}/{target}/{selector}/{subset}.json",
-            verdicts="results/judge/{dataset}/{target}/{selector}/{subset}.csv",
+            summary="results/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.json",
+            verdicts="results/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.csv",
         log:
-            "results/logs/judge/{dataset}/{target}/{selector}/{subset}.log",
+            "results/logs/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.log",
         benchmark:
-            "results/benchmarks/judge/{dataset}/{target}/{selector}/{subset}.tsv"
+            "results/benchmarks/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.tsv"
         wildcard_constraints:
             subset=f"base|{SUBSET_PATTERN}",
         conda:
@@ -144,6 +151,6 @@ if JUDGE:
         params:
             cfg=JUDGE,
             # not an output: Snakemake would delete it when a job fails, and it is what lets a job resume
-            cache="results/.cache/judge/{dataset}/{target}/{selector}/{subset}.jsonl",
+            cache="results/.cache/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.jsonl",
         script:
             "../workflow_scripts/judge.py"

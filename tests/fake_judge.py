@@ -1,8 +1,9 @@
 """A real OpenAI-compatible chat-completions server for tests, on 127.0.0.1 in a thread.
 
 It judges deterministically: the longer answer wins, equal lengths tie. It can be told to misbehave:
-`script` is a queue of behaviours for the next requests ("500", "429", "hang", "garbage", "notjson"),
-`always` applies one behaviour to every request, `delay_s` slows every answer down.
+`script` is a queue of behaviours for the next requests ("500", "429", "hang", "garbage", "notjson",
+"first": always the answer shown first, a judge with a full position bias), `always` applies one
+behaviour to every request, `delay_s` slows every answer down.
 """
 
 import json
@@ -87,6 +88,8 @@ class FakeJudge:
                     return self._send(200, b"<html>gateway</html>", "text/html")
                 if behaviour == "garbage":
                     content = "I think both are fine, maybe A? Hard to say."
+                elif behaviour == "first":
+                    content = "The first one.\n[[A]]"
                 else:
                     content = f"Comparing lengths.\n[[{longer_wins(body['messages'][-1]['content'])}]]"
                 reply = {"id": "x", "object": "chat.completion", "model": body["model"],

@@ -132,9 +132,15 @@ def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
     shutil.copytree(ROOT / "configs", workdir / "configs")
     env = silent_slurm(tmp_path)
     args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "100", "--configfile", "configs/paper.yaml"]
-    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    # the paper grid with its six evaluation sets and its judge is about 21,000 jobs: a dry run of about
+    # 70 s of CPU, minutes on a busy host
+    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"^finetune_target\s+1470$", proc.stdout, re.M), proc.stdout[-2000:]
+    # the evaluation sets: 5 named ones prepared, answered by every evaluated model (1,484); each of the
+    # six sets (the held-out split too) judged for every model compared with its full-data model (1,470)
+    for rule, n in (("prepare_eval_set", 5), ("responses", 5 * 1484), ("judge", 6 * 1470)):
+        assert re.search(rf"^{rule}\s+{n}$", proc.stdout, re.M), rule
     calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
     assert "sbatch" not in calls  # a dry run submits nothing
     jobs = job_resources(proc.stdout)

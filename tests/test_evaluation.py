@@ -297,3 +297,93 @@ def test_figure_bounds_are_cut_at_the_metrics_range():
     assert lo.tolist()[:2] == [0.0, 0.1] and hi.tolist()[:2] == [0.3, 1.0] and np.isnan(lo.iloc[2])
     assert figures.within_range("heldout_ppl", 0.5, 5.0) == (1.0, 5.0)  # a perplexity is at least 1
     assert figures.within_range("tokens", -1.0, 5.0) == (-1.0, 5.0)  # no range: unchanged
+
+
+def verdicts(outcomes, lengths, reference_lengths) -> pd.DataFrame:
+    """A judge job's per-prompt table (judge.judge_pair's columns) with consistent verdicts."""
+    letter = {1: ("A", "B"), 0: ("tie", "tie"), -1: ("B", "A")}
+    return pd.DataFrame({"prompt": range(len(outcomes)), "instruction": "q", "length": lengths,
+                         "reference_length": reference_lengths, "verdict_ab": [letter[o][0] for o in outcomes],
+                         "verdict_ba": [letter[o][1] for o in outcomes], "status": "ok", "outcome": outcomes})
+
+
+def test_judged_table_per_evaluation_set_and_pooled(tmp_path):
+    sets = {"seta": verdicts([1, 1, 0, -1], [9, 8, 5, 2], [4, 4, 5, 6]),
+            "setb": verdicts([1, -1, -1, -1, 0, 1], [3, 3, 3, 3, 3, 3], [3, 3, 3, 3, 3, 3])}
+    sets["setb"].loc[1, "verdict_ba"] = "B"  # a flipped verdict: the model loses as A, wins as B: a tie
+    sets["setb"].loc[1, "outcome"] = 0
+    model = ("big", "p", "lp1_cluster_k2_hard_seed1")
+    judged = {}
+    for name, table in sets.items():
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+        summary = metrics.judge_summary(table, 200, 0.9, 3) | {"judge_model": "j"}
+        (tmp_path / f"{name}.json").write_text(json.dumps(summary))
+        judged[(name, *model)] = (tmp_path / f"{name}.json", tmp_path / f"{name}.csv")
+    sizes = pd.DataFrame({"selector": ["p"], "subset": [model[2]], "n_selected": [6], "realized_fraction": [0.6]})
+    table = aggregate.judged_table(judged, sizes, {"bootstrap": 200, "confidence": 0.9, "seed": 3})
+    assert table["eval_set"].tolist() == ["seta", "setb", "pooled"]
+    rows = table.set_index("eval_set")
+    assert rows.loc["seta", ["wins", "ties", "losses"]].tolist() == [2, 1, 1]
+    assert rows.loc["setb", ["wins", "ties", "losses"]].tolist() == [2, 2, 2]
+    assert rows.loc["setb", "position_bias"] == pytest.approx(1 / 6)
+    pooled = rows.loc["pooled"]
+    # the pooled row is the judgement of all ten prompts together, not a mean of the two win rates
+    assert pooled[["wins", "ties", "losses", "n_judged"]].tolist() == [4, 3, 3, 10]
+    assert pooled["win_rate"] == pytest.approx((4 + 3 / 2) / 10)
+    assert pooled["win_rate_lo"] <= pooled["win_rate"] <= pooled["win_rate_hi"]
+    assert pooled["length"] == pytest.approx((24 + 18) / 10)
+    assert rows.loc["setb", "lc_win_rate"] == pytest.approx(rows.loc["setb", "win_rate"], abs=1e-3)  # equal lengths
+    assert (table["realized_fraction"] == 0.6).all() and (table["method"] == "lp1").all()
+    # the metrics table takes the pooled judgement as its judge columns
+    (tmp_path / "m.json").write_text(json.dumps({"heldout_ppl": 3.0}))
+    metrics_rows = aggregate.metrics_table([model], [tmp_path / "m.json"], sizes, table)
+    assert metrics_rows.loc[0, "judge_win_rate"] == pytest.approx(pooled["win_rate"])
+    assert metrics_rows.loc[0, "judge_model"] == "j"
+    seeds = aggregate.judged_over_seeds(table)
+    assert seeds["eval_set"].tolist() == ["seta", "setb", "pooled"] and (seeds["n_seeds"] == 1).all()
+
+
+def judged_frame() -> pd.DataFrame:
+    """A judged table (aggregate.judged_table's columns) of metrics_frame's models on two sets and pooled."""
+    frame = metrics_frame(False)
+    frame = frame[frame["method"] != "full"]
+    parts = []
+    for name, shift in (("seta", 0.1), ("setb", -0.1), ("pooled", 0.0)):
+        part = frame.assign(eval_set=name, win_rate=(frame["win_rate"] + shift).clip(0, 1))
+        part["lc_win_rate"] = part["win_rate"] - 0.05
+        part["win_rate_lo"], part["win_rate_hi"] = part["win_rate"] - 0.1, part["win_rate"] + 0.1
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_judged_figures_per_evaluation_set(tmp_path):
+    judged = judged_frame()
+    judged.to_csv(tmp_path / "judged.csv", index=False)
+    pd.DataFrame({"model": ["small", "large"], "n_parameters": [1000, 8000]}).to_csv(tmp_path / "sizes.csv", index=False)
+    tables = {"judged": tmp_path / "judged.csv", "model_sizes": tmp_path / "sizes.csv"}
+    fig = figures.judged_vs_fraction(judged)
+    assert [ax.get_title() for ax in fig.axes[::2]] == ["seta: target large", "setb: target large", "pooled: target large"]
+    fig = figures.judged_parity(judged, pd.read_csv(tmp_path / "sizes.csv"))
+    assert [ax.get_title() for ax in fig.axes[:3]] == [f"{n}: data for parity with full" for n in ("seta", "setb", "pooled")]
+    for name in ("judged_vs_fraction", "judged_parity"):
+        out = tmp_path / f"{name}.png"
+        figures.draw(name, tables, {}, [out])
+        assert out.stat().st_size > 5000
+    # fraction to parity per set: set a (+0.1) reaches 50% at a smaller share than set b (-0.1)
+    at = {n: figures.smallest_parity_fraction(judged[judged["eval_set"] == n], "win_rate")
+          .set_index(["target", "display"])["fraction"] for n in ("seta", "setb")}
+    assert at["seta"][("large", "lp1")] < at["setb"][("large", "lp1")]
+
+
+def test_eval_set_fields_reach_into_nested_values(tmp_path):
+    """Self-Instruct's human_eval rows keep their input inside `instances` (a hub dataset's list field)."""
+    path = tmp_path / "sinstruct.jsonl"
+    rows = [{"id": "u1", "instruction": "Sort", "instances": {"input": ["3 1 2"], "output": ["1 2 3"]}},
+            {"id": "u2", "instruction": "Greet", "instances": {"input": [""], "output": ["hi"]}}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"name": "sinstruct", "path": str(path),
+            "field_map": {"instances.input.0": "input", "instances.output.0": "output"}}
+    got = load_eval_set(spec)
+    assert [(r["instruction"], r["input"], r["output"]) for r in got] == [("Sort", "3 1 2", "1 2 3"), ("Greet", "", "hi")]
+    with pytest.raises(DatasetError, match=r"row 1: field 'instances.input.5' \(field_map\) is missing"):
+        load_eval_set(spec | {"field_map": {"instances.input.5": "input"}})

@@ -34,8 +34,23 @@ CONFIG_CASES = {
         lambda c: c.update(judge={"enabled": False, "api_key_env": "sk-abc"}), "judge.api_key_env"
     ),
     "judge setting": (lambda c: c.update(judge={"enabled": False, "workers": 0}), "judge.workers"),
-    "eval set source": (lambda c: c["evaluation"].update(eval_set={"name": "v"}), "evaluation.eval_set"),
+    "eval set source": (lambda c: c["evaluation"].update(eval_sets=[{"name": "v"}]), "evaluation.eval_sets[0]"),
+    "held-out set with a path": (
+        lambda c: c["evaluation"].update(eval_sets=[{"name": "heldout", "path": "x.jsonl"}]), "evaluation.eval_sets[0]"
+    ),
+    "eval set twice": (
+        lambda c: c["evaluation"].update(eval_sets=[{"name": "v", "path": "a"}, {"name": "v", "hub": "o/v"}]),
+        "evaluation.eval_sets[1]",
+    ),
+    "old eval_set key": (lambda c: c["evaluation"].update(eval_set={"name": "v", "path": "a"}), "evaluation.eval_set"),
 }
+
+
+def test_the_old_eval_set_key_says_how_to_migrate():
+    with pytest.raises(ConfigError, match=r"replaced by evaluation\.eval_sets.*\{name: v, .*\{name: heldout\}"):
+        validate_config(broken(CONFIG_CASES["old eval_set key"][0]))
+    with pytest.raises(ConfigError, match="needs exactly one of path or hub"):
+        validate_config(broken(CONFIG_CASES["eval set source"][0]))
 
 
 @pytest.mark.parametrize("case", CONFIG_CASES)

@@ -231,3 +231,52 @@ def test_judge_is_a_local_rule():
     text = (ROOT / "rules" / "evaluation.smk").read_text()
     local = {n.strip() for block in re.findall(r"localrules:\n((?:[ \t]+\w+,\n)+)", text) for n in block.split(",")}
     assert "judge" in local
+
+
+def test_response_lengths_are_in_the_judged_table(fake_judge, tmp_path):
+    table = judge_pair(MODEL, REFERENCE, client(fake_judge), JudgementCache(tmp_path / "c.jsonl"))
+    assert table["length"].tolist() == [2, 1, 1, 2, 1]  # words of the model's answers
+    assert table["reference_length"].tolist() == [1, 2, 1, 1, 2]
+
+
+def test_length_controlled_win_rate():
+    rng = np.random.default_rng(0)
+    # equal lengths: the plain win rate
+    o = rng.choice([-1, 0, 1], size=50, p=[0.3, 0.2, 0.5])
+    same = np.full(50, 20)
+    assert metrics.length_controlled_win_rate(o, same, same) == pytest.approx(metrics.win_rate(o), abs=1e-4)
+    # a judge swayed by length alone (the longer answer wins more often, the more so the longer it is)
+    # and a model that mostly answers longer: a high win rate that length explains, and a
+    # length-controlled one near parity
+    length, reference = rng.integers(10, 80, 300), rng.integers(5, 40, 300)
+    x = np.log1p(length) - np.log1p(reference)
+    by_length = np.where(rng.random(300) < 1 / (1 + np.exp(-3 * x)), 1, -1)
+    raw = metrics.win_rate(by_length)
+    lc = metrics.length_controlled_win_rate(by_length, length, reference)
+    assert raw > 0.75 and abs(lc - 0.5) < 0.06
+    # outcomes unrelated to length: little changes
+    unrelated = rng.choice([-1, 0, 1], size=300, p=[0.2, 0.2, 0.6])
+    lc = metrics.length_controlled_win_rate(unrelated, length, reference)
+    assert lc == pytest.approx(metrics.win_rate(unrelated), abs=0.05)
+    # only wins: 1 (the limit of the fit); no prompts: NaN
+    assert metrics.length_controlled_win_rate([1, 1], [3, 9], [5, 5]) == 1.0
+    assert np.isnan(metrics.length_controlled_win_rate([], [], []))
+
+
+def test_position_bias_is_the_share_of_flipped_verdicts():
+    # the model wins in both orders, flips (A in both: the first answer each time), loses in both, ties
+    got = metrics.position_bias(["A", "A", "B", "tie", "A"], ["B", "A", "A", "tie", "tie"])
+    assert got["position_bias"] == pytest.approx(2 / 5)  # prompts 2 and 5 change verdict with the order
+    assert got["first_position_share"] == pytest.approx(5 / 7)  # A, A, B, A | B, A, A
+    # a judge that always names the first answer: every verdict flips, all decisive verdicts are first
+    always_first = metrics.position_bias(["A"] * 4, ["A"] * 4)
+    assert always_first == {"position_bias": 1.0, "first_position_share": 1.0}
+    assert np.isnan(metrics.position_bias([], [])["position_bias"])
+
+
+def test_judge_summary_of_a_judged_table(fake_judge, tmp_path):
+    table = judge_pair(MODEL, REFERENCE, client(fake_judge), JudgementCache(tmp_path / "c.jsonl"))
+    summary = metrics.judge_summary(table, 200, 0.9, 0)
+    assert summary["win_rate"] == pytest.approx(0.5) and summary["position_bias"] == 0  # longer wins in both orders
+    assert summary["length"] == pytest.approx(7 / 5) and summary["reference_length"] == pytest.approx(7 / 5)
+    assert 0 < summary["lc_win_rate"] < 1 and summary["first_position_share"] == pytest.approx(0.5)

@@ -24,8 +24,8 @@ from test_packaged_models import converted  # noqa: F401  (the converted SmolLM2
 pytestmark = pytest.mark.slow
 
 MODEL_SUBSET, REFERENCE_SUBSET = "lp1_cluster_k2_hard_seed42", "full_seed42"
-JUDGED = f"results/judge/synth/m-b/m-a/{MODEL_SUBSET}"
-CACHE = f"results/.cache/judge/synth/m-b/m-a/{MODEL_SUBSET}.jsonl"
+JUDGED = f"results/judge/synth/heldout/m-b/m-a/{MODEL_SUBSET}"
+CACHE = f"results/.cache/judge/synth/heldout/m-b/m-a/{MODEL_SUBSET}.jsonl"
 # (instruction, the judged model's answer, the full-data model's answer)
 PROMPTS = [
     ("Name the capital of France.", "Paris is the capital of France.", "Berlin."),
@@ -109,7 +109,7 @@ def serve(converted, tmp_path_factory):  # noqa: F811
 
 def write_responses(workdir: Path):
     for subset, column, selector in ((MODEL_SUBSET, 1, "m-a"), (REFERENCE_SUBSET, 2, "none")):
-        path = workdir / f"results/responses/synth/m-b/{selector}/{subset}.json"
+        path = workdir / f"results/responses/synth/heldout/m-b/{selector}/{subset}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = [{"instruction": p[0], "output": p[column], "generator": f"m-b/{selector}/{subset}"} for p in PROMPTS]
         path.write_text(json.dumps(rows))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,9 @@ def hub_config(**plan_block) -> dict:
     config["datasets"] = {"alpaca": config["datasets"]["alpaca"]}
     config["grid"].update(datasets=["alpaca"], proxies=["small"], targets=["big"], fractions=[0.25])
     config["plan"] = plan_block
+    # the held-out split only, no judge (the tests of evaluation sets and judge calls add them)
+    config.pop("judge")
+    config["evaluation"].pop("eval_sets")
     return config
 
 
@@ -177,10 +181,18 @@ def test_dataset_sizes_come_from_files_then_the_plan_block(tmp_path):
     (folder / "test.jsonl").write_text("{}\n" * 3)
     got = plan.dataset_sizes(config, plan.settings(config) | {"rows": {"alpaca": 1500}, "tokens_per_row": 90}, tmp_path)
     assert (got.train["alpaca"], got.test["alpaca"], got.tokens_per_row["alpaca"]) == (7, 3, 90)
-    # a named evaluation set: its prompts for responses and the judge
-    config["evaluation"]["eval_set"] = {"name": "vicuna", "path": "v.jsonl", "limit": 80}
-    got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
-    assert got.prompts["alpaca"] == 80 and got.tokens_per_row["vicuna"] == config["max_length"]
+    # named evaluation sets: their prompts for responses and the judge, beside the held-out split's
+    config["evaluation"]["eval_sets"] = [{"name": "heldout"}, {"name": "vicuna", "path": "v.jsonl", "limit": 80},
+                                         {"name": "koala", "hub": "HuggingFaceH4/Koala-test-set"}]
+    with pytest.raises(plan.PlanError, match=r"plan\.rows\.koala"):
+        plan.dataset_sizes(config, plan.settings(config), tmp_path)
+    got = plan.dataset_sizes(config, plan.settings(config) | {"rows": {"koala": 180}}, tmp_path)
+    assert got.prompts["alpaca"] == 3 and got.eval_sets == {"vicuna": 80, "koala": 180}
+    assert got.set_prompts("alpaca", "heldout") == 3 and got.set_prompts("alpaca", "koala") == 180
+    assert got.tokens_per_row["vicuna"] == config["max_length"]
+    (tmp_path / "eval_sets").mkdir()
+    (tmp_path / "eval_sets/koala.jsonl").write_text("{}\n" * 5)
+    assert plan.dataset_sizes(config, plan.settings(config), tmp_path).eval_sets["koala"] == 5  # once prepared
 
 
 def test_peak_disk_kept_and_temporary():
@@ -210,9 +222,28 @@ def test_judge_calls():
     assert not got["enabled"] and got["calls"] == 0 and got["models_per_dataset"] == 7
     assert got["would_call"] == 7 * 100 * 2
     config["judge"] = {"enabled": True, "base_url": "http://localhost:8000/v1", "model": "m"}
-    judged = [plan.Job("judge", {"dataset": "alpaca"}) for _ in range(7)]
+    judged = [plan.Job("judge", {"dataset": "alpaca", "eval_set": "heldout"}) for _ in range(7)]
     got = plan.judge_calls(config, judged, s)
     assert got["enabled"] and got["calls"] == 7 * 100 * 2
+    assert got["per_set"] == {"heldout": {"jobs": 7, "calls": 7 * 100 * 2}}
+
+
+def test_judge_calls_per_evaluation_set():
+    config, s = hub_config(), sizes(test=100)
+    config["evaluation"]["eval_sets"] = [{"name": "heldout"}, {"name": "vicuna", "path": "v.jsonl"}]
+    s.eval_sets, s.tokens_per_row["vicuna"] = {"vicuna": 80}, 50.0
+    got = plan.judge_calls(config, [], s)
+    assert got["would_per_set"] == {"heldout": 7 * 100 * 2, "vicuna": 7 * 80 * 2}
+    assert got["would_call"] == 7 * 180 * 2
+    config["judge"] = {"enabled": True, "base_url": "http://localhost:8000/v1", "model": "m"}
+    judged = [plan.Job("judge", {"dataset": "alpaca", "eval_set": e}) for e in ("heldout", "vicuna") for _ in range(7)]
+    got = plan.judge_calls(config, judged, s)
+    assert got["per_set"] == {"heldout": {"jobs": 7, "calls": 1400}, "vicuna": {"jobs": 7, "calls": 1120}}
+    assert got["calls"] == 2520
+    # a responses job generates for its set's prompts, with the set's tokens per row
+    resp = job("responses", gpus=1, dataset="alpaca", eval_set="vicuna", target="big", selector="none", subset="base")
+    max_new = config["evaluation"]["max_new_tokens"]
+    assert plan.job_cost(config, resp, s, A100).tokens == 80 * (50 + max_new)
 
 
 DRY_RUN = """Building DAG of jobs...
@@ -326,7 +357,13 @@ def test_paper_plan_runs_offline(clone):
     total = next(line for line in report.splitlines() if line.startswith("| **total**"))
     gpu_hours = float(total.split("|")[6].strip(" *").replace(",", ""))
     assert gpu_hours > 0
-    assert "of 4 training job(s) at once" in report and "No judge configured" in report
+    assert "of 4 training job(s) at once" in report
+    # the paper's judge on its six evaluation sets, both orders, 735 judged models per dataset
+    per_set = dict(re.findall(r"^\| (\w+) \| [\d,]+ \| ([\d,]+) \|$", report, re.M))
+    prompts = {"heldout": 500, "vicuna": 80, "koala": 180, "wizardlm": 218, "sinstruct": 252, "lima": 300}
+    assert {k: int(v.replace(",", "")) for k, v in per_set.items()} == {k: 2 * 735 * n * 2 for k, n in prompts.items()}
+    assert f"{2 * 735 * sum(prompts.values()) * 2:,} calls" in report
+    assert next(line for line in report.splitlines() if line.startswith("| responses |"))
     for rule in ("train_proxy", "extract_losses", "finetune_target", "evaluate"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {rule} |"))
         assert float(row.split("|")[6].strip().replace(",", "")) > 0, row

@@ -3,6 +3,7 @@
 import copy
 import json
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, judge_config, run_snakemake, shrunken_config, snakemake_cmd
+from lpselect.fileio import read_jsonl
 
 JUDGE_KEY = "sk-e2e-5e1f-never-in-logs"
 
@@ -82,17 +84,33 @@ def test_proxies_train_only_the_epochs_their_methods_read(workdir, methods, epoc
     assert ("epoch-2" in out) == (epochs == 2)
 
 
-def test_dry_run_with_a_judge_and_a_named_eval_set(workdir):
+def test_dry_run_with_a_judge_and_named_eval_sets(workdir):
     config = shrunken_config() | {"judge": judge_config("http://127.0.0.1:9/v1")}
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert counts["judge"] == 4  # base, lp1 by 2 proxies, clust_rand: each against full
+    assert counts["judge"] == 4  # base, lp1 by 2 proxies, clust_rand: each against full, on the held-out split
+    assert "responses" not in counts  # evaluate's generations are the held-out responses
     (workdir / "vicuna.jsonl").write_text('{"instruction": "Write a haiku"}\n')
-    config["evaluation"]["eval_set"] = {"name": "vicuna", "path": "vicuna.jsonl"}
+    (workdir / "koala.jsonl").write_text('{"prompt": "Say hi"}\n')
+    config["evaluation"]["eval_sets"] = [{"name": "heldout"}, {"name": "vicuna", "path": "vicuna.jsonl"},
+                                         {"name": "koala", "path": "koala.jsonl", "field_map": {"prompt": "instruction"}}]
     out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
     counts = job_counts(out)
-    assert counts["prepare_eval_set"] == 1 and counts["responses"] == 5 and counts["judge"] == 4
+    # each named set prepared once, answered once per model (5) and judged once per compared model (4)
+    assert counts["prepare_eval_set"] == 2 and counts["responses"] == 2 * 5 and counts["judge"] == 3 * 4
+    assert counts["evaluate"] == 5  # the held-out responses are still evaluate's: no second generation
+    judged = set(re.findall(r"results/judge/synth/(\w+)/m-b/m-a/lp1_cluster_k2_hard_seed42\.json", out))
+    assert judged == {"heldout", "vicuna", "koala"}
+    assert "results/responses/synth/koala/m-b/none/full_seed42.json" in out
+    # without evaluation.generate the held-out responses are generated too
+    config["evaluation"]["generate"] = False
+    assert job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)["responses"] == 3 * 5
+    # named sets only: no held-out judgement
+    config["evaluation"]["eval_sets"] = config["evaluation"]["eval_sets"][1:]
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    assert counts["judge"] == 2 * 4 and counts["responses"] == 2 * 5
     config["judge"]["enabled"] = False
-    assert "judge" not in job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    assert "judge" not in counts and counts["responses"] == 2 * 5  # the sets are still answered
 
 
 def test_every_seed_trains_its_own_full_data_reference(workdir):
@@ -194,8 +212,13 @@ def test_lint_is_clean():
 def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     config = shrunken_config()
     config["judge"] = judge_config(fake_judge.base_url, workers=2)
+    # the tiny models all answer alike, so a fair judge would see ties only: this one always names the
+    # answer shown first, and the order of the answers decides every verdict (a full position bias)
+    fake_judge.always = "first"
     monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
+    started = time.time()
     run_snakemake(workdir, config, "--cores", "2")
+    print(f"the study ran in {time.time() - started:.0f} s")
     results = workdir / "results"
     for table in ("metrics", "seeds", "paired", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
@@ -227,7 +250,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert "one seed: no interval over seeds" in summary
     assert "| m-b | lp1 (m-a) | hard | 1/2 | clust_rand | 1 |" in summary  # paired with clust_rand, seed 42
     assert pd.read_csv(results / "tables/synth/model_sizes.csv").set_index("model")["n_parameters"]["m-b"] > 1000
-    responses = json.loads((results / "responses/synth/m-b/m-a/lp1_cluster_k2_hard_seed42.json").read_text())
+    responses = json.loads((results / "responses/synth/heldout/m-b/m-a/lp1_cluster_k2_hard_seed42.json").read_text())
     assert len(responses) == 8 and set(responses[0]) == {"instruction", "output", "generator"}
     assert responses[0]["generator"] == "m-b/m-a/lp1_cluster_k2_hard_seed42"
     assert {r["headers"]["Authorization"] for r in fake_judge.requests} == {f"Bearer {JUDGE_KEY}"}
@@ -307,3 +330,73 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert (sizes["realized_fraction"] >= 0.5).all()
     subset = json.loads((results / "subsets/synth/m-a/lp1_cluster_k2_hard_seed42.json").read_text())
     assert subset["n_selected"] == len(subset["ids"])
+
+
+EVAL_SETS = {
+    "vicuna": ['{"instruction": "Name a color."}', '{"instruction": "Count to three."}',
+               '{"instruction": "What is a cat?", "input": "", "output": "An animal."}'],
+    "koala": ['{"prompt": "Say hello."}', '{"prompt": "Spell dog."}', '{"prompt": "Add", "context": "2 and 2"}',
+              '{"prompt": "Name a fruit."}'],
+}
+
+
+@pytest.mark.slow
+def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, monkeypatch):
+    """The paper's evaluation, shrunken: two local evaluation sets besides the held-out split, every
+    compared model judged on each against the full-data model, the per-set and pooled tables and figures."""
+    config = shrunken_config()
+    config["grid"]["proxies"] = ["m-a"]  # base, lp1 and clust_rand against full: 3 judged models
+    config["keep"] = {"targets": True}  # so that a set added later needs no second fine-tune
+    for name, lines in EVAL_SETS.items():
+        (workdir / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    config["evaluation"]["eval_sets"] = [
+        {"name": "heldout"}, {"name": "vicuna", "path": "vicuna.jsonl"},
+        {"name": "koala", "path": "koala.jsonl", "field_map": {"prompt": "instruction", "context": "input"}}]
+    config["judge"] = judge_config(fake_judge.base_url, workers=2)
+    # the tiny models all answer alike, so a fair judge would see ties only: this one always names the
+    # answer shown first, and the order of the answers decides every verdict (a full position bias)
+    fake_judge.always = "first"
+    monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
+    started = time.time()
+    run_snakemake(workdir, config, "--cores", "2")
+    print(f"the study ran in {time.time() - started:.0f} s")
+    results = workdir / "results"
+    # every set judged once per compared model, both orders: (8 held-out + 3 + 4 prompts) x 3 models x 2
+    assert fake_judge.count == (8 + 3 + 4) * 3 * 2
+    for name, n in (("vicuna", 3), ("koala", 4)):
+        assert len(read_jsonl(results / f"eval_sets/{name}.jsonl")) == n
+        for model in ("none/full_seed42", "m-a/lp1_cluster_k2_hard_seed42", "none/base"):
+            out = json.loads((results / f"responses/synth/{name}/m-b/{model}.json").read_text())
+            assert len(out) == n and out[0]["generator"] == f"m-b/{model}"  # AlpacaEval's format, per set
+    koala = json.loads((results / "responses/synth/koala/m-b/none/base.json").read_text())
+    assert koala[2]["instruction"] == "Add\n\n2 and 2"
+
+    judged = pd.read_csv(results / "tables/synth/judged.csv")
+    assert set(judged["eval_set"]) == {"heldout", "vicuna", "koala", "pooled"} and len(judged) == 4 * 3
+    by = judged.set_index(["eval_set", "subset"])
+    assert by.loc[("vicuna", "base"), "n_prompts"] == 3 and by.loc[("pooled", "base"), "n_prompts"] == 15
+    for column in ("wins", "ties", "losses", "n_judged"):  # the pooled row counts every set's prompts
+        per_set = judged[judged["eval_set"] != "pooled"].groupby("subset")[column].sum()
+        assert (judged[judged["eval_set"] == "pooled"].set_index("subset")[column] == per_set).all()
+    assert judged["win_rate"].between(0, 1).all() and judged["lc_win_rate"].between(0, 1).all()
+    assert (judged["win_rate_lo"] <= judged["win_rate"]).all() and (judged["win_rate"] <= judged["win_rate_hi"]).all()
+    # every verdict flipped with the order: ties (a win as A, a loss as B), all decisive verdicts for A
+    assert (judged["position_bias"] == 1).all() and (judged["first_position_share"] == 1).all()
+    assert (judged["ties"] == judged["n_prompts"]).all() and (judged["win_rate"] == 0.5).all()
+    assert (judged["length"] > 0).all() and (judged["errors"] == 0).all()
+    seeds = pd.read_csv(results / "tables/synth/judged_seeds.csv")
+    assert set(seeds["eval_set"]) == {"heldout", "vicuna", "koala", "pooled"}
+    metrics = pd.read_csv(results / "tables/synth/metrics.csv").set_index("subset")
+    pooled = by.xs("pooled")
+    assert metrics.loc["base", "judge_win_rate"] == pytest.approx(pooled.loc["base", "win_rate"])
+    assert (results / "figures/synth/judged_vs_fraction.png").stat().st_size > 1000
+    assert not (results / "figures/synth/judged_parity.png").exists()  # one fraction: no parity curve
+    assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout
+    # one more set: its preparation, responses and judgements, and the tables; nothing else reruns
+    (workdir / "lima.jsonl").write_text('{"instruction": "Tell a joke."}\n')
+    config["evaluation"]["eval_sets"].append({"name": "lima", "path": "lima.jsonl"})
+    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
+    assert set(counts) == {"prepare_eval_set", "responses", "judge", "aggregate", "figure", "summary", "all"}
+    assert counts["responses"] == 4 and counts["judge"] == 3
+    # (with the default temporary target checkpoints, a set added after the run fine-tunes the targets
+    # again: a model must exist to answer it)

@@ -12,7 +12,8 @@ run_stage(
     outputs=dict(snakemake.output.items()),
     target_ledgers=snakemake.params.target_ledgers,
     proxy_ledgers=snakemake.params.proxy_ledgers,
-    judge_paths=dict(zip(map(tuple, snakemake.params.compared), snakemake.input.judge)),
+    judged=dict(zip(map(tuple, snakemake.params.judged), zip(snakemake.input.judge, snakemake.input.verdicts))),
+    bootstrap=snakemake.params.bootstrap,
     pairwise_paths=dict(zip(map(tuple, snakemake.params.compared), snakemake.input.pairwise)),
     model_dirs=dict(zip(snakemake.params.targets, snakemake.input.models)),
 )
