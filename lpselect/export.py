@@ -17,7 +17,7 @@ import pandas as pd
 
 from .data import DatasetError
 from .fileio import atomic_path, read_jsonl, write_jsonl
-from .selection import Subset, hardness_key, scored_rows
+from .selection import Subset, hardness_key, scorable_mask
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def ranks(subset: Subset, ids: pd.Series, scores: pd.DataFrame | None, groups: n
     if subset.method == "s2l":
         return out
     key = hardness_key(subset, ids, scores)
-    pool = np.arange(len(ids)) if subset.method == "random" else scored_rows(ids, scores)
+    pool = np.arange(len(ids)) if subset.method == "random" else np.flatnonzero(scorable_mask(ids, scores))
     for g in np.unique(groups[pool]):
         members = pool[groups[pool] == g]
         order = members[np.lexsort((ids.to_numpy()[members], key[members]))]

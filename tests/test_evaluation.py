@@ -319,7 +319,8 @@ def test_judged_table_per_evaluation_set_and_pooled(tmp_path):
         summary = metrics.judge_summary(table, 200, 0.9, 3) | {"judge_model": "j"}
         (tmp_path / f"{name}.json").write_text(json.dumps(summary))
         judged[(name, *model)] = (tmp_path / f"{name}.json", tmp_path / f"{name}.csv")
-    sizes = pd.DataFrame({"selector": ["p"], "subset": [model[2]], "n_selected": [6], "realized_fraction": [0.6]})
+    sizes = pd.DataFrame({"selector": ["p"], "subset": [model[2]], "n_selected": [6], "n_total": [10],
+                          "realized_fraction": [0.6]})
     table = aggregate.judged_table(judged, sizes, {"bootstrap": 200, "confidence": 0.9, "seed": 3})
     assert table["eval_set"].tolist() == ["seta", "setb", "pooled"]
     rows = table.set_index("eval_set")

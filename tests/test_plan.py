@@ -240,10 +240,13 @@ def test_judge_calls_per_evaluation_set():
     got = plan.judge_calls(config, judged, s)
     assert got["per_set"] == {"heldout": {"jobs": 7, "calls": 1400}, "vicuna": {"jobs": 7, "calls": 1120}}
     assert got["calls"] == 2520
-    # a responses job generates for its set's prompts, with the set's tokens per row
+    # a responses job generates for its set's prompts, with the set's tokens per row: their forward pass,
+    # then ceil(80 / batch) x max_new_tokens decoding steps
     resp = job("responses", gpus=1, dataset="alpaca", eval_set="vicuna", target="big", selector="none", subset="base")
-    max_new = config["evaluation"]["max_new_tokens"]
-    assert plan.job_cost(config, resp, s, A100).tokens == 80 * (50 + max_new)
+    ev = config["evaluation"]
+    cost = plan.job_cost(config, resp, s, A100)
+    steps = -(-80 // ev["batch_size"]) * ev["max_new_tokens"]
+    assert cost.tokens == 80 * 50 and cost.wall_s == pytest.approx(2 * 2e9 * 80 * 50 / 1e14 + steps * 0.02)
 
 
 DRY_RUN = """Building DAG of jobs...
