@@ -688,7 +688,8 @@ def render(p: Plan) -> str:
         f"- Peak with outputs kept = base models + hub downloads + every checkpoint + the resume state of the "
         f"{c} largest training job(s) running at once (--jobs {c}). Temporary = base models + hub downloads + the "
         f"{c} largest (resume state + the job's checkpoints): a target checkpoint is read by its own evaluate "
-        "job alone, which runs before the next fine-tune (priority), and proxy epochs by their extraction job.",
+        "and responses jobs alone, which run before the next fine-tune (priority), and proxy epochs by their "
+        "extraction job.",
         "- Jobs that do not train or run a model (selection, scores, tables, figures, downloads, model "
         "preparation) are counted as jobs with no GPU-hours.",
     ]

@@ -105,6 +105,8 @@ if GENERATED_SETS:
             "results/benchmarks/responses/{dataset}/{eval_set}/{target}/{selector}/{subset}.tsv"
         wildcard_constraints:
             eval_set="|".join(map(re.escape, GENERATED_SETS)),
+        # as evaluate: before another fine-tune starts, so the temporary checkpoint it reads goes
+        priority: 20
         conda:
             "../envs/model.yaml"
         threads: sized_threads
