@@ -279,7 +279,7 @@ def judged_vs_fraction(judged: pd.DataFrame, **_):
                 label = display if selector == "none" else f"{display} ({selector})"
                 line = ax.plot(x, g["win_rate"], marker="o", label=label)[0]
                 ax.plot(x, g["lc_win_rate"], ls=":", marker=".", color=line.get_color())
-                lo, hi = g["win_rate_seed_lo"], g["win_rate_seed_hi"]
+                lo, hi = within_range("win_rate", g["win_rate_seed_lo"], g["win_rate_seed_hi"])
                 if lo.isna().all():
                     lo, hi = g["win_rate_lo"], g["win_rate_hi"]
                 if lo.notna().any():

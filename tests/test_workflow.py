@@ -22,6 +22,18 @@ def job_counts(output: str) -> dict:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"}
 
 
+def run_judged(workdir, config: dict, fake_judge, monkeypatch) -> None:
+    """Run the study with the local judge server. The tiny models all answer alike, so a fair judge would
+    see ties only: this one always names the answer shown first, and the order of the answers decides
+    every verdict (a full position bias)."""
+    config["judge"] = judge_config(fake_judge.base_url, workers=2)
+    fake_judge.always = "first"
+    monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
+    started = time.time()
+    run_snakemake(workdir, config, "--cores", "2")
+    print(f"the study ran in {time.time() - started:.0f} s")
+
+
 def test_default_dry_run_lists_the_whole_dag(workdir):
     counts = job_counts(run_snakemake(workdir, None, "-n", "--cores", "2").stdout)
     assert counts["train_proxy"] == 2 and counts["extract_losses"] == 2 and counts["score"] == 2
@@ -211,14 +223,7 @@ def test_lint_is_clean():
 @pytest.mark.slow
 def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     config = shrunken_config()
-    config["judge"] = judge_config(fake_judge.base_url, workers=2)
-    # the tiny models all answer alike, so a fair judge would see ties only: this one always names the
-    # answer shown first, and the order of the answers decides every verdict (a full position bias)
-    fake_judge.always = "first"
-    monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
-    started = time.time()
-    run_snakemake(workdir, config, "--cores", "2")
-    print(f"the study ran in {time.time() - started:.0f} s")
+    run_judged(workdir, config, fake_judge, monkeypatch)
     results = workdir / "results"
     for table in ("metrics", "seeds", "paired", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
@@ -352,14 +357,7 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     config["evaluation"]["eval_sets"] = [
         {"name": "heldout"}, {"name": "vicuna", "path": "vicuna.jsonl"},
         {"name": "koala", "path": "koala.jsonl", "field_map": {"prompt": "instruction", "context": "input"}}]
-    config["judge"] = judge_config(fake_judge.base_url, workers=2)
-    # the tiny models all answer alike, so a fair judge would see ties only: this one always names the
-    # answer shown first, and the order of the answers decides every verdict (a full position bias)
-    fake_judge.always = "first"
-    monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
-    started = time.time()
-    run_snakemake(workdir, config, "--cores", "2")
-    print(f"the study ran in {time.time() - started:.0f} s")
+    run_judged(workdir, config, fake_judge, monkeypatch)
     results = workdir / "results"
     # every set judged once per compared model, both orders: (8 held-out + 3 + 4 prompts) x 3 models x 2
     assert fake_judge.count == (8 + 3 + 4) * 3 * 2
