@@ -228,7 +228,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     for table in ("metrics", "seeds", "paired", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
     figures = ("transfer_heatmap", "rank_correlation", "trajectories", "composition", "compute_cost",
-               "method_comparison", "same_size", "transfer")
+               "method_comparison", "same_size", "transfer", "judged_vs_fraction")  # a judge: its win rates
     for figure in figures:
         assert (results / f"figures/synth/{figure}.png").stat().st_size > 1000
         assert (results / f"figures/synth/{figure}.pdf").exists()
