@@ -249,13 +249,21 @@ def ifd(prompted_csv, response_csv, out_csv) -> None:
     write_csv(out_csv, table)
 
 
-def response_lengths(model_dir, rows_path, out_csv) -> None:
-    """Response length in tokens of the model's tokenizer (no special tokens, no truncation)."""
+def response_lengths(model_dir, rows_path, out_csv, template: str = "alpaca") -> None:
+    """Response length in tokens of the model's tokenizer (no special tokens, no truncation): what the
+    proxy is trained on, so under prompt_template chat every assistant turn of a chat row, summed."""
     from . import models
+    from .prompts import chat_messages
 
     tokenizer = models.load_tokenizer(model_dir)
     rows = read_jsonl(rows_path)
-    lengths = [len(tokenizer(r["output"], add_special_tokens=False)["input_ids"]) for r in rows]
+
+    def answers(row):
+        if template == "chat":
+            return [t["content"] for t in chat_messages(row) if t["role"] == "assistant"]
+        return [row["output"]]
+
+    lengths = [sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers(r)) for r in rows]
     log.info("%s: %d responses, median %d tokens (tokenizer of %s)", out_csv, len(rows), np.median(lengths), model_dir)
     write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "length": lengths}))
 

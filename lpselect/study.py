@@ -86,6 +86,7 @@ def _check_references(config: dict) -> None:
         _check_facts(f"datasets.{name}", spec)
         _check_format(config, name, spec)
     _check_chat_templates(config)
+    _check_chat_ifd(config)
     for i, method in enumerate(grid["thirds"]):
         if method == "random":
             raise ConfigError(f"config key grid.thirds[{i}]: thirds need a score method, not 'random'")
@@ -130,6 +131,18 @@ def _check_format(config: dict, name: str, spec: dict) -> None:
     if fmt != "alpaca" and not config["prompt_template"].startswith("chat"):
         raise ConfigError(f"config key prompt_template: datasets.{name} has {fmt} rows, which need the models' "
                           f"chat templates: set prompt_template: chat (loss on every assistant turn) or chat_last")
+
+
+def _check_chat_ifd(config: dict) -> None:
+    """IFD compares one response's loss with and without its prompt; under prompt_template chat every
+    assistant turn of a conversation is scored, and they would be pooled into one "response"."""
+    grid = config["grid"]
+    chat = [d for d in grid["datasets"] if config["datasets"][d].get("format", "alpaca") != "alpaca"]
+    for key in ("methods", "thirds"):
+        if config["prompt_template"] == "chat" and chat and "ifd" in grid[key]:
+            raise ConfigError(f"config key grid.{key}: ifd is defined for one response, but under prompt_template: "
+                              f"chat the conversations of datasets.{chat[0]} are scored on every assistant turn; "
+                              "use prompt_template: chat_last (the loss on the last assistant turn) or drop ifd")
 
 
 def _check_chat_templates(config: dict) -> None:

@@ -201,15 +201,26 @@ def encode_chat_prompt(row: dict, tokenizer, max_tokens: int | None = None) -> t
 
 
 def end_of_turn_ids(tokenizer, template: str) -> list[int]:
-    """Token ids that end a generated response: EOS, and with a chat template the first token of the
-    marker it writes after an assistant turn (ChatML's <|im_end|>, Gemma's <end_of_turn>)."""
+    """Token ids that end a generated response: EOS, and with a chat template the marker it writes after
+    an assistant turn (ChatML's <|im_end|>, Gemma's <end_of_turn>), which must be one special token:
+    a marker of plain text (`</end>`, `</s>` where that is not a special token) would stop generation at
+    its first token (`<`), and a template that writes nothing but whitespace after an answer teaches no
+    stop at all, so such a template is refused, naming it."""
     stop = [tokenizer.eos_token_id]
     if is_chat(template):
         turns = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
         text = render(tokenizer, turns)
         tail = text[len(render(tokenizer, turns[:1], generation_prompt=True)):].split("y", 1)[-1].strip()
-        if tail:
-            stop.append(tokenizer(tail, add_special_tokens=False)["input_ids"][0])
+        ids = tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
+        special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+        if len(ids) != 1 or ids[0] not in special:
+            raise ChatTemplateError(
+                f"the chat template of {tokenizer.name_or_path or 'this tokenizer'} ends an assistant turn with "
+                f"{tail!r}, which is not one special token of its tokenizer ({len(ids)} tokens: "
+                f"{tokenizer.convert_ids_to_tokens(ids)}), so generation cannot stop at it without stopping inside "
+                "answers: use a model whose template ends a turn with a special token (ChatML's <|im_end|>, "
+                "Llama 3's <|eot_id|>, Gemma's <end_of_turn>), or prompt_template: alpaca")
+        stop += ids
     return list(dict.fromkeys(t for t in stop if t is not None))
 
 

@@ -166,5 +166,7 @@ rule response_lengths:
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
+    params:
+        template=config["prompt_template"],
     script:
         "../workflow_scripts/response_lengths.py"

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -293,6 +294,50 @@ def test_generation_uses_the_template_and_stops_at_the_end_of_turn(chatml):
     assert step[0] == len(script)  # no step after <|im_end|>
     assert encode_chat_prompt(rows[0], chatml)[0] == chatml.apply_chat_template(
         TWO_ROUNDS[:-1], add_generation_prompt=True)["input_ids"]
+
+
+@pytest.mark.parametrize("marker", ["</end>", "\n\n"])
+def test_a_template_whose_end_marker_is_plain_text_is_refused(chatml, marker):
+    """Generation stops at a special token only: a marker of plain text would stop at its first token
+    (`<`), a whitespace one teaches no stop; </s> (special, EOS) is fine."""
+    tokenizer = models.load_tokenizer(chatml.name_or_path)  # a copy: the fixture stays ChatML
+    plain = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + 'MARK' }}{% endfor %}"
+             "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
+    tokenizer.chat_template = plain.replace("MARK", marker.replace("\n", "\\n"))
+    with pytest.raises(ChatTemplateError, match="ends an assistant turn with .*not one special token"):
+        end_of_turn_ids(tokenizer, "chat")
+    assert end_of_turn_ids(tokenizer, "alpaca") == [tokenizer.eos_token_id]
+    tokenizer.chat_template = plain.replace("MARK", "</s>")
+    assert end_of_turn_ids(tokenizer, "chat") == [tokenizer.eos_token_id]
+
+
+@pytest.mark.parametrize("template", ["chat", "chat_last", "alpaca"])
+def test_response_lengths_count_every_scored_answer(tmp_path, chatml, template):
+    from lpselect import stages
+    from lpselect.fileio import write_jsonl
+
+    rows = load_local_rows(write(tmp_path / "c.jsonl", [{"messages": TWO_ROUNDS}]), "d", fmt="messages")
+    rows.append({"id": "a", "instruction": "Add.", "input": "", "output": "Five."})
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    chatml.save_pretrained(tmp_path / "tok")
+    stages.response_lengths(tmp_path / "tok", tmp_path / "rows.jsonl", tmp_path / "lengths.csv", template)
+    n = [len(chatml(text, add_special_tokens=False)["input_ids"]) for text in ("Four.", "Six, of course.", "Five.")]
+    expected = [n[0] + n[1] if template == "chat" else n[1], n[2]]
+    assert pd.read_csv(tmp_path / "lengths.csv")["length"].tolist() == expected
+
+
+def test_ifd_on_conversations_is_refused_under_chat():
+    config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"prompt_template": "chat"}
+    config["datasets"]["mine"] = {"source": "local", "path": "x.jsonl", "format": "sharegpt", "test_size": 2}
+    config["grid"] = config["grid"] | {"datasets": ["mine"], "methods": ["lp1", "ifd"]}
+    with pytest.raises(ConfigError, match="config key grid.methods: ifd is defined for one response.*datasets.mine.*"
+                                          "chat_last"):
+        validate_config(config)
+    validate_config(config | {"prompt_template": "chat_last"})
+    config["grid"] = config["grid"] | {"methods": ["lp1"], "thirds": ["ifd"]}
+    with pytest.raises(ConfigError, match="config key grid.thirds"):
+        validate_config(config)
+    validate_config(yaml.safe_load((ROOT / "configs" / "chat.yaml").read_text()))  # the shipped chat config
 
 
 def test_a_tokenizer_without_chat_template_is_a_clear_error(tiny_tokenizer):
