@@ -66,6 +66,17 @@ def _iter_raw_rows(path: Path):
         raise DatasetError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json or .parquet)")
 
 
+def _chat_hint(row: dict, dataset: bool) -> str:
+    """What to set when a row read as an Alpaca row is a chat row."""
+    fmt = next((f for f, field in TURNS_FIELD.items() if isinstance(row.get(field), list)), None)
+    if fmt is None:
+        return ""
+    if not dataset:  # evaluation sets are prompts in Alpaca rows
+        return f" (the row has a {TURNS_FIELD[fmt]!r} list: evaluation sets take alpaca rows, instruction and input)"
+    return (f" (the row has a {TURNS_FIELD[fmt]!r} list, a chat row: set `format: {fmt}` for this dataset, "
+            "datasets.<name>.format, and prompt_template: chat or chat_last)")
+
+
 def validate_row(obj, where: str, field_map: dict | None = None, require_output: bool = True) -> dict:
     """Check one raw row and return it as {instruction, input, output, ...extras}; evaluation prompts
     (require_output=False) may come without a reference output."""
@@ -78,7 +89,7 @@ def validate_row(obj, where: str, field_map: dict | None = None, require_output:
     required = REQUIRED_FIELDS if require_output else ("instruction",)
     for field in required:
         if field not in row:
-            raise DatasetError(f"{where}: field {field!r} is missing")
+            raise DatasetError(f"{where}: field {field!r} is missing{_chat_hint(row, require_output)}")
     for field in ("input", "output"):
         if row.get(field) is None:
             row[field] = ""

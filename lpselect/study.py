@@ -44,8 +44,17 @@ def validate_config(config: dict, schema_path=SCHEMA) -> None:
         if list(err.path)[:2] == ["evaluation", "eval_sets"] and err.validator in ("oneOf", "not"):
             raise ConfigError(f"config key {_key(err.path)}: a set needs exactly one of path or hub "
                               f"(the held-out split, name {HELDOUT}, takes neither)")
-        raise ConfigError(f"config key {_key(err.path)}: {err.message}")
+        raise ConfigError(f"config key {_key(err.path)}: {err.message}{WHY.get((tuple(err.path), err.validator), '')}")
     _check_references(config)
+
+
+# why a schema rule holds, where its bare message ("1 is less than the minimum of 2") does not say
+WHY = {
+    (("training", "epochs"), "minimum"): (
+        ": LP(1) = (P_0 - P_1) / (P_0 - P_n) needs at least two epochs (with n = 1 it is 1 for every row); "
+        "for a one-epoch signal use grid.methods [lp_app] = (P_0 - P_1) / P_0: the proxy then trains only the "
+        "first epoch of its n-epoch schedule"),
+}
 
 
 def _check_renamed(config: dict) -> None:

@@ -105,6 +105,17 @@ def test_sharegpt_errors_and_empty_rows(tmp_path):
     assert stats["dropped_empty"] == 1
 
 
+def test_a_chat_file_read_as_alpaca_says_which_format_to_set(tmp_path):
+    sharegpt = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]
+    for field, turns, fmt in (("messages", TWO_ROUNDS, "messages"), ("conversations", sharegpt, "sharegpt")):
+        path = write(tmp_path / f"{fmt}.jsonl", [{field: turns}])
+        with pytest.raises(DatasetError, match=re.escape(f"row 1: field 'instruction' is missing (the row has a "
+                                                         f"'{field}' list, a chat row: set `format: {fmt}`")):
+            load_local_rows(path, "d")
+    with pytest.raises(DatasetError, match=r"row 1: field 'instruction' is missing$"):  # no chat turns: no hint
+        load_local_rows(write(tmp_path / "plain.jsonl", [{"output": "x"}]), "d")
+
+
 def test_chat_rows_need_a_chat_template_in_the_config():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["datasets"]["mine"] = {"source": "local", "path": "x.jsonl", "format": "messages", "test_size": 2}

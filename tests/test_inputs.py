@@ -53,6 +53,12 @@ def test_the_old_eval_set_key_says_how_to_migrate():
         validate_config(broken(CONFIG_CASES["eval set source"][0]))
 
 
+def test_one_training_epoch_says_why_and_what_to_use_instead():
+    with pytest.raises(ConfigError, match=r"config key training\.epochs: 1 is less than the minimum of 2: LP\(1\) "
+                                          r".*at least two epochs.*1 for every row.*lp_app"):
+        validate_config(broken(lambda c: c["training"].update(epochs=1)))
+
+
 @pytest.mark.parametrize("case", CONFIG_CASES)
 def test_bad_config_names_the_key(case):
     edit, key = CONFIG_CASES[case]
