@@ -379,6 +379,18 @@ def load_examples(path, ids=None) -> list[dict]:
     return [dict(zip(names, values)) for values in zip(*(columns[c] for c in names))]
 
 
+def round_tokens(path) -> dict | None:
+    """Per id, the scored tokens of each round the window kept (encode_chat_row), None for a folder
+    written without them; read alone, without the token columns."""
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(path))
+    if ROUND_TOKENS not in dataset.column_names:
+        return None
+    columns = dataset.select_columns(["id", ROUND_TOKENS])[:]
+    return dict(zip(columns["id"], columns[ROUND_TOKENS]))
+
+
 def training_examples(tokenized_dir, subset_path=None) -> list[dict]:
     """The tokenized training split, or the subset's samples of it in the split's order."""
     import json

@@ -464,6 +464,8 @@ def inspect_inputs(wildcards):
             for sel, sub in study.subsets(GRID)
             if sel == proxy and (not run or Subset.parse(sub).seed == GRID["seeds"][0])
         ],
+        # the scored tokens per round: what drives a conversation's score
+        "tokenized": f"results/tokenized/{d}/{tokenizer_name(proxy)}",
     }
 
 

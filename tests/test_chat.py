@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lpselect import evaluation, models, synthetic
+from lpselect import evaluation, models, synthetic, tokenization
 from lpselect.chat_example import chat_rows
 from lpselect.data import DatasetError, EmptyFieldError, load_local_rows
 from lpselect.prompts import ChatTemplateError
@@ -399,3 +399,53 @@ def test_gemma3_gguf_has_no_chat_template(tmp_path):
     assert not tokenizer.chat_template
     with pytest.raises(ChatTemplateError, match="no chat template.*use a model whose tokenizer carries one"):
         encode_row({"id": "a", "messages": TWO_ROUNDS}, tokenizer, 256, "chat")
+
+
+# --- the inspection of a proxy's picks on conversations ---------------------------------------------
+
+
+def test_the_inspection_shows_the_round_that_drives_a_conversations_score(tmp_path, chatml):
+    """Rows tokenized by the tokenize stage: a conversation whose scored tokens are mostly in its first
+    round shows that round (with its share of the scored tokens), a link-only answer in any round is
+    flagged with its round, a conversation cut to its last rounds says how many it kept."""
+    from lpselect import stages
+    from lpselect.fileio import write_csv, write_jsonl
+    from lpselect.inspection import flags, inspect_selector, main_round
+
+    essay = "The painting uses warm colours and a bold composition, which draws the eye to the centre. " * 4
+    link = "https://museum.example.org/collection/object/12345"
+    rows = [
+        {"id": "c-000001", "messages": [{"role": "user", "content": "Critique this painting."},
+                                        {"role": "assistant", "content": essay},
+                                        {"role": "user", "content": "Now sort: pear, fig."},
+                                        {"role": "assistant", "content": "fig, pear"}]},
+        {"id": "c-000002", "messages": [SYSTEM, {"role": "user", "content": "Where is the painting?"},
+                                        {"role": "assistant", "content": link},
+                                        {"role": "user", "content": "Thanks. Who painted it?"},
+                                        {"role": "assistant", "content": "A Dutch painter of the 17th century."}]},
+        forty_rounds() | {"id": "c-000003"},
+    ]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    chatml.save_pretrained(tmp_path / "tok")
+    stages.tokenize(tmp_path / "tok", tmp_path / "train.jsonl", 1024, "chat", tmp_path / "tokenized")
+    per_round = tokenization.round_tokens(tmp_path / "tokenized")
+    first, _, cut = (per_round[r["id"]] for r in rows)
+    assert len(first) == 2 and first[0] > 10 * first[1] and len(cut) < 40
+    prompt, response = main_round(rows[0], first)
+    assert prompt.startswith(f"[round 1 of 2: {first[0]} of {sum(first)} scored tokens] Critique") and response == essay
+    truncated = pd.Series({"truncated": True, "scorable": True})
+    assert flags(rows[1], None, False, per_round["c-000002"]) == ["link only (round 1)"]
+    assert flags(rows[2], truncated, False, cut) == [f"truncated (kept {len(cut)} of 40 rounds)"]
+
+    ids = [r["id"] for r in rows]
+    write_csv(tmp_path / "scores.csv", pd.DataFrame({"id": ids, "p0": 9.0, "p1": 5.0, "p2": 4.0, "lp1": [0.1, 0.2, 0.3],
+                                                     "truncated": [False, False, True], "scorable": True}))
+    inspect_selector("d", "m", tmp_path / "train.jsonl", tmp_path / "scores.csv", None, None, [], ["lp1"],
+                     tmp_path / "i.md", tmp_path / "i.csv", tmp_path / "tokenized")
+    table = pd.read_csv(tmp_path / "i.csv", keep_default_na=False).set_index("id")
+    assert table.loc["c-000001", "prompt"].startswith("[round 1 of 2: ")
+    assert table.loc["c-000002", "flags"] == "link only (round 1)"
+    assert table.loc["c-000001", "flags"] == ""
+    assert table.loc["c-000001", "response"].startswith("The painting uses warm colours")
+    assert table.loc[ids[2], "flags"] == f"truncated (kept {len(cut)} of 40 rounds)"
+    assert table.loc[ids[2], "prompt"].startswith("[round 40 of 40: ")  # ties: the later round

@@ -92,7 +92,7 @@ def test_flags_tell_broken_rows_from_informative_ones():
 def test_a_chat_rows_prompt_is_its_last_question():
     turns = [{"role": "system", "content": "Be brief."}] + TURNS + [{"role": "user", "content": "Another?"},
                                                                    {"role": "assistant", "content": "Red."}]
-    assert prompt_of({"messages": turns}) == "[5 turns] Another?"
+    assert prompt_of({"messages": turns}) == "[last of 2 rounds] Another?"
     assert prompt_of({"messages": TURNS}) == "Name a colour."
     assert prompt_of({"instruction": "Add.", "input": "2 and 3"}) == "Add. 2 and 3"
 
