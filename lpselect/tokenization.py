@@ -5,6 +5,7 @@ the row's turns and tokenized as apply_chat_template tokenizes it; the labels ar
 assistant turns (every one, or the last with chat_last), each with the end-of-turn marker the template
 writes after it, found by rendering the conversation up to each turn (the template's text for a prefix
 of the turns must be a prefix of its text for all of them) and mapped to tokens by their offsets.
+Over max_length a conversation loses its oldest whole rounds first (encode_chat_row).
 """
 
 import logging
