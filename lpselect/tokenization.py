@@ -112,8 +112,8 @@ def _n_tokens(tokenizer, text: str) -> int:
 
 
 def _cut_last_round(tokenizer, head: list[dict], last: list[dict], max_length: int) -> tuple[list[dict], set] | None:
-    """The system turn and the last round cut inside their contents to fit max_length, as the Alpaca
-    path cuts a row: the answer keeps at least a quarter of the window (all of it when shorter) and is
+    """The system turn and the last round, cut inside the round's contents to fit max_length as the
+    Alpaca path cuts a row: the answer keeps at least a quarter of the window (all of it when shorter) and is
     cut at its end; the question is cut from its end to fill the rest and must keep at least a quarter
     of the window too (all of it when shorter); the system turn is never cut. None when that does not
     fit (the row is unscorable: an answer to a question cut away, or to a system prompt cut short,
@@ -142,9 +142,10 @@ def encode_chat_row(row: dict, tokenizer, max_length: int, last_only: bool = Fal
     window, oldest first (its length: the rounds kept). Over max_length, whole rounds go first: the
     oldest (user, assistant) rounds are dropped, the system turn and the last round always kept, so no
     empty turn and no answer without its question is left in the window; only when the last round alone
-    does not fit is it cut inside its contents (_cut_last_round). A row that cannot keep its system turn,
-    a quarter of the window of its question and a quarter of its answer is truncated and unscorable:
-    no labels, round_tokens [] (counted by encode_rows, NaN loss downstream)."""
+    does not fit is it (then the oldest round left) cut inside its contents (_cut_last_round). A row that
+    cannot keep its whole system turn and a quarter of the window each of its last question and answer
+    (all of them when shorter) is truncated and unscorable: no labels, round_tokens [] (counted by
+    encode_rows; NaN loss downstream, so left out of selection and counted in the summary)."""
     require_chat_template(tokenizer)
     head, rounds = _rounds(chat_messages(row))
     ids, labels, round_tokens = _chat_example(tokenizer, head + sum(rounds, []), last_only)
