@@ -15,8 +15,8 @@ job that trains or runs a model is costed from its wildcards:
 - time: FLOPs / the sustained FLOP/s of one GPU that the config's `plan` block states (bf16 or float32,
   as the job computes). Training and extraction run one process per GPU (ideal scaling is assumed).
   Decoding is not compute-bound: evaluate (one process on one GPU, bf16 weights with evaluation.bf16;
-  the held-out split and every evaluation set's prompts) costs the prompts' forward pass plus batches x max_new_tokens decoding steps x the
-  per-step latency (plan.decode_step_s, or the time to read the weights once at
+  the held-out split and every evaluation set's prompts) costs the prompts' forward pass plus batches x
+  max_new_tokens decoding steps x the per-step latency (plan.decode_step_s, or the time to read the weights once at
   plan.gpu_memory_bandwidth if longer; `--measured` takes it from the evaluate ledgers of a pilot).
 - load: every such job first reads its model folder(s) at plan.load_bandwidth, its GPUs waiting.
 - GPU-hours = wall hours x GPUs the job requests (resources.by_model_size, as the dry run lists them).

@@ -72,7 +72,6 @@ else:
     METHODS = study.method_settings(config)
     # the proxy checkpoint IFD is measured with (0 = the base model)
     IFD_EPOCH = METHODS["ifd"]["epoch"]
-    EVAL = config["evaluation"]
     # the evaluation sets by name; study.HELDOUT is the dataset's own held-out split
     EVAL_SETS = {s["name"]: s for s in study.eval_sets(config)}
     # sorted by name, as every list of sets here: the order of evaluation.eval_sets changes no job
