@@ -292,15 +292,18 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, opti
 
 
 def evaluate(model_dir, rows_path, cfg: dict, max_length: int, template: str, pred_out, metrics_out,
-             ledger_out=None, responses_out=None, generator: str = "") -> None:
-    """One trained model's evaluation, the only part that runs the model: held-out losses and
-    (cfg['generate']) greedy generations (`pred_out`) and the metrics of those predictions alone
-    (`metrics_out`); with `responses_out`, the generations in AlpacaEval's format too (what the judge
-    reads), so no job runs just to convert them. Comparisons with another model are `compare`'s, so a
-    change to them never needs this model again. The ledger records the forward tokens and the
-    decoding steps and seconds (the cost plan's per-step decoding latency)."""
+             ledger_out=None, responses: dict | None = None, generator: str = "") -> None:
+    """One trained model's evaluation, the only part that runs the model (loaded once): held-out losses
+    and (cfg['generate']) greedy generations (`pred_out`), the metrics of those predictions alone
+    (`metrics_out`), and its answers to every evaluation set in AlpacaEval's format (what the judge
+    reads): `responses` maps a set's name to (its prompts' JSONL, the output JSON); the held-out split's
+    prompts are `rows_path` and its answers the generations already made when cfg['generate'].
+    Comparisons with another model are `compare`'s, so a change to them never needs this model again.
+    The ledger records the forward tokens and the decoding steps and seconds of every set (the cost
+    plan's per-step decoding latency)."""
     from . import evaluation, ledger, models
     from .responses import alpaca_eval_records
+    from .study import HELDOUT
 
     watch = ledger.Stopwatch()
     model, tokenizer = models.load_model(model_dir, dtype=evaluation.weights_dtype(cfg))
@@ -310,8 +313,17 @@ def evaluate(model_dir, rows_path, cfg: dict, max_length: int, template: str, pr
     write_csv(pred_out, frame)
     # the metrics read the predictions back as `compare` reads them (same types, same NaN handling)
     summary = evaluation_metrics(read_predictions(pred_out), rows)
-    if responses_out:
-        write_json(responses_out, alpaca_eval_records(rows, frame["generation"].tolist(), generator))
+    for name, (set_path, out) in sorted((responses or {}).items()):
+        if name == HELDOUT and cfg["generate"]:
+            set_rows, outputs = rows, frame["generation"].tolist()
+        else:
+            set_rows, used = (rows if name == HELDOUT else read_jsonl(set_path)), {}
+            outputs = evaluation.greedy_generate(model, tokenizer, set_rows, cfg["batch_size"], cfg["max_new_tokens"],
+                                                 template, used)
+            for key, value in used.items():
+                stats[key] = round(stats.get(key, 0) + value, 3)
+        log.info("%s: %d responses to %s", generator, len(outputs), name)
+        write_json(out, alpaca_eval_records(set_rows, outputs, generator))
     write_json(metrics_out, summary)
     if ledger_out:
         tokens = stats.pop("loss_tokens") + stats.get("prompt_tokens", 0) + stats.get("decode_tokens", 0)
@@ -331,6 +343,12 @@ def compare(pred_csv, reference_csv, tie_tolerance: float, out_json) -> None:
     log.info("%s vs %s: W/T/L %d/%d/%d, win rate %.3f (tie tolerance %g)", pred_csv, reference_csv,
              summary["wins"], summary["ties"], summary["losses"], summary["win_rate"], tie_tolerance)
     write_json(out_json, summary | {"tie_tolerance": tie_tolerance})
+
+
+def compare_all(pred_csvs, reference_csvs, tie_tolerance: float, out_jsons) -> None:
+    """`compare` for each model of a target against its full-data reference (one light job per target)."""
+    for pred_csv, reference_csv, out_json in zip(pred_csvs, reference_csvs, out_jsons, strict=True):
+        compare(pred_csv, reference_csv, tie_tolerance, out_json)
 
 
 def read_predictions(path) -> pd.DataFrame:
@@ -398,6 +416,13 @@ def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_c
              100 * summary["position_bias"])
     write_csv(out_csv, table)
     write_json(out_json, summary)
+
+
+def judge_all(responses_jsons, reference_jsons, cfg: dict, cache_paths, out_jsons, out_csvs) -> None:
+    """`judge` for each evaluation set of a model (one job per model), each set with its own cache."""
+    for args in zip(responses_jsons, reference_jsons, cache_paths, out_jsons, out_csvs, strict=True):
+        log.info("judging %s", args[0])
+        judge(args[0], args[1], cfg, *args[2:])
 
 
 def fetch_dump(source: str, dataset: str, model: str, out_paths) -> None:

@@ -120,6 +120,10 @@ def _check_eval_sets(config: dict) -> None:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ConfigError(f"config key evaluation.eval_sets[{i}]: the name {name!r} is used twice")
+    for i, name in enumerate((config.get("judge") or {}).get("sets") or []):
+        if name not in names:
+            raise ConfigError(f"config key judge.sets[{i}]: {name!r} is not an evaluation set "
+                              f"(evaluation.eval_sets: {', '.join(names)})")
 
 
 def _check_facts(key: str, spec: dict) -> None:
@@ -378,6 +382,25 @@ HELDOUT = "heldout"
 def eval_sets(config: dict) -> list[dict]:
     """The study's evaluation sets (evaluation.eval_sets; the schema's default: the held-out split)."""
     return defaulted(config, "evaluation")["eval_sets"]
+
+
+def judged_sets(config: dict) -> list[str]:
+    """The evaluation sets the judge compares models on, sorted by name: judge.sets, or every
+    evaluation set when it is absent; none without a judge."""
+    judge = config.get("judge") or {}
+    if not judge.get("enabled"):
+        return []
+    names = [s["name"] for s in eval_sets(config)]
+    return sorted(judge["sets"] if judge.get("sets") is not None else names)
+
+
+def response_sets(config: dict) -> list[str]:
+    """The evaluation sets every evaluated model answers, sorted by name (so that reordering
+    evaluation.eval_sets changes no job): every named set; the held-out split when evaluate generates
+    anyway or the judge reads it."""
+    generate = config["evaluation"]["generate"]
+    return sorted(s["name"] for s in eval_sets(config)
+                  if s["name"] != HELDOUT or generate or HELDOUT in judged_sets(config))
 
 
 def method_settings(config: dict) -> dict:

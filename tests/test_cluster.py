@@ -132,15 +132,17 @@ def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
     shutil.copytree(ROOT / "configs", workdir / "configs")
     env = silent_slurm(tmp_path)
     args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "100", "--configfile", "configs/paper.yaml"]
-    # the paper grid with its six evaluation sets and its judge is about 21,000 jobs: a dry run of about
-    # 70 s of CPU, minutes on a busy host
+    # the paper grid with its six evaluation sets and its judge is about 5,000 jobs (21,196 when every
+    # (model, set) pair was a job): a dry run of about 20 s of CPU, a minute on a busy host
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"^finetune_target\s+1470$", proc.stdout, re.M), proc.stdout[-2000:]
-    # the evaluation sets: 5 named ones prepared, answered by every evaluated model (1,484); each of the
-    # six sets (the held-out split too) judged for every model compared with its full-data model (1,470)
-    for rule, n in (("prepare_eval_set", 5), ("responses", 5 * 1484), ("judge", 6 * 1470)):
+    # the evaluation sets: 5 named ones prepared, answered by every evaluated model in its one evaluate
+    # job (1,484, one model load each); one judge job per model compared with its full-data model (1,470)
+    # for the five named sets; one compare job per (dataset, target)
+    for rule, n in (("prepare_eval_set", 5), ("evaluate", 1484), ("judge", 1470), ("compare", 14), ("total", 4970)):
         assert re.search(rf"^{rule}\s+{n}$", proc.stdout, re.M), rule
+    assert not re.search(r"^responses\s", proc.stdout, re.M)
     calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
     assert "sbatch" not in calls  # a dry run submits nothing
     jobs = job_resources(proc.stdout)
@@ -181,7 +183,7 @@ def dry_run_jobs(tmp_path, workdir, study) -> list[dict]:
 
 def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):
     study = yaml.safe_load(yaml.safe_dump(STUDY))
-    study["evaluation"]["generate"] = True  # responses then reuse evaluate's generations
+    study["evaluation"]["generate"] = True
     jobs = dry_run_jobs(tmp_path, workdir, study)
     by_rule = {}
     for job in jobs:
