@@ -3,6 +3,7 @@ inspection of a proxy's picks (hardest and easiest rows, flags, what each cluste
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,6 +12,7 @@ from lpselect.data import DatasetError
 from lpselect.export import export_subset, jsonl_to_parquet
 from lpselect.fileio import read_jsonl, write_csv, write_jsonl
 from lpselect.inspection import flags, inspect_selector, prompt_of
+from lpselect.scoring import HARDEST_FIRST
 from lpselect.selection import Subset, select
 
 TURNS = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]
@@ -107,3 +109,70 @@ def test_inspection_lists_both_ends_and_the_clusters(study):
     assert table["end"].tolist() == ["hardest"] * 5 + ["easiest"] and table["trajectory"][0] == "10 → 8 → 6"
     text = (tmp / "i.md").read_text()
     assert "| 0 | 3 | 0.67 |" in text and "| 1 | 3 | 0.67 |" in text  # each cluster kept 2 of 3
+
+
+@pytest.fixture
+def ranked(tmp_path):
+    """24 rows in 2 clusters: 3 unscorable by the proxy (lp1 NaN, no IFD), 7 more with IFD >= 1; the hard
+    halves and quarters by lp1 and by ifd (IFD >= 1 dropped, its budget counted on the proxy's pool)."""
+    rng = np.random.default_rng(3)
+    ids = [f"r{i:02d}" for i in range(24)]
+    write_jsonl(tmp_path / "train.jsonl", [{"id": i, "instruction": f"Q {i}?", "input": "", "output": f"A {i}."}
+                                           for i in ids])
+    scorable = np.ones(24, dtype=bool)
+    scorable[[2, 9, 17]] = False
+    lp1 = np.where(scorable, rng.permutation(24) / 24, np.nan)
+    ifd = np.where(scorable, rng.permutation(24) / 16, np.nan)  # 8 of 24 at 1 or above, one of them unscorable
+    write_csv(tmp_path / "scores.csv", pd.DataFrame({"id": ids, "p0": 9.0, "p1": 7.0, "lp1": lp1, "scorable": scorable}))
+    write_csv(tmp_path / "ifd.csv", pd.DataFrame({"id": ids, "ifd": ifd, "scorable": scorable}))
+    write_csv(tmp_path / "clusters.csv", pd.DataFrame({"id": ids, "cluster": [i % 2 for i in range(24)]}))
+    for method in ("lp1", "ifd"):
+        for scheme in ("cluster", "global"):
+            for k in (2, 4):
+                name = f"{method}_{scheme}_k{k}_hard_seed1"
+                stages.select(name, tmp_path / "train.jsonl", tmp_path / f"{'ifd' if method == 'ifd' else 'scores'}.csv",
+                              tmp_path / "clusters.csv", tmp_path / f"{name}.json",
+                              {"drop_ifd_above_one": True} if method == "ifd" else {},
+                              tmp_path / "scores.csv" if method == "ifd" else None)
+    return tmp_path
+
+
+@pytest.mark.parametrize("method", ["lp1", "ifd"])
+def test_an_export_recut_by_its_rank_gives_exactly_the_smaller_subset(ranked, method):
+    """One hardest-first order: the exported lpselect_rank is the selection's own (over the rows it could
+    pick), so a hard half holds ranks 1..n of each group, and cutting it at a quarter's size per group
+    gives exactly the hard quarter."""
+    table = f"{'ifd' if method == 'ifd' else 'scores'}.csv"
+    if method == "ifd":
+        assert json.loads((ranked / "ifd_global_k2_hard_seed1.json").read_text())["n_filtered"] == 7
+    for scheme in ("cluster", "global"):
+        half, quarter = (f"{method}_{scheme}_k{k}_hard_seed1" for k in (2, 4))
+        export_subset(ranked / f"{half}.json", ranked / "train.jsonl", ranked / table, ranked / "clusters.csv",
+                      ranked / f"{half}.jsonl")
+        rows = pd.DataFrame(read_jsonl(ranked / f"{half}.jsonl"))
+        group = rows["lpselect_cluster"] if scheme == "cluster" else pd.Series(0, index=rows.index)
+        for _, ranks in rows.groupby(group)["lpselect_rank"]:
+            assert sorted(ranks) == list(range(1, len(ranks) + 1))
+        wanted = json.loads((ranked / f"{quarter}.json").read_text())["ids"]
+        per_group = pd.Series([g for i, g in zip(rows["lpselect_id"], group) if i in wanted]).value_counts()
+        cut = rows[rows["lpselect_rank"] <= group.map(per_group).fillna(0)]
+        assert cut["lpselect_id"].tolist() == wanted
+
+
+def test_the_inspection_ranks_as_the_selection_does(ranked):
+    """ifd's hardest rows in the inspection are rows ifd can pick (IFD < 1), not the ones it drops."""
+    scores = pd.read_csv(ranked / "scores.csv").assign(ifd=pd.read_csv(ranked / "ifd.csv")["ifd"])
+    names = [f"{m}_global_k2_hard_seed1" for m in ("lp1", "ifd")]
+    inspect_selector("d", "m", ranked / "train.jsonl", ranked / "scores.csv", ranked / "ifd.csv",
+                     ranked / "clusters.csv", [ranked / f"{n}.json" for n in names], ["lp1", "ifd"], ranked / "i.md",
+                     ranked / "i.csv")
+    table = pd.read_csv(ranked / "i.csv")
+    for name in names:
+        method, chosen = name.split("_")[0], json.loads((ranked / f"{name}.json").read_text())
+        hardest = table[(table["method"] == method) & (table["end"] == "hardest")]
+        assert hardest["rank"].tolist() == [1, 2, 3, 4, 5]
+        pool = scores[~scores["id"].isin(chosen["left_out"])]
+        expected = pool.assign(key=pool[method] * HARDEST_FIRST[method]).sort_values(["key", "id"])["id"][:5]
+        assert hardest["id"].tolist() == expected.tolist() and set(expected) <= set(chosen["ids"])
+        ifd = scores.set_index("id").loc[table.loc[table["method"] == method, "id"], "ifd"]
+        assert method != "ifd" or (ifd < 1).all()
