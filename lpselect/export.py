@@ -1,7 +1,7 @@
 """A subset as data: its rows in the input's own format, ready for another trainer.
 
-Each selected row is written as it was read (a chat row's source record; an Alpaca row with its
-field_map undone), in the training split's order, with four columns alongside: lpselect_id (the
+Each selected row is written as it was read (its source record: key order, fields and its own id as
+the input had them), in the training split's order, with four columns alongside: lpselect_id (the
 workflow's row id), lpselect_score (the method's score: LP(1), IFD, length, the random draw; none for
 s2l), lpselect_cluster (the row's semantic cluster) and lpselect_rank (1 = the hardest row of its
 cluster under the cluster scheme, of the whole split under the global one, in the order the selection
@@ -46,7 +46,8 @@ def method_scores(subset: Subset, ids: pd.Series, scores: pd.DataFrame | None) -
 
 
 def source_record(row: dict, field_map: dict | None) -> dict:
-    """The row as the input file had it: a chat row's record; an Alpaca row less its id, renamed back."""
+    """The row as the input had it: its source record (key order, fields and its own id as read); a
+    generated row (synthetic) less the workflow's id."""
     if "record" in row:
         return dict(row["record"])
     back = {dst: src for src, dst in (field_map or {}).items()}
@@ -81,7 +82,7 @@ def export_subset(subset_json, rows_path, scores_csv, clusters_csv, out_jsonl, f
         out.append(record | {"lpselect_id": sample_id, "lpselect_score": _plain(float(score[i])),
                              "lpselect_cluster": _plain(int(cluster[i]) if cluster[i] >= 0 else None),
                              "lpselect_rank": _plain(None if np.isnan(rank[i]) else int(rank[i]))})
-    write_jsonl(out_jsonl, out)
+    write_jsonl(out_jsonl, out, sort_keys=False)  # the source's key order, then the lpselect_ columns
     log.info("%s: %d rows exported to %s", chosen["subset"], len(out), out_jsonl)
 
 

@@ -176,3 +176,78 @@ def test_the_inspection_ranks_as_the_selection_does(ranked):
         assert hardest["id"].tolist() == expected.tolist() and set(expected) <= set(chosen["ids"])
         ifd = scores.set_index("id").loc[table.loc[table["method"] == method, "id"], "ifd"]
         assert method != "ifd" or (ifd < 1).all()
+
+
+def prepare_and_export(tmp_path, source: list[dict], fmt: str = "alpaca", field_map: dict | None = None):
+    """prepare_dataset on `source` (one row held out), every training row selected (random, k = 1) and
+    exported; returns the training rows and the export's lines."""
+    path = tmp_path / f"{fmt}.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in source), encoding="utf-8")
+    spec = {"source": "local", "path": str(path), "test_size": 1, "seed": 0, "format": fmt, "field_map": field_map}
+    stages.prepare_dataset(fmt, spec, tmp_path / "train.jsonl", tmp_path / "test.jsonl", tmp_path / "stats.json")
+    train = read_jsonl(tmp_path / "train.jsonl")
+    write_csv(tmp_path / "clusters.csv", pd.DataFrame({"id": [r["id"] for r in train], "cluster": 0}))
+    stages.select("random_global_k1_hard_seed0", tmp_path / "train.jsonl", None, tmp_path / "clusters.csv",
+                  tmp_path / "s.json")
+    export_subset(tmp_path / "s.json", tmp_path / "train.jsonl", None, tmp_path / "clusters.csv",
+                  tmp_path / "out.jsonl", field_map)
+    return train, (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
+
+
+UNUSUAL = {
+    "messages": [{"zeta": "z", "messages": [{"content": "Nenne eine Farbe, bitte. ÄÖÜ ß", "role": "user"},
+                                             {"content": "Blau 🎨.", "role": "assistant"}], "alpha": {"b": 2, "a": 1}},
+                 {"messages": [{"role": "system", "content": "简短回答。"}, {"role": "user", "content": "一加一？"},
+                               {"role": "assistant", "content": "二。", "weight": 1}], "lang": "zh"},
+                 {"meta": None, "messages": [{"role": "user", "content": "Ping?"},
+                                             {"role": "assistant", "content": "Pong."}]}],
+    "sharegpt": [{"conversations": [{"value": "Ça va ?", "from": "human"}, {"from": "gpt", "value": "Oui — très bien."}],
+                  "source": "wild", "id": "sg-1"},
+                 {"turns_seen": 2, "conversations": [{"from": "human", "value": "Σ of 1..3?"},
+                                                      {"from": "gpt", "value": "6 ✓"}]},
+                 {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}],
+    "alpaca": [{"output": "Überall 🌍.", "instruction": "Wo?", "category": "qa"},  # no input: none added
+               {"response": "四", "context": None, "instruction": "2+2 in Chinese?"},  # field_map'd, null input
+               {"z": [3, 1], "instruction": "Say ✓.", "input": "", "output": "✓", "a": 0.5}],
+}
+
+
+@pytest.mark.parametrize("fmt", UNUSUAL)
+def test_the_export_is_the_source_record_byte_for_byte(tmp_path, fmt):
+    """Key order, fields and unicode as read (no sorted keys, no "input": "" added, the field_map's names),
+    then the lpselect_ columns: each line is json.dumps of the source row with them appended."""
+    field_map = {"response": "output", "context": "input"} if fmt == "alpaca" else None
+    train, lines = prepare_and_export(tmp_path, UNUSUAL[fmt], fmt, field_map)
+    assert len(lines) == len(train) == 2
+    for line in lines:
+        exported = json.loads(line)
+        source = UNUSUAL[fmt][int(exported["lpselect_id"].rsplit("-", 1)[1]) - 1]
+        added = {k: exported[k] for k in ("lpselect_id", "lpselect_score", "lpselect_cluster", "lpselect_rank")}
+        assert line == json.dumps(source | added, ensure_ascii=False)
+
+
+def test_a_sources_own_ids_are_kept_apart_from_the_workflows(tmp_path, tiny_tokenizer, caplog):
+    """Alpaca rows with int and repeated ids: the workflow's ids stay {prefix}-{row}, the source's is kept
+    as source_id (repeats counted), the rows tokenize and load for a fine-tune, and the export writes the
+    source's id back as it was."""
+    from lpselect.tokenization import training_examples
+
+    source = [{"id": 1, "instruction": f"Question {i}?", "input": "", "output": f"Answer {i}."} for i in range(3)]
+    source += [{"id": 7, "instruction": "Seven?", "output": "Yes."}, {"instruction": "No id?", "output": "None."},
+               {"id": "7", "instruction": "A string seven?", "output": "Also."}]
+    with caplog.at_level("WARNING"):
+        train, lines = prepare_and_export(tmp_path, source)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["duplicate_source_ids"] == 2 and "2 rows repeat an earlier row's own id" in caplog.text
+    every = train + read_jsonl(tmp_path / "test.jsonl")
+    assert sorted(r["id"] for r in every) == [f"alpaca-{n:06d}" for n in range(1, 7)]
+    assert {r["id"]: r.get("source_id") for r in every} == {"alpaca-000001": 1, "alpaca-000002": 1, "alpaca-000003": 1,
+                                                            "alpaca-000004": 7, "alpaca-000005": None,
+                                                            "alpaca-000006": "7"}
+    tiny_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    stages.tokenize(tmp_path / "tokenizer", tmp_path / "train.jsonl", 64, "alpaca", tmp_path / "tokenized")
+    examples = training_examples(tmp_path / "tokenized", tmp_path / "s.json")  # what the first fine-tune reads
+    assert [e["id"] for e in examples] == [r["id"] for r in train]
+    for line in lines:
+        exported = json.loads(line)
+        assert exported.get("id") == source[int(exported["lpselect_id"][-6:]) - 1].get("id")
