@@ -20,6 +20,7 @@ PID_DIR=/run/lpselect-test-slurm
 FAKE_GPUS=/var/lib/slurm/fake-gpus
 LOG_DIR=/var/log/slurm
 HEADER="# written by tests/slurm/start-slurm.sh"
+export SLURM_CONF="$CONF_DIR/slurm.conf" # where the daemons and the client tools read it (the override too)
 
 # a pid from one of this script's pid files whose process is still that daemon (not a reused pid)
 own_pid() {
