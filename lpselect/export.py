@@ -6,8 +6,7 @@ workflow's row id), lpselect_score (the method's score: LP(1), IFD, length, the 
 s2l), lpselect_cluster (the row's semantic cluster) and lpselect_rank (1 = the hardest row of its
 cluster under the cluster scheme, of the whole split under the global one, in the order the selection
 itself uses: a hard subset holds ranks 1..n of each group; none for s2l and for rows the selection
-could not pick). JSONL
-always, parquet too when the input was parquet.
+could not pick). JSONL always, parquet too when the input was parquet.
 """
 
 import json
