@@ -58,7 +58,12 @@ check_foreign() {
         case "$daemon" in slurmctld | slurmd) ;; *) continue ;; esac
         pid=${comm#/proc/}
         pid=${pid%/comm}
-        [ "$pid" = "$(own_pid "$daemon" || true)" ] || refuse "a $daemon (pid $pid) that it did not start is running"
+        # its own daemon, or a short-lived fork of it (slurmd forks per job step)
+        own=$(own_pid "$daemon" || true)
+        parent=$(sed -n 's/^PPid:\s*//p' "/proc/$pid/status" 2>/dev/null || true)
+        [ -n "$own" ] && { [ "$pid" = "$own" ] || [ "$parent" = "$own" ]; } && continue
+        [ -e "/proc/$pid" ] || continue # ended meanwhile
+        refuse "a $daemon (pid $pid) that it did not start is running"
     done
 }
 
