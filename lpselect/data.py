@@ -1,7 +1,9 @@
 """Instruction datasets: loading with row-level validation, stable ids, and a seeded train/test split.
 
 A row is {id, instruction, input, output} plus optional extra fields (the synthetic default carries
-`task` and `difficulty`, the ground truth the figures use).
+`task` and `difficulty`, the ground truth the figures use). A row read from a file or the hub also
+carries `record`, the source row as it was read (what the export writes back), and, where the source
+gave one, its own `id` as `source_id`: the workflow's id `{prefix}-{row number}` always wins.
 
 Chat datasets (`format: messages`, OpenAI-style role/content lists, or `format: sharegpt`, from/value
 lists) become rows {id, messages, instruction, input, output, record}: `messages` the validated turns
@@ -180,6 +182,21 @@ def validate_chat_row(obj, where: str, fmt: str, field_map: dict | None = None) 
             "output": turns[-1]["content"], "record": obj}
 
 
+def _with_ids(row: dict, obj: dict, sample_id: str, where: str) -> dict:
+    """The row under the workflow's id (always: a source's own ids may repeat or be numbers, which the
+    tokenized rows and the subsets cannot take), the source's `id` kept as `source_id`, and `record`, the
+    source row as read (its key order, its fields, its id), which the export writes back."""
+    row = {k: v for k, v in row.items() if k != "record"}
+    # a chat row's validated form holds only its turns and texts: its id is in the source row
+    own = row.pop("id", obj.get("id") if "messages" in row else None)
+    if own is not None:
+        if "source_id" in row:
+            raise DatasetError(f"{where}: has both 'id' and 'source_id' (the workflow keeps a row's own id as "
+                               "'source_id'; rename one with field_map)")
+        row["source_id"] = own
+    return {"id": sample_id, **row, "record": obj}
+
+
 def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool, stats: dict | None,
                fmt: str = "alpaca") -> list[dict]:
     """Validated rows with ids `{prefix}-{row number}`; empty rows are skipped and counted only when
@@ -192,7 +209,7 @@ def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool, s
                 row = validate_row(obj, here, field_map)
             else:
                 row = validate_chat_row(obj, here, fmt, field_map)
-            rows.append({"id": f"{prefix}-{rowno:06d}", **row})
+            rows.append(_with_ids(row, obj, f"{prefix}-{rowno:06d}", here))
         except EmptyFieldError:
             if not drop_empty:
                 raise
@@ -251,6 +268,12 @@ def duplicate_groups(rows: list[dict]) -> np.ndarray:
     the same turns)."""
     first = {}
     return np.array([first.setdefault(_text_key(r), i) for i, r in enumerate(rows)], dtype=int)
+
+
+def duplicate_source_ids(rows: list[dict]) -> int:
+    """Rows whose source_id repeats an earlier row's (1 and "1" differ, as in JSON)."""
+    own = [json.dumps(r["source_id"]) for r in rows if "source_id" in r]
+    return len(own) - len(set(own))
 
 
 def drop_duplicates(rows: list[dict]) -> list[dict]:

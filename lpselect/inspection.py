@@ -14,7 +14,7 @@ import pandas as pd
 
 from .fileio import read_jsonl, write_csv, write_text
 from .scoring import HARDEST_FIRST
-from .selection import Subset
+from .selection import Subset, hardest_first
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,15 @@ def shown(row: dict, score_row: pd.Series, duplicated: bool, round_tokens: list 
 
 
 def method_table(method: str, rows: list[dict], scores: pd.DataFrame, values: pd.Series, clusters: pd.Series | None,
-                 duplicated: np.ndarray, n: int = N_SHOWN, round_tokens: dict | None = None) -> pd.DataFrame:
-    """The n hardest and n easiest scorable rows by `method` (ties by id), one line each; `round_tokens`:
-    per id, the scored tokens of each round its window kept (tokenization.round_tokens)."""
+                 duplicated: np.ndarray, n: int = N_SHOWN, left_out=(), round_tokens: dict | None = None) -> pd.DataFrame:
+    """The n hardest and n easiest rows by `method` in the selection's own order (selection.hardest_first
+    over the scorable rows less `left_out`, a subset's rows it could not pick: IFD's filter), one line each;
+    `round_tokens`: per id, the scored tokens of each round its window kept (tokenization.round_tokens)."""
     p_columns = sorted((c for c in scores if re.fullmatch(r"p\d+", c)), key=lambda c: int(c[1:]))
     ok = values.notna().to_numpy() & scores.get("scorable", pd.Series(True, index=scores.index)).astype(bool).to_numpy()
-    pool = np.flatnonzero(ok)
+    ok &= ~scores["id"].isin(list(left_out)).to_numpy()
     key = values.to_numpy(dtype=float) * HARDEST_FIRST[method]
-    order = pool[np.lexsort((scores["id"].to_numpy()[pool], key[pool]))]
+    order = hardest_first(key, scores["id"], ok, np.zeros(len(ok), dtype=int)).get(0, np.array([], dtype=int))
     positions = list(range(min(n, len(order)))) + list(range(max(n, len(order) - n), len(order)))
     lines = []
     for p in positions:
@@ -174,12 +175,17 @@ def inspect_selector(dataset: str, selector: str, rows_path, scores_csv, ifd_csv
 
     groups = duplicate_groups(rows)
     duplicated = np.bincount(groups, minlength=len(rows))[groups] > 1
-    tables = [method_table(m, rows, scores, scores[m], clusters, duplicated, round_tokens=per_round)
+    subsets = [json.loads(Path(p).read_text()) for p in subset_jsons]
+    # the rows each method's selection could not pick (the same for every k, scheme and part of it)
+    left_out = {Subset.parse(s["subset"]).method: s.get("left_out", []) for s in subsets}
+    tables = [method_table(m, rows, scores, scores[m], clusters, duplicated, left_out=left_out.get(m, ()),
+                           round_tokens=per_round)
               for m in methods if m in scores]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     write_csv(out_csv, table)
     lines = [f"### {dataset}: what {selector} picked", "",
-             f"The {N_SHOWN} hardest and easiest rows per method (rank 1 = hardest of all {len(rows)} training rows; "
+             f"The {N_SHOWN} hardest and easiest rows per method (rank 1 = the hardest of the {len(rows)} training rows "
+             "in the order the selection uses; unscorable and IFD-filtered rows have no rank; "
              "trajectory = the proxy's perplexity P_0 → … → P_n on the row; a conversation shows the round with most of "
              "its scored tokens (its share of the row's mean loss); flags: an empty, very short or link-only answer in "
              "any round, truncated to max_length (with the rounds kept), unscorable, non-Latin script or no common "
@@ -189,7 +195,6 @@ def inspect_selector(dataset: str, selector: str, rows_path, scores_csv, ifd_csv
         lines += [f"**{m}** ({int(flagged.get('hardest', 0))} of the hardest and {int(flagged.get('easiest', 0))} "
                   "of the easiest rows flagged)", ""]
         lines += _markdown(t.drop(columns=["method"])) + [""]
-    subsets = [json.loads(Path(p).read_text()) for p in subset_jsons]
     subsets = [s for s in subsets if Subset.parse(s["subset"]).part == "hard"]
     if clusters is not None and subsets:
         lost = cluster_losses(rows, clusters, subsets)

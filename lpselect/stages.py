@@ -40,7 +40,11 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> No
                                     spec.get("format", "alpaca"))
     rows = data.take_slice(rows, spec.get("limit"), spec.get("sample"), spec.get("seed", 0))
     groups = data.duplicate_groups(rows)
-    stats |= {"n_rows": len(rows), "duplicates": int((groups != np.arange(len(rows))).sum())}
+    stats |= {"n_rows": len(rows), "duplicates": int((groups != np.arange(len(rows))).sum()),
+              "duplicate_source_ids": data.duplicate_source_ids(rows)}
+    if stats["duplicate_source_ids"]:
+        log.warning("%s: %d rows repeat an earlier row's own id (kept as source_id; the workflow's ids are unique)",
+                    name, stats["duplicate_source_ids"])
     if spec.get("dedupe", False):
         rows = data.drop_duplicates(rows)
     stats["deduplicated"] = stats["n_rows"] - len(rows)
@@ -51,8 +55,8 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> No
     train, test = (rows, held_out) if held_out is not None else data.split_rows(rows, spec["test_size"], spec.get("seed", 0))
     stats |= {"n_train": len(train), "n_test": len(test)}
     log.info("%s: %d train rows, %d test rows", name, len(train), len(test))
-    write_jsonl(train_out, train)
-    write_jsonl(test_out, test)
+    write_jsonl(train_out, train, sort_keys=False)  # each row's source record in its own key order
+    write_jsonl(test_out, test, sort_keys=False)
     write_json(stats_out, stats)
 
 

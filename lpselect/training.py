@@ -212,9 +212,10 @@ def _file_id(path: Path) -> str:
 
 
 PACKAGE = Path(__file__).resolve().parent
-# the modules whose code makes a training or loss-extraction job's result (stages holds the jobs
-# themselves); code_version adds the lpselect modules they import at module level
-CODE_ROOTS = ("training", "losses", "models", "tokenization", "distributed", "stages")
+# the modules whose code makes a training or loss-extraction job's result; code_version adds the lpselect
+# modules they import at module level. Not stages: it imports selection, scoring and the rest, so an edit
+# to those (or to the judge's stage) would discard every in-progress fine-tune's state
+CODE_ROOTS = ("training", "losses", "models", "tokenization", "distributed", "prompts")
 
 
 def _module_imports(path: Path) -> set[str]:

@@ -149,7 +149,8 @@ def test_exact_duplicates_are_counted_kept_on_one_side_of_the_split_or_dropped(t
         assert not set(train) & set(test)
     assert "mine: 9 rows repeat an earlier row exactly" in caplog.text
     assert json.loads(outputs[2].read_text()) == {"dataset": "mine", "dropped_empty": 0, "n_rows": 40,
-                                                      "duplicates": 9, "deduplicated": 0, "n_train": 32, "n_test": 8}
+                                                      "duplicates": 9, "duplicate_source_ids": 0, "deduplicated": 0,
+                                                      "n_train": 32, "n_test": 8}
     stages.prepare_dataset("mine", spec | {"dedupe": True}, *outputs)
     stats = json.loads(outputs[2].read_text())
     assert stats["deduplicated"] == 9 and stats["n_train"] + stats["n_test"] == 31

@@ -155,8 +155,9 @@ def test_the_code_version_covers_the_training_modules_and_what_they_import(tmp_p
     package = tmp_path / "lpselect"
     shutil.copytree(training.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
     before = training.code_version(package)
-    assert {"training", "losses", "tokenization", "prompts", "models", "stages", "distributed"} <= set(before)
-    assert not {"figures", "summary", "aggregate", "plan"} & set(before)  # tables and figures: no restart
+    assert {"training", "losses", "tokenization", "prompts", "models", "distributed"} <= set(before)
+    # tables, figures, the selection and the judge: no restart
+    assert not {"figures", "summary", "aggregate", "plan", "stages", "selection", "scoring", "judge"} & set(before)
     with open(package / "prompts.py", "a") as f:  # imported by tokenization, imported by losses
         f.write("# a change\n")
     with open(package / "figures.py", "a") as f:
@@ -164,6 +165,26 @@ def test_the_code_version_covers_the_training_modules_and_what_they_import(tmp_p
     after = training.code_version(package)
     assert [m for m in before if before[m] != after[m]] == ["prompts"]
     assert training.fingerprint({}, {})["code"] == training.code_version()
+
+
+def test_an_edit_to_the_selection_or_the_judge_keeps_a_fine_tunes_state(tmp_path):
+    """A requeued fine-tune after a `git pull` that touched selection.py or the judge resumes; an edit to
+    training.py starts it afresh."""
+    import shutil
+
+    from lpselect import training
+
+    package = tmp_path / "lpselect"
+    shutil.copytree(training.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = training.code_version(package)
+    for module in ("selection", "judge", "stages", "scoring"):
+        with open(package / f"{module}.py", "a") as f:
+            f.write("# a change\n")
+    assert training.code_version(package) == before
+    with open(package / "training.py", "a") as f:
+        f.write("# a change\n")
+    after = training.code_version(package)
+    assert [m for m in before if before[m] != after[m]] == ["training"]
 
 
 def test_the_loss_curve_is_kept_beside_the_ledger(small):
