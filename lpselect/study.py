@@ -367,8 +367,9 @@ def method_settings(config: dict) -> dict:
 # from the config), so changing one reruns nothing that does not depend on it.
 NOT_RESULTS = {
     # gradient checkpointing trades memory for compute (same gradients), and the per-device batch size
-    # only splits training.global_batch_size into micro-batches (the same samples per optimizer step)
-    "training": ("logging_steps", "gradient_checkpointing", "batch_size"),
+    # only splits training.global_batch_size into micro-batches (the same samples per optimizer step);
+    # sync_each_batch only chooses where FSDP accumulates the same gradients, and a timeout is no result
+    "training": ("logging_steps", "gradient_checkpointing", "batch_size", "sync_each_batch", "collective_timeout_s"),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
     "evaluation": ("tie_tolerance", "eval_sets", "batch_size"),
 }

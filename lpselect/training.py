@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from torch.distributed.fsdp import FSDPModule
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
-from transformers.utils import is_torch_bf16_gpu_available, is_torch_tf32_available
+from transformers.utils import is_torch_tf32_available
 
 from .losses import response_token_nll
 
@@ -65,15 +66,21 @@ class SaveEachEpoch(TrainerCallback):
             log.info("saved epoch %d model to %s", epoch, out)
         if self.epochs_to_keep and epoch >= max(self.epochs_to_keep):
             control.should_training_stop = True
+            # the epoch folder is the result: a resume checkpoint now (a 13B one is ~156 GB of
+            # writes) would be thrown away by publish. This callback runs after DefaultFlowCallback.
+            control.should_save = False
 
 
 class ResponseLossTrainer(Trainer):
     """The Trainer with the same loss as the model's own (mean cross-entropy over the labelled tokens
-    of the step), computed on the labelled positions only. A model wrapped for DDP/FSDP keeps the
-    model's own loss, as its forward must run through the wrapper."""
+    of the step), computed on the labelled positions only. A model wrapped for DDP or sharded by FSDP
+    keeps the model's own loss, as its forward must run through the wrapper or the root: FSDP2 adds no
+    wrapper (unwrap_model returns the model itself), and calling the decoder of a fully_shard-ed model
+    directly fails with "FSDP requires a single root module"."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if return_outputs or model is not self.accelerator.unwrap_model(model):
+        wrapped = model is not self.accelerator.unwrap_model(model)
+        if return_outputs or wrapped or self.is_fsdp_enabled or isinstance(model, FSDPModule):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # accelerate applies bf16 autocast by patching model.forward, which response_token_nll does not
         # call (it runs the decoder and output layer directly): without this block bf16 runs in float32
@@ -96,21 +103,48 @@ def accumulation_steps(hp: dict, processes: int) -> int:
     return hp["global_batch_size"] // per_step
 
 
+FSDP_STRATEGIES = {"full_shard": True, "shard_grad_op": False}  # FSDP2's reshard_after_forward
+
+
 def fsdp_options(hp: dict) -> dict:
-    """TrainingArguments' FSDP options for a multi-GPU job (`training.fsdp`)."""
-    options = {"fsdp": hp.get("fsdp", "")}
-    if options["fsdp"]:
-        options["fsdp_config"] = {
-            # rank 0 alone reads the weights and the others receive their shards: four ranks never
-            # hold four full float32 copies of a 13B model in host memory
-            "cpu_ram_efficient_loading": True,
-            # resume checkpoints as shards (each rank writes its own), not one gathered copy
-            "state_dict_type": "SHARDED_STATE_DICT",
-        }
-        if hp.get("gradient_checkpointing", False):
-            # FSDP's own activation checkpointing avoids an extra all-gather in the backward
-            options["fsdp_config"]["activation_checkpointing"] = True
+    """TrainingArguments' FSDP options for a multi-GPU job (`training.fsdp`, e.g. "full_shard
+    auto_wrap"): FSDP2 pinned (a library bump cannot switch the sharding semantics), the option string
+    translated here (transformers deprecates passing it), accumulation that reduce-scatters every
+    micro-batch unless training.sync_each_batch is false (without it FSDP2 keeps unsharded gradients of
+    the whole model on every GPU between optimizer steps), and a collective timeout that covers rank 0
+    writing a 13B epoch folder while the others wait (training.collective_timeout_s)."""
+    words = (hp.get("fsdp") or "").split()
+    if not words:
+        return {}
+    config = {
+        "version": 2,
+        # resume checkpoints as shards (each rank writes its own), not one gathered copy
+        "state_dict_type": "SHARDED_STATE_DICT",
+        # accelerate broadcasts rank 0's weights to the others at prepare() (models.load_model says
+        # what each rank reads)
+        "cpu_ram_efficient_loading": True,
+    }
+    for word in words:
+        if word in FSDP_STRATEGIES:
+            config["reshard_after_forward"] = FSDP_STRATEGIES[word]
+        elif word == "offload":
+            config["cpu_offload"] = True
+        elif word != "auto_wrap":  # auto_wrap: the default (the model's _no_split_modules)
+            raise ValueError(f"config key training.fsdp: unknown option {word!r} (FSDP2 takes "
+                             f"{', '.join([*FSDP_STRATEGIES, 'auto_wrap', 'offload'])})")
+    if hp.get("gradient_checkpointing", False):
+        # FSDP's own activation checkpointing avoids an extra all-gather in the backward
+        config["activation_checkpointing"] = True
+    options = {"fsdp": True, "fsdp_config": config, "ddp_timeout": hp["collective_timeout_s"]}
+    if hp["sync_each_batch"]:
+        options["accelerator_config"] = {"gradient_accumulation_kwargs": {"sync_each_batch": True}}
     return options
+
+
+def fsdp_available() -> bool:
+    """FSDP runs on GPUs only: accelerate turns a CPU job's FSDP plugin into plain DDP
+    (tests/fsdp_rank.py lifts that to run the FSDP2 path on CPU)."""
+    return torch.cuda.is_available()
 
 
 def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool = True) -> TrainingArguments:
@@ -120,15 +154,16 @@ def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool 
     checkpointing = hp.get("gradient_checkpointing", False)
     distributed = {}
     if world > 1:
-        if torch.cuda.is_available():
+        if fsdp_available():
             distributed = fsdp_options(hp)
             checkpointing = checkpointing and "fsdp_config" not in distributed
-        else:
-            distributed = {"ddp_backend": "gloo"}
     extra = {}
-    if hp.get("bf16", False) and not torch.cuda.is_available() and not is_torch_bf16_gpu_available():
-        # transformers refuses bf16 on a CPU-only host unless told; a GPU without bf16 still gets its error
+    if not torch.cuda.is_available() and (world > 1 or hp.get("bf16", False)):
+        # transformers refuses bf16 on a CPU-only host unless told (a GPU without bf16 still gets its
+        # error), and takes CPU ranks for distributed ones (FSDP refuses to start otherwise) only so
         extra["use_cpu"] = True
+        if world > 1:
+            distributed["ddp_backend"] = "gloo"
     if hp.get("tf32", False):
         if is_torch_tf32_available():
             extra["tf32"] = True
