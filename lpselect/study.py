@@ -432,6 +432,14 @@ def model_parameters(config: dict, name: str) -> float | None:
     return float(layers * (4 * h * h + 3 * h * inter) + config["fresh_models"]["vocab_size"] * h)
 
 
+def retry_runtime(config: dict, minutes: int, attempt: int) -> int:
+    """Minutes a job asks for at its `attempt`-th try: runtime x attempt (a retry after a TIMEOUT gets
+    longer), never more than resources.max_runtime_min when set (a partition's MaxTime: sbatch rejects
+    a longer request, and resuming from the last checkpoint makes one unnecessary)."""
+    cap = config["resources"].get("max_runtime_min")
+    return min(minutes * attempt, cap) if cap else minutes * attempt
+
+
 def size_resources(config: dict, name: str, kind: str) -> dict:
     """threads, gpus, mem_mb and runtime of a `kind` (train | extract) job on model `name`: the first
     row of resources.by_model_size that fits the model (the last row for an unknown size)."""

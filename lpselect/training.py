@@ -29,7 +29,7 @@ import torch
 from datasets import Dataset
 from torch.distributed.fsdp import FSDPModule
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import is_torch_tf32_available
 
 from .losses import response_token_nll
@@ -213,6 +213,22 @@ def build_trainer(model, tokenizer, examples: list[dict], hp: dict, output_dir, 
     )
 
 
+def last_complete_checkpoint(folder, remove_incomplete: bool = True) -> str | None:
+    """The newest checkpoint-N in `folder` that is complete: it has its trainer_state.json, which the
+    Trainer writes last (after the weights, optimizer and, under FSDP, every rank's shards). Newer ones
+    without it were cut by a kill during the save (a 13B checkpoint is ~156 GB): resuming from one
+    would fail at every retry, so they are removed (`remove_incomplete`: by the main process only)."""
+    found = sorted((int(p.name.split("-")[1]), p) for p in Path(folder).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if p.is_dir() and p.name.split("-")[1].isdigit())
+    for _, path in reversed(found):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        log.warning("removing incomplete checkpoint %s (no trainer_state.json)", path)
+        if remove_incomplete:
+            shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
 def train(model, tokenizer, examples: list[dict], hp: dict, state_dir, seed: int, epochs_to_keep) -> dict:
     """Fine-tune `model` on `examples`; return {epoch: folder in state_dir} and the loss log."""
     state_dir = Path(state_dir)
@@ -221,7 +237,7 @@ def train(model, tokenizer, examples: list[dict], hp: dict, state_dir, seed: int
     saver = SaveEachEpoch(state_dir, epochs_to_keep)
     trainer = build_trainer(model, tokenizer, examples, hp, checkpoints, seed, callbacks=[saver])
     saver.trainer = trainer
-    last = get_last_checkpoint(str(checkpoints))
+    last = last_complete_checkpoint(checkpoints, remove_incomplete=trainer.is_world_process_zero())
     if last:
         log.info("resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)
