@@ -57,8 +57,11 @@ def _log_stream():
 def _train(model_dir, tokenized_dir, subset_path, hp, seed, state_dir, epochs_to_keep):
     from . import models, tokenization, training
 
-    # the training arguments first: under FSDP they start the process group and ask transformers to
-    # load the weights on rank 0 only (cpu_ram_efficient_loading), which must be known before loading
+    # the training arguments first: they start the process group. Every rank then reads the model as
+    # float32 on the CPU: transformers 5.24 reads the weights on every rank even with FSDP's
+    # cpu_ram_efficient_loading (measured; accelerate only broadcasts rank 0's copy into the shards
+    # afterwards), so a job's host memory is ranks x the float32 size (13B on 4 GPUs: 194 GiB), which
+    # its size row's train mem_mb must cover
     training.training_arguments(hp, Path(state_dir) / "checkpoints", seed)
     model, _ = models.load_model(model_dir, device="cpu")
     tokenizer = models.load_tokenizer(model_dir)

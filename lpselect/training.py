@@ -120,8 +120,8 @@ def fsdp_options(hp: dict) -> dict:
         "version": 2,
         # resume checkpoints as shards (each rank writes its own), not one gathered copy
         "state_dict_type": "SHARDED_STATE_DICT",
-        # accelerate broadcasts rank 0's weights to the others at prepare() (models.load_model says
-        # what each rank reads)
+        # accelerate shards rank 0's weights, sent to the others, at prepare(); every rank still
+        # reads the whole model first (distributed._train)
         "cpu_ram_efficient_loading": True,
     }
     for word in words:
