@@ -32,6 +32,7 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, Train
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import is_torch_tf32_available
 
+from .fileio import write_text
 from .losses import response_token_nll
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,12 @@ def last_complete_checkpoint(folder, remove_incomplete: bool = True) -> str | No
 def train(model, tokenizer, examples: list[dict], hp: dict, state_dir, seed: int, epochs_to_keep) -> dict:
     """Fine-tune `model` on `examples`; return {epoch: folder in state_dir} and the loss log."""
     state_dir = Path(state_dir)
+    saved = {e: state_dir / f"epoch-{e}" for e in sorted(epochs_to_keep)}
+    if saved and (state_dir / "train_log.json").exists() and all(f.is_dir() for f in saved.values()):
+        # killed after its last epoch, before publishing: no checkpoint of that epoch is written (see
+        # SaveEachEpoch), and none is needed. train_log.json is written last, so the folders are whole.
+        log.info("resuming from %s: every epoch to keep is saved, nothing left to train", state_dir)
+        return saved
     checkpoints = state_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     saver = SaveEachEpoch(state_dir, epochs_to_keep)
@@ -243,8 +250,8 @@ def train(model, tokenizer, examples: list[dict], hp: dict, state_dir, seed: int
     trainer.train(resume_from_checkpoint=last)
     history = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     if trainer.is_world_process_zero():
-        (state_dir / "train_log.json").write_text(json.dumps(history, indent=1))
-    return {e: state_dir / f"epoch-{e}" for e in sorted(epochs_to_keep)}
+        write_text(state_dir / "train_log.json", json.dumps(history, indent=1))  # atomic: a whole log or none
+    return saved
 
 
 # Inputs up to this size are fingerprinted by content (rows, subsets, configs, tokenizers, small models);

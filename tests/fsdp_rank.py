@@ -75,6 +75,7 @@ def write_report(trainer, report) -> None:
                    "dtensor_params": all(isinstance(p, torch.distributed.tensor.DTensor) for p in params),
                    "local_numel": sum(p.to_local().numel() for p in params),
                    "numel": sum(p.numel() for p in params),
+                   "mesh": [params[0].device_mesh.device_type, params[0].device_mesh.size()],
                    "fsdp_enabled": trainer.is_fsdp_enabled,
                    "sync_each_batch": trainer.accelerator.gradient_state.plugin_kwargs.get("sync_each_batch"),
                    "ddp_timeout": trainer.args.ddp_timeout}, f)

@@ -122,6 +122,7 @@ def test_fsdp2_training_on_two_ranks_equals_one_process(base, runs, kind):
         report = json.loads((base / f"{kind}.report.rank-{rank}.json").read_text())
         assert report["fsdp_enabled"] and report["fsdp_module"] and report["dtensor_params"], report
         assert report["local_numel"] < 0.6 * report["numel"], report  # each rank holds about half
+        assert report["mesh"] == ["cpu", 2], report  # accelerate's device mesh: init_device_mesh("cpu", (2,))
         assert report["sync_each_batch"] is True and report["ddp_timeout"] == HP["collective_timeout_s"]
     state, single = base / f"{kind}.fsdp", unsharded(base, kind)
     assert len(losses(state)) == len(losses(single)) == 8
