@@ -168,7 +168,8 @@ def train_model(
     trained = max(epochs)  # an lp_app-only proxy stops after epoch 1 of its schedule
     tokens = trained * sum(len(e["input_ids"]) for e in examples)
     n_params = parameter_count(saved[epochs[-1]])
-    watch.record(ledger_out, "train", n_params, tokens, rank_peaks, samples=len(examples), epochs=trained, processes=processes,
+    watch.record(ledger_out, "train", n_params, tokens, rank_peaks, samples=len(examples), epochs=trained,
+                 processes=processes,
                  global_batch_size=hp["global_batch_size"], batch_size=hp["batch_size"],
                  gradient_accumulation_steps=training.accumulation_steps(hp, processes))
     log_src = Path(state_dir) / "train_log.json"

@@ -176,8 +176,8 @@ def dry_run_jobs(tmp_path, workdir, study) -> list[dict]:
     args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "10", "--configfile", "slurm.yaml"]
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [{"rule": j["rule"], "gpu": int(j.get("gpu") or 0), "nodes": j.get("nodes"), "runtime": int(j.get("runtime") or 0)}
-            for j in job_resources(proc.stdout)]
+    return [{"rule": j["rule"], "gpu": int(j.get("gpu") or 0), "nodes": j.get("nodes"),
+             "runtime": int(j.get("runtime") or 0)} for j in job_resources(proc.stdout)]
 
 
 def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):

@@ -153,7 +153,8 @@ def test_result_neutral_training_knobs_are_not_result_settings():
     the resume fingerprint, which is built from those params)."""
     config = paper_config()
     settings = study.result_settings(config, "training")
-    assert not {"gradient_checkpointing", "batch_size", "logging_steps", "sync_each_batch", "collective_timeout_s"} & set(settings)
+    neutral = {"gradient_checkpointing", "batch_size", "logging_steps", "sync_each_batch", "collective_timeout_s"}
+    assert not neutral & set(settings)
     assert settings["global_batch_size"] == 128 and settings["learning_rate"] == config["training"]["learning_rate"]
     del config["training"]["gradient_checkpointing"]  # the schema's default reaches the trainer
     assert study.training_knobs(config, config["grid"]["proxies"][0])["gradient_checkpointing"] is False
