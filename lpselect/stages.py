@@ -163,15 +163,17 @@ def train_model(
         args = {"model_dir": str(model_dir), "tokenized_dir": str(tokenized_dir),
                 "subset_path": subset_path and str(subset_path), "hp": hp, "seed": seed,
                 "state_dir": str(state_dir), "epochs_to_keep": epochs}
-        distributed.launch("train", args, processes)
+        rank_peaks = distributed.launch("train", args, processes)
         saved = {e: Path(state_dir) / f"epoch-{e}" for e in epochs}
     else:
+        rank_peaks = None
         model, tokenizer = models.load_model(model_dir, device="cpu")  # the Trainer places it
         saved = training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep=epochs)
     trained = max(epochs)  # an lp_app-only proxy stops after epoch 1 of its schedule
     tokens = trained * sum(len(e["input_ids"]) for e in examples)
     n_params = parameter_count(saved[epochs[-1]])
-    watch.record(ledger_out, "train", n_params, tokens, samples=len(examples), epochs=trained, processes=processes,
+    watch.record(ledger_out, "train", n_params, tokens, rank_peaks, samples=len(examples), epochs=trained,
+                 processes=processes,
                  global_batch_size=hp["global_batch_size"], batch_size=hp["batch_size"],
                  gradient_accumulation_steps=training.accumulation_steps(hp, processes))
     log_src = Path(state_dir) / "train_log.json"
@@ -197,9 +199,10 @@ def extract_losses(
     if processes > 1:
         args = {"model_dir": str(model_dir), "tokenized_dir": str(tokenized_dir), "cfg": cfg,
                 "part_prefix": str(out_csv), "response_only": response_only}
-        distributed.launch("extract", args, processes)
+        rank_peaks = distributed.launch("extract", args, processes)
         frame = distributed.merge_parts(out_csv, processes)
     else:
+        rank_peaks = None
         model, _ = models.load_model(model_dir)
         frame = losses.per_sample_losses(
             model, examples, pad_id=tokenizer.pad_token_id, desc=str(model_dir), **losses.extraction_options(cfg)
@@ -208,7 +211,7 @@ def extract_losses(
              model_dir, len(frame), frame["truncated"].sum(), (frame["n_tokens"] == 0).sum())
     write_csv(out_csv, frame)
     tokens = sum(len(e["input_ids"]) for e in examples)
-    watch.record(ledger_out, "forward", parameter_count(model_dir), tokens, samples=len(examples),
+    watch.record(ledger_out, "forward", parameter_count(model_dir), tokens, rank_peaks, samples=len(examples),
                  processes=processes)
 
 

@@ -412,8 +412,9 @@ def method_settings(config: dict) -> dict:
 # from the config), so changing one reruns nothing that does not depend on it.
 NOT_RESULTS = {
     # gradient checkpointing trades memory for compute (same gradients), and the per-device batch size
-    # only splits training.global_batch_size into micro-batches (the same samples per optimizer step)
-    "training": ("logging_steps", "gradient_checkpointing", "batch_size"),
+    # only splits training.global_batch_size into micro-batches (the same samples per optimizer step);
+    # sync_each_batch only chooses where FSDP accumulates the same gradients, and a timeout is no result
+    "training": ("logging_steps", "gradient_checkpointing", "batch_size", "sync_each_batch", "collective_timeout_s"),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
     "evaluation": ("tie_tolerance", "eval_sets", "batch_size"),
 }
@@ -474,6 +475,14 @@ def model_parameters(config: dict, name: str) -> float | None:
     h, layers = spec["hidden_size"], spec["num_layers"]
     inter = spec.get("intermediate_size", 4 * h)
     return float(layers * (4 * h * h + 3 * h * inter) + config["fresh_models"]["vocab_size"] * h)
+
+
+def retry_runtime(config: dict, minutes: int, attempt: int) -> int:
+    """Minutes a job asks for at its `attempt`-th try: runtime x attempt (a retry after a TIMEOUT gets
+    longer), never more than resources.max_runtime_min when set (a partition's MaxTime: sbatch rejects
+    a longer request, and resuming from the last checkpoint makes one unnecessary)."""
+    cap = config["resources"].get("max_runtime_min")
+    return min(minutes * attempt, cap) if cap else minutes * attempt
 
 
 def size_resources(config: dict, name: str, kind: str) -> dict:

@@ -129,16 +129,20 @@ def model_of(wildcards):
     return wildcards.get("proxy") or wildcards.get("target") or wildcards.get("model")
 
 
-def sized(kind, key):
-    """A resource of a model job from the by_model_size table; runtime grows with each retry. The GPU
-    keys (gpu_model, cpus_per_gpu) are unset (None) for a row without GPUs or without that key: sbatch
-    then gets no --gpus=<model>:0 and the threads as --cpus-per-task."""
+def sized(kind, key, passes=1):
+    """A resource of a model job from the by_model_size table; runtime (x passes: a job that runs the
+    model that many times) grows with each retry up to resources.max_runtime_min
+    (study.retry_runtime). The GPU keys (gpu_model, cpus_per_gpu) are unset (None) for a row without
+    GPUs or without that key: sbatch then gets no --gpus=<model>:0 and the threads as --cpus-per-task.
+    """
 
     def get(wildcards, attempt):
         row = study.size_resources(config, model_of(wildcards), kind)
         if key in ("gpu_model", "cpus_per_gpu"):
             return row[key] if row["gpus"] and row[key] else None
-        return row[key] * attempt if key == "runtime" else row[key]
+        if key == "runtime":
+            return study.retry_runtime(config, row[key] * passes, attempt)
+        return row[key]
 
     return get
 
@@ -177,8 +181,10 @@ def fresh_only(value):
 
 
 def light(key):
-    return lambda wildcards, attempt: RES["light"][key] * (
-        attempt if key == "runtime" else 1
+    return lambda wildcards, attempt: (
+        study.retry_runtime(config, RES["light"][key], attempt)
+        if key == "runtime"
+        else RES["light"][key]
     )
 
 

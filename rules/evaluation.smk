@@ -31,6 +31,7 @@ rule evaluate:
         mem_mb=sized("extract", "mem_mb"),
         runtime=sized("extract", "runtime"),
         gpu=one_gpu("extract"),
+        nodes=1,
         gpu_model=sized("extract", "gpu_model"),
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:

@@ -99,9 +99,9 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
     )
     target = next(x for x in lines if "rule_finetune_target" in x)
     proxy = next(x for x in lines if "rule_train_proxy" in x)
-    for flag in ("--gpus=a100:4", "--cpus-per-gpu=8", "--mem 256000", "-t 1440", "--requeue"):
+    for flag in ("--gpus=a100:4", "--cpus-per-gpu=8", "--mem 256000", "-t 1440", "--requeue", "--nodes=1"):
         assert flag in target, (flag, target)
-    for flag in ("--gpus=a100:1", "--cpus-per-task=8", "--mem 64000", "-t 240", "--requeue"):
+    for flag in ("--gpus=a100:1", "--cpus-per-task=8", "--mem 64000", "-t 240", "--requeue", "--nodes=1"):
         assert flag in proxy, (flag, proxy)
     for line in (target, proxy):  # the profile names no account or partition: the cluster's defaults
         assert " -A " not in line and " -p " not in line, line
@@ -178,12 +178,14 @@ def dry_run_jobs(tmp_path, workdir, study) -> list[dict]:
     args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "10", "--configfile", "slurm.yaml"]
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [{"rule": j["rule"], "gpu": int(j.get("gpu") or 0)} for j in job_resources(proc.stdout)]
+    return [{"rule": j["rule"], "gpu": int(j.get("gpu") or 0), "nodes": j.get("nodes"),
+             "runtime": int(j.get("runtime") or 0)} for j in job_resources(proc.stdout)]
 
 
 def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):
     study = yaml.safe_load(yaml.safe_dump(STUDY))
     study["evaluation"]["generate"] = True
+    study["resources"]["max_runtime_min"] = 1000  # a partition limit below the 13B row's 1440 minutes
     jobs = dry_run_jobs(tmp_path, workdir, study)
     by_rule = {}
     for job in jobs:
@@ -192,3 +194,17 @@ def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):
     assert {j["gpu"] for j in by_rule["evaluate"]} == {1}  # one process: one GPU, whatever the size row
     assert "responses" not in by_rule  # evaluate writes them (its generations), no job just to convert them
     assert {j["gpu"] for j in by_rule["prepare_model"]} == {0}  # pretrained copies, on the CPU
+    # a GPU job's GPUs on one node (torchrun --standalone), never spread by SLURM over several
+    assert all(j["nodes"] == "1" for j in jobs if j["gpu"]) and any(j["gpu"] for j in jobs)
+    assert {j["runtime"] for j in by_rule["finetune_target"]} == {1000}  # capped at the partition limit
+    assert max(j["runtime"] for j in jobs) == 1000  # extract_losses' 240 x 4 passes stays 960
+
+
+def test_retries_ask_for_more_time_up_to_the_partition_limit():
+    from lpselect.study import retry_runtime
+
+    study = yaml.safe_load(yaml.safe_dump(STUDY))
+    assert [retry_runtime(study, 1440, a) for a in (1, 2, 3)] == [1440, 2880, 4320]  # no limit set
+    study["resources"]["max_runtime_min"] = 2880
+    validate_config(study)
+    assert [retry_runtime(study, 1440, a) for a in (1, 2, 3)] == [1440, 2880, 2880]

@@ -210,6 +210,57 @@ def test_the_fingerprint_reads_model_weights_by_size_and_mtime_only(tmp_path, mo
     assert training.fingerprint({}, {"model": tmp_path / "model"})["fingerprint"] != before["fingerprint"]
 
 
+def test_no_resume_checkpoint_is_written_after_the_last_kept_epoch(small):
+    """The last epoch's folder is the job's result (publish moves it); a Trainer checkpoint of it
+    would be written (a 13B one is ~156 GB) only to be thrown away."""
+    from lpselect import training
+    from lpselect.tokenization import training_examples
+
+    model, tokenizer = models.load_model(small / "base", device="cpu")
+    training.train(model, tokenizer, training_examples(small / "rows.tokenized"), SMALL_HP | {"epochs": 2},
+                   small / "state", 42, epochs_to_keep=[1, 2])
+    assert (small / "state/epoch-2/model.safetensors").exists()
+    assert [p.name for p in (small / "state/checkpoints").iterdir()] == ["checkpoint-6"]  # epoch 1's only
+
+
+def test_a_checkpoint_cut_by_a_kill_is_removed_and_the_complete_one_before_it_resumed(small, caplog):
+    """A job killed while writing checkpoint-12 leaves it without trainer_state.json (written last) and
+    with truncated files: the rerun resumes from checkpoint-6 (the last complete one), removes
+    checkpoint-12 and ends where an uninterrupted run ends."""
+    from lpselect import training
+    from lpselect.tokenization import training_examples
+
+    examples, hp = training_examples(small / "rows.tokenized"), SMALL_HP | {"epochs": 3}
+
+    def run(state):
+        model, tokenizer = models.load_model(small / "base", device="cpu")
+        return training.train(model, tokenizer, examples, hp, state, 42, epochs_to_keep=[1, 2, 3])
+
+    run(small / "straight")
+    import shutil
+
+    shutil.copytree(small / "straight", small / "cut")
+    checkpoints = small / "cut/checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["checkpoint-12"]  # epoch 2's; none after epoch 3
+    complete = checkpoints / "checkpoint-12"
+    partial = checkpoints / "checkpoint-18"  # epoch 3's, cut during the write
+    shutil.copytree(complete, partial)
+    (partial / "trainer_state.json").unlink()
+    weights = partial / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    for folder in ("epoch-3", "train_log.json"):
+        target = small / "cut" / folder
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+    with caplog.at_level(logging.INFO, logger="lpselect"):
+        run(small / "cut")
+    assert f"resuming from {complete}" in caplog.text and "removing incomplete checkpoint" in caplog.text
+    assert not partial.exists()
+    a = load_file(small / "straight/epoch-3/model.safetensors")
+    b = load_file(small / "cut/epoch-3/model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
 # --- the per-proxy extraction job resumes at the next epoch -------------------------------------------
 
 
