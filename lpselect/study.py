@@ -368,7 +368,7 @@ def method_settings(config: dict) -> dict:
 NOT_RESULTS = {
     # gradient checkpointing trades memory for compute (same gradients), and the per-device batch size
     # only splits training.global_batch_size into micro-batches (the same samples per optimizer step)
-    "training": ("logging_steps", "gradient_checkpointing", "batch_size"),
+    "training": ("logging_steps", "gradient_checkpointing", "batch_size", "padding_free"),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
     "evaluation": ("tie_tolerance", "eval_sets", "batch_size"),
 }
