@@ -74,9 +74,13 @@ def packing_mode(model) -> str | None:
         model.train(was_training)
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def agreed(value):
     """Rank 0's value on every rank (under FSDP's rank-0 loading only rank 0 holds weights to probe)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if _distributed():
         box = [value]
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
@@ -103,9 +107,7 @@ class FlattenedBatches(DataCollatorWithFlattening):
 
 def flattening_collator(model):
     """The flattening collator this model keeps samples apart with, or None (logged) when it cannot."""
-    probe_here = not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
-        torch.distributed.get_rank() == 0
-    mode = agreed(packing_mode(model) if probe_here else None)
+    mode = agreed(packing_mode(model) if not _distributed() or torch.distributed.get_rank() == 0 else None)
     name = type(model).__name__
     if mode is None:
         log.warning("training.padding_free: %s lets the samples of a flattened batch attend to each other; "

@@ -3,6 +3,7 @@ architecture the project trains (Llama: fresh models and SmolLM2; Gemma 3; OPT, 
 train exactly as padded batches do: same samples in the same order, same per-step losses, same weights."""
 
 import copy
+import json
 import logging
 
 import pytest
@@ -185,3 +186,26 @@ def test_padding_free_is_a_result_neutral_knob_on_by_default():
     config = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text())
     assert "padding_free" not in study.result_settings(config, "training")
     assert study.training_knobs(config, config["grid"]["proxies"][0])["padding_free"] is True  # the schema's default
+
+
+def test_two_ranks_agree_on_flattening_and_train_as_padded(tmp_path, capfd):
+    """Data-parallel training (torchrun, 2 ranks over gloo): rank 0 probes, every rank flattens
+    (said in each rank's log), and the loss curve is the padded one."""
+    from lpselect import stages, synthetic
+    from lpselect.fileio import write_jsonl
+
+    rows = synthetic.generate(4, 2, 5)
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    tok = models.train_tokenizer(rows, 320)
+    models.save_model(models.build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, tok, 0), tok,
+                      tmp_path / "base")
+    stages.tokenize(tmp_path / "base", tmp_path / "rows.jsonl", 512, "alpaca", tmp_path / "tokenized")
+    curves = {}
+    for free in (False, True):
+        out = tmp_path / str(free)
+        stages.train_model(tmp_path / "base", tmp_path / "tokenized", None, HP | {"epochs": 2}, 42, {2: out / "model"},
+                           out / "state", out / "train.json", processes=2, knobs={"padding_free": free})
+        curves[free] = [h["loss"] for h in json.loads((out / "model" / "train_log.json").read_text()) if "loss" in h]
+        log = capfd.readouterr().err
+        assert log.count("flattened batches for LlamaForCausalLM") == (2 if free else 0)
+    assert len(curves[True]) > 2 and curves[True] == pytest.approx(curves[False], rel=1e-5)
