@@ -8,7 +8,8 @@ job that trains or runs a model is costed from its wildcards:
 - FLOPs: 6 * N * T for training (forward and backward; 8 * N * T with gradient checkpointing, which runs
   the forward pass twice), 2 * N * T for a forward pass (loss extraction, held-out losses, prompts), N
   parameters and T tokens computed, padding included: a training batch pads every row to its longest
-  (plan.padding_factor, or measured on the tokenized rows once they exist).
+  (plan.padding_factor, or measured on the tokenized rows once they exist), unless training.padding_free
+  flattens it (no padding).
 - T: epochs x rows x tokens per row x padding for training (a subset trains on its realized rows once
   `select` has run, else on 1/k of the rows: a lower bound, the cluster scheme realizes more); rows x
   tokens per row for an extraction pass (length-sorted batches: no padding counted).
@@ -199,6 +200,8 @@ def _tokenized_lengths(results: Path, dataset: str):
 
 def _padding(plan: dict, dataset: str, config: dict, results: Path) -> tuple[float, str]:
     training = config["training"]
+    if study.defaulted(config, "training")["padding_free"]:  # plan.padding_factor describes padded batches
+        return 1.0, "none: training.padding_free trains on flattened batches"
     given = plan.get("padding_factor")
     if isinstance(given, dict) and dataset in given:
         return float(given[dataset]), "plan.padding_factor"

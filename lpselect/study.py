@@ -413,8 +413,10 @@ def method_settings(config: dict) -> dict:
 NOT_RESULTS = {
     # gradient checkpointing trades memory for compute (same gradients), and the per-device batch size
     # only splits training.global_batch_size into micro-batches (the same samples per optimizer step);
-    # sync_each_batch only chooses where FSDP accumulates the same gradients, and a timeout is no result
-    "training": ("logging_steps", "gradient_checkpointing", "batch_size", "sync_each_batch", "collective_timeout_s"),
+    # sync_each_batch only chooses where FSDP accumulates the same gradients, a timeout is no result, and
+    # padding-free batches hold the same samples in the same order with the same loss
+    "training": ("logging_steps", "gradient_checkpointing", "batch_size", "sync_each_batch", "collective_timeout_s",
+                 "padding_free"),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
     "evaluation": ("tie_tolerance", "eval_sets", "batch_size"),
 }

@@ -34,6 +34,7 @@ from transformers.utils import is_torch_tf32_available
 
 from .fileio import write_text
 from .losses import response_token_nll
+from .packing import flattening_collator
 
 log = logging.getLogger(__name__)
 
@@ -198,17 +199,21 @@ def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool 
 
 def build_trainer(model, tokenizer, examples: list[dict], hp: dict, output_dir, seed: int, callbacks=(),
                   response_loss: bool = True, checkpoints: bool = True) -> Trainer:
-    """A Trainer on response-masked examples, each batch padded to its longest sample;
+    """A Trainer on response-masked examples, each batch flattened into one row (`padding_free`, where
+    the model keeps the samples of a row apart: packing) or padded to its longest sample;
     `response_loss=False` gives the stock Trainer loss (the benchmark's reference)."""
     tokenizer.padding_side = "right"
     dataset = Dataset.from_dict(
         {"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples]}
     )
+    # the arguments first: under torchrun they start the process group that the packing probe agrees over
+    args = training_arguments(hp, Path(output_dir), seed, checkpoints)
+    collator = flattening_collator(model) if hp.get("padding_free", False) else None
     return (ResponseLossTrainer if response_loss else Trainer)(
         model=model,
-        args=training_arguments(hp, Path(output_dir), seed, checkpoints),
+        args=args,
         train_dataset=dataset,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True),
+        data_collator=collator or DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True),
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )

@@ -157,6 +157,11 @@ def test_padding_factor_comes_from_the_plan_or_the_tokenized_rows(tmp_path):
     from lpselect import tokenization
 
     config = hub_config(rows={"alpaca": 1500})
+    config["plan"]["padding_factor"] = {"alpaca": 1.4}  # padded batches' factor: flattened ones compute none
+    got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
+    assert got.padding["alpaca"] == 1.0 and "training.padding_free" in " ".join(got.notes)
+    config["training"]["padding_free"] = False
+    del config["plan"]["padding_factor"]
     got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
     assert got.padding["alpaca"] == 1.0 and "plan.padding_factor sets it" in " ".join(got.notes)
     examples = [{"id": str(i), "input_ids": [1] * n, "labels": [1] * n, "truncated": False}
