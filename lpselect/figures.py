@@ -83,8 +83,9 @@ def metric_vs_fraction(metrics: pd.DataFrame, **_):
                 ax.axhline(0.5, color="grey", ls=":", lw=1, label="50% (parity with full)")
             ax.set(xlabel="selected data (% of rows, realized)", ylabel=METRICS[name], title=f"target {target}")
     axes[0, -1].legend(fontsize=7, loc="best")
-    fig.text(0.01, 0.005, "bands: 95% interval over seeds" if summary["n_seeds"].max() > 1
-             else "one seed: no interval over seeds", fontsize=7)
+    note = judge_note(metrics, "judge_") if "judge_win_rate" in names else ""
+    fig.text(0.01, 0.005, ("bands: 95% interval over seeds" if summary["n_seeds"].max() > 1
+             else "one seed: no interval over seeds") + (f"; LLM judge {note}" if note else ""), fontsize=7)
     return fig
 
 
@@ -255,20 +256,38 @@ def _eval_sets(judged: pd.DataFrame) -> list[str]:
     return [n for n in names if n != POOLED] + [n for n in names if n == POOLED]
 
 
+def judge_note(table: pd.DataFrame, prefix: str = "") -> str:
+    """What a judged win rate is: the sets its pooled rows pool and the tie rule (the judged table's
+    `pooled_sets` / `tie_rule` columns, the metrics table's `judge_`-prefixed ones); '' without them."""
+    from .metrics import TIE_RULES
+
+    parts = []
+    pooled = table.get(f"{prefix}pooled_sets", pd.Series(dtype=object)).dropna().astype(str)
+    pooled = pooled[pooled != ""]
+    if len(pooled):
+        parts.append("pooled: " + ", ".join(pooled.iloc[0].split()))
+    rules = table.get(f"{prefix}tie_rule", pd.Series(dtype=object)).dropna()
+    if len(rules):
+        parts.append("ties: " + TIE_RULES.get(rules.iloc[0], rules.iloc[0]))
+    return "; ".join(parts)
+
+
 def judged_vs_fraction(judged: pd.DataFrame, **_):
-    """The paper's headline per evaluation set and pooled over every set's prompts (the last row): the
-    LLM judge's win rate against the full-data model vs the realized fraction, a column per target, a
-    line per (method, proxy) of hard subsets (mean over seeds; band: the 95% interval over seeds, or
-    with one seed the bootstrap interval over prompts), the length-controlled win rate dotted in the
-    same colour, and the 50% line (parity with the full-data model)."""
-    from .aggregate import over_seeds
+    """The paper's headline per evaluation set and pooled over the pooled sets' prompts (the last row):
+    the LLM judge's win rate against the full-data model vs the realized fraction, a column per
+    target, a line per (method, proxy) of hard subsets (mean over seeds; band: the 95% interval over
+    seeds, or with one seed the bootstrap interval over prompts), the two length-controlled win rates
+    in the same colour (dotted: log ratio, dash-dot: AlpacaEval 2's), and the 50% line (parity with
+    the full-data model)."""
+    from .aggregate import POOLED, over_seeds
 
     sets, targets = _eval_sets(judged), sorted(judged["target"].unique())
     fig, axes = plt.subplots(len(sets), len(targets), figsize=(max(6.5, 4.5 * len(targets)), 3.2 * len(sets)),
                              squeeze=False)
     one_seed = True
     for row, name in enumerate(sets):
-        summary = over_seeds(judged[judged["eval_set"] == name], ["win_rate", "lc_win_rate", "win_rate_lo", "win_rate_hi"])
+        summary = over_seeds(judged[judged["eval_set"] == name],
+                             ["win_rate", "lc_win_rate_logratio", "lc_win_rate_alpacaeval", "win_rate_lo", "win_rate_hi"])
         one_seed &= bool(summary["n_seeds"].max() <= 1)
         hard = summary[summary["part"] == "hard"]
         for col, target in enumerate(targets):
@@ -278,7 +297,8 @@ def judged_vs_fraction(judged: pd.DataFrame, **_):
                 x = g["realized_fraction"] * 100
                 label = display if selector == "none" else f"{display} ({selector})"
                 line = ax.plot(x, g["win_rate"], marker="o", label=label)[0]
-                ax.plot(x, g["lc_win_rate"], ls=":", marker=".", color=line.get_color())
+                ax.plot(x, g["lc_win_rate_logratio"], ls=":", marker=".", color=line.get_color())
+                ax.plot(x, g["lc_win_rate_alpacaeval"], ls="-.", marker=".", color=line.get_color())
                 lo, hi = within_range("win_rate", g["win_rate_seed_lo"], g["win_rate_seed_hi"])
                 if lo.isna().all():
                     lo, hi = g["win_rate_lo"], g["win_rate_hi"]
@@ -288,8 +308,10 @@ def judged_vs_fraction(judged: pd.DataFrame, **_):
             ax.set(xlabel="selected data (% of rows, realized)", ylabel="judge win rate vs full", ylim=(-0.02, 1.02),
                    title=f"{name}: target {target}")
     axes[0, -1].legend(fontsize=7, loc="best")
-    fig.text(0.01, 0.005, "dotted: length-controlled win rate; bands: "
-             + ("bootstrap 95% interval over prompts (one seed)" if one_seed else "95% interval over seeds"), fontsize=7)
+    note = judge_note(judged[judged["eval_set"] == POOLED])
+    fig.text(0.01, 0.005, "dotted: length-controlled win rate (log ratio), dash-dot: AlpacaEval 2's; bands: "
+             + ("bootstrap 95% interval over prompts (one seed)" if one_seed else "95% interval over seeds")
+             + (f"\n{note}" if note else ""), fontsize=7)
     return fig
 
 

@@ -379,15 +379,16 @@ def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_c
     client = judging.client_from_settings(cfg)
     cache = judging.JudgementCache(cache_path)
     table = judging.judge_pair(records, reference, client, cache, workers=cfg["workers"])
-    summary = metrics.judge_summary(table, cfg["bootstrap"], cfg["confidence"], cfg["seed"])
+    # this job's own look at its set (judging.JOB_TIE_RULE); the tables apply evaluation.tie_rule
+    summary = metrics.judge_summary(table, cfg["bootstrap"], cfg["confidence"], cfg["seed"], judging.JOB_TIE_RULE)
     summary |= {"judge_model": cfg["model"], "generator": records[0]["generator"] if records else "",
                 "reference": reference[0]["generator"] if reference else ""}
     log.info("W/T/L %d/%d/%d, %d malformed, %d errors: win rate %.3f [%.3f, %.3f], winning score %.3f, "
-             "length-controlled win rate %.3f, mean length %.1f vs %.1f words, verdict flipped with the order "
-             "on %.1f%% of the prompts", summary["wins"], summary["ties"], summary["losses"], summary["malformed"],
+             "length-controlled win rate %.3f (log ratio) / %.3f (AlpacaEval), mean length %.1f vs %.1f words, "
+             "verdict flipped with the order on %.1f%% of the prompts (tie rule %s)", summary["wins"], summary["ties"], summary["losses"], summary["malformed"],
              summary["errors"], summary["win_rate"], summary["win_rate_lo"], summary["win_rate_hi"],
-             summary["winning_score"], summary["lc_win_rate"], summary["length"], summary["reference_length"],
-             100 * summary["position_bias"])
+             summary["winning_score"], summary["lc_win_rate_logratio"], summary["lc_win_rate_alpacaeval"],
+             summary["length"], summary["reference_length"], 100 * summary["order_flip_rate"], summary["tie_rule"])
     write_csv(out_csv, table)
     write_json(out_json, summary)
 

@@ -45,6 +45,9 @@ rule aggregate:
             if JUDGE
             else None
         ),
+        # the sets the headline judge win rate pools, and how two verdicts make an outcome
+        pooled_sets=study.pooled_sets(config) if JUDGE else [],
+        tie_rule=study.defaulted(config, "evaluation")["tie_rule"] if JUDGE else None,
     script:
         "../workflow_scripts/aggregate.py"
 
