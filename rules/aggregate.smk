@@ -55,6 +55,7 @@ rule aggregate:
 rule summary:
     input:
         stats=expand("results/datasets/{dataset}/stats.json", dataset=DATASETS),
+        leaks=expand("results/datasets/{dataset}/leaks.json", dataset=DATASETS),
         seeds=expand("results/tables/{dataset}/seeds.csv", dataset=DATASETS),
         paired=expand("results/tables/{dataset}/paired.csv", dataset=DATASETS),
         subsets=expand("results/tables/{dataset}/subsets.csv", dataset=DATASETS),
@@ -82,6 +83,15 @@ rule summary:
     params:
         datasets=DATASETS,
         proxies=GRID["proxies"],
+        # what the headline judge win rate is: the sets it pools and the tie rule
+        judge=(
+            {
+                "pooled_sets": study.pooled_sets(config),
+                "tie_rule": study.defaulted(config, "evaluation")["tie_rule"],
+            }
+            if JUDGE
+            else None
+        ),
     script:
         "../workflow_scripts/summary.py"
 
