@@ -60,23 +60,24 @@ def judged_table(judged: dict, subset_sizes: pd.DataFrame, bootstrap: dict, pool
     lengths (words) and the judge's order flips and position bias, every outcome made from the two
     verdicts by `tie_rule`; plus a `pooled` row per model over the prompts of the `pooled_sets`
     together (its `pooled_sets` column names them; bootstrap over the pooled prompts, `bootstrap`
-    holding its bootstrap / confidence / seed). `judged` maps (eval_set, target, selector, subset) to
+    holding its bootstrap / lc_bootstrap / confidence / seed). `judged` maps (eval_set, target, selector, subset) to
     (summary JSON, verdicts CSV); the judge job's summary gives only the judge model."""
     from .metrics import judge_summary
 
     rows, tables = [], {}
-    n, confidence, seed = bootstrap["bootstrap"], bootstrap["confidence"], bootstrap["seed"]
+    n, confidence, seed, n_lc = bootstrap["bootstrap"], bootstrap["confidence"], bootstrap["seed"], bootstrap["lc_bootstrap"]
     for (eval_set, target, selector, subset), (summary_path, verdicts_path) in judged.items():
         judge_model = json.loads(Path(summary_path).read_text())["judge_model"]
         verdicts = pd.read_csv(verdicts_path, keep_default_na=False, na_values={"outcome": [""]})
-        summary = judge_summary(verdicts, n, confidence, seed, tie_rule)
+        summary = judge_summary(verdicts, n, confidence, seed, tie_rule, n_lc)
         rows.append({"eval_set": eval_set, "target": target, "selector": selector, "subset": subset}
                     | describe(selector, subset) | {k: summary[k] for k in JUDGED_COLUMNS}
                     | {"pooled_sets": "", "judge_model": judge_model})
         if eval_set in pooled_sets:
             tables.setdefault((target, selector, subset), []).append((verdicts, judge_model))
     for (target, selector, subset), parts in tables.items():
-        pooled = judge_summary(pd.concat([t for t, _ in parts], ignore_index=True), n, confidence, seed, tie_rule)
+        pooled = judge_summary(pd.concat([t for t, _ in parts], ignore_index=True), n, confidence, seed, tie_rule,
+                               n_lc)
         rows.append({"eval_set": POOLED, "target": target, "selector": selector, "subset": subset}
                     | describe(selector, subset) | {k: pooled[k] for k in JUDGED_COLUMNS}
                     | {"pooled_sets": " ".join(pooled_sets), "judge_model": parts[0][1]})

@@ -38,6 +38,7 @@ DEFAULTS = {
     "max_tokens": 512,
     "temperature": 0.0,
     "bootstrap": 1000,
+    "lc_bootstrap": 200,
     "confidence": 0.95,
     "seed": 0,
 }

@@ -122,13 +122,21 @@ def _logistic_intercepts(x: np.ndarray, y: np.ndarray, weights: np.ndarray, iter
     C * sum(w * logloss) + slope^2 / 2, the objective of scikit-learn's LogisticRegression(C). y is a
     soft label (a tie 0.5: half a win and half a loss). A fit whose weighted prompts are all wins (or
     all losses) has no finite intercept: it gives 1 (or 0), the limit of the fit."""
-    x = np.broadcast_to(x, weights.shape)
+    x = np.asarray(x, dtype=float)
+    shared = x.ndim == 1  # one length term for every fit: sums over prompts are matrix-vector products
+
+    def dot(m, v):
+        return m @ v if shared else np.einsum("ij,ij->i", m, v)
+
     a, b = np.zeros(len(weights)), np.zeros(len(weights))
+    cw = LC_PENALTY_C * weights
     for _ in range(iterations):
         p = 1 / (1 + np.exp(-(a[:, None] + b[:, None] * x)))
-        r, v = LC_PENALTY_C * weights * (p - y), LC_PENALTY_C * weights * p * (1 - p)
-        ga, gb = r.sum(1), (r * x).sum(1) + b
-        haa, hab, hbb = v.sum(1), (v * x).sum(1), (v * x * x).sum(1) + 1
+        r = cw * (p - y)
+        v = cw * p * (1 - p)
+        vx = v * x
+        ga, gb = r.sum(1), dot(r, x) + b
+        haa, hab, hbb = v.sum(1), vx.sum(1), dot(vx, x) + 1
         det = haa * hbb - hab ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
             da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
@@ -194,8 +202,8 @@ def lc_summary(outcomes, lengths, reference_lengths, chars, reference_chars, n_r
     counts = None
     if len(o):
         picks = np.random.default_rng(seed).integers(0, len(o), size=(n_resamples, len(o)))
-        counts = np.zeros((n_resamples, len(o)))
-        np.add.at(counts, (np.arange(n_resamples)[:, None], picks), 1)
+        picks += np.arange(n_resamples)[:, None] * len(o)  # each resample's prompt counts, in one bincount
+        counts = np.bincount(picks.ravel(), minlength=n_resamples * len(o)).reshape(n_resamples, len(o)).astype(float)
     alpha = (1 - confidence) / 2
     for variant, (mine, theirs) in (("logratio", (lengths, reference_lengths)), ("alpacaeval", (chars, reference_chars))):
         name = f"lc_win_rate_{variant}"
@@ -226,11 +234,12 @@ def position_bias(verdict_ab, verdict_ba) -> dict:
             "first_position_share": float((decisive == "A").mean()) if len(decisive) else float("nan")}
 
 
-def judge_summary(table: pd.DataFrame, n_resamples: int, confidence: float, seed: int, tie_rule: str) -> dict:
+def judge_summary(table: pd.DataFrame, n_resamples: int, confidence: float, seed: int, tie_rule: str,
+                  lc_resamples: int) -> dict:
     """Everything a judged table (judge.judge_pair's, or several concatenated) says about a model, its
     outcomes made from the two verdicts by `tie_rule` (TIE_RULES): judged_summary, the mean response
     lengths in words (`length`, `reference_length`, over every prompt), the length-controlled win
-    rates with their intervals and longer_share (lc_summary), and the judge's order flips and position
+    rates with their intervals (`lc_resamples` refits) and longer_share (lc_summary), and the judge's order flips and position
     bias over the prompts judged cleanly."""
     outcome = judged_outcomes(table, tie_rule)
     ok = table["status"] == "ok"
@@ -240,7 +249,7 @@ def judge_summary(table: pd.DataFrame, n_resamples: int, confidence: float, seed
                 "reference_length": float(table["reference_length"].mean()) if len(table) else float("nan")}
     at = table[ok]
     summary |= lc_summary(outcome[ok].astype(int).to_numpy(), at["length"], at["reference_length"], at["chars"],
-                          at["reference_chars"], n_resamples, confidence, seed)
+                          at["reference_chars"], lc_resamples, confidence, seed)
     return summary | position_bias(at["verdict_ab"], at["verdict_ba"])
 
 

@@ -403,7 +403,8 @@ def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_c
     cache = judging.JudgementCache(cache_path)
     table = judging.judge_pair(records, reference, client, cache, workers=cfg["workers"])
     # this job's own look at its set (judging.JOB_TIE_RULE); the tables apply evaluation.tie_rule
-    summary = metrics.judge_summary(table, cfg["bootstrap"], cfg["confidence"], cfg["seed"], judging.JOB_TIE_RULE)
+    summary = metrics.judge_summary(table, cfg["bootstrap"], cfg["confidence"], cfg["seed"], judging.JOB_TIE_RULE,
+                                    cfg["lc_bootstrap"])
     summary |= {"judge_model": cfg["model"], "generator": records[0]["generator"] if records else "",
                 "reference": reference[0]["generator"] if reference else ""}
     log.info("W/T/L %d/%d/%d, %d malformed, %d errors: win rate %.3f [%.3f, %.3f], winning score %.3f, "

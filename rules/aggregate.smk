@@ -41,7 +41,7 @@ rule aggregate:
         # (evaluation set, target, selector, subset) of the judge inputs, and the bootstrap of the pooled rows
         judged=judged_models(),
         bootstrap=(
-            {k: JUDGE[k] for k in ("bootstrap", "confidence", "seed")}
+            {k: JUDGE[k] for k in ("bootstrap", "lc_bootstrap", "confidence", "seed")}
             if JUDGE
             else None
         ),

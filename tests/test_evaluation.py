@@ -317,12 +317,12 @@ def test_judged_table_per_evaluation_set_and_pooled(tmp_path):
     judged = {}
     for name, table in sets.items():
         table.to_csv(tmp_path / f"{name}.csv", index=False)
-        summary = metrics.judge_summary(table, 200, 0.9, 3, "alpagasus") | {"judge_model": "j"}
+        summary = metrics.judge_summary(table, 200, 0.9, 3, "alpagasus", 100) | {"judge_model": "j"}
         (tmp_path / f"{name}.json").write_text(json.dumps(summary))
         judged[(name, *model)] = (tmp_path / f"{name}.json", tmp_path / f"{name}.csv")
     sizes = pd.DataFrame({"selector": ["p"], "subset": [model[2]], "n_selected": [6], "n_total": [10],
                           "realized_fraction": [0.6]})
-    table = aggregate.judged_table(judged, sizes, {"bootstrap": 200, "confidence": 0.9, "seed": 3},
+    table = aggregate.judged_table(judged, sizes, {"bootstrap": 200, "lc_bootstrap": 100, "confidence": 0.9, "seed": 3},
                                    ["seta", "setb"], "alpagasus")
     assert table["eval_set"].tolist() == ["seta", "setb", "pooled"]
     rows = table.set_index("eval_set")
@@ -368,7 +368,7 @@ def test_the_headline_pools_the_named_sets_only(tmp_path):
     assert study.pooled_sets({"evaluation": config["evaluation"] | {"pooled_sets": "all"}}) == ["heldout", "vicuna", "koala"]
     assert study.pooled_sets({"evaluation": config["evaluation"] | {"pooled_sets": ["koala", "heldout"]}}) == ["heldout", "koala"]
     assert study.pooled_sets({"evaluation": {"eval_sets": [{"name": "heldout"}]}}) == ["heldout"]  # the only set
-    bootstrap = {"bootstrap": 100, "confidence": 0.9, "seed": 0}
+    bootstrap = {"bootstrap": 100, "lc_bootstrap": 50, "confidence": 0.9, "seed": 0}
     table = aggregate.judged_table(judged, sizes, bootstrap, study.pooled_sets(config), "alpagasus").set_index("eval_set")
     assert table.loc["pooled", ["wins", "ties", "losses"]].tolist() == [1, 2, 2]  # vicuna and koala only
     assert table.loc["pooled", "pooled_sets"] == "vicuna koala" and table.loc["heldout", "win_rate"] == 1.0

@@ -279,7 +279,7 @@ def test_order_flip_rate_and_position_bias():
 
 def test_judge_summary_of_a_judged_table(fake_judge, tmp_path):
     table = judge_pair(MODEL, REFERENCE, client(fake_judge), JudgementCache(tmp_path / "c.jsonl"))
-    summary = metrics.judge_summary(table, 200, 0.9, 0, "alpagasus")
+    summary = metrics.judge_summary(table, 200, 0.9, 0, "alpagasus", 100)
     assert summary["win_rate"] == pytest.approx(0.5) and summary["order_flip_rate"] == 0  # longer wins in both orders
     assert summary["length"] == pytest.approx(7 / 5) and summary["reference_length"] == pytest.approx(7 / 5)
     assert summary["first_position_share"] == pytest.approx(0.5) and summary["tie_rule"] == "alpagasus"
@@ -301,7 +301,7 @@ def test_tie_rules_on_hand_made_verdicts():
     with pytest.raises(ValueError, match="unknown tie rule 'strict'"):
         metrics.combine(1, 1, "strict")
     table = table.assign(length=5, reference_length=5, chars=20, reference_chars=20)
-    summaries = {rule: metrics.judge_summary(table, 100, 0.9, 0, rule) for rule in metrics.TIE_RULES}
+    summaries = {rule: metrics.judge_summary(table, 100, 0.9, 0, rule, 50) for rule in metrics.TIE_RULES}
     assert [summaries["alpagasus"][k] for k in ("wins", "ties", "losses", "errors")] == [2, 2, 2, 1]
     assert [summaries["mt_bench"][k] for k in ("wins", "ties", "losses", "errors")] == [1, 4, 1, 1]
     assert summaries["mt_bench"]["tie_rule"] == "mt_bench"
