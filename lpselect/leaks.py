@@ -33,22 +33,22 @@ def asked(row: dict) -> set[str]:
 
 
 def count(train: list[dict], eval_sets: dict) -> dict:
-    """Per evaluation set (name -> rows): its prompts, how many appear exactly in the training rows
-    (`exact`), how many after normalising both (`normalised`, which includes the exact ones), and how
-    many training rows contain one of them (`train_rows`); `train_rows_any`: training rows that
-    contain a prompt of any set."""
+    """Per evaluation set (name -> rows), in the study's order (a list: JSON files sort their keys):
+    its `name`, prompts, how many appear exactly in the training rows (`exact`), how many after
+    normalising both (`normalised`, which includes the exact ones), and how many training rows contain
+    one of them (`train_rows`); `train_rows_any`: training rows that contain a prompt of any set."""
     texts = [asked(r) for r in train]
     exact_pool = set().union(*texts) if texts else set()
     normal_rows = [{normalise(t) for t in ts} for ts in texts]
     normal_pool = set().union(*normal_rows) if normal_rows else set()
-    out, hit_any = {}, set()
+    out, hit_any = [], set()
     for name, rows in eval_sets.items():
         prompts = [prompt(r) for r in rows]
         wanted = {normalise(p) for p in prompts}
         hit = {i for i, ts in enumerate(normal_rows) if ts & wanted}
         hit_any |= hit
-        out[name] = {"n_prompts": len(prompts), "exact": sum(p in exact_pool for p in prompts),
-                     "normalised": sum(normalise(p) in normal_pool for p in prompts), "train_rows": len(hit)}
+        out.append({"name": name, "n_prompts": len(prompts), "exact": sum(p in exact_pool for p in prompts),
+                    "normalised": sum(normalise(p) in normal_pool for p in prompts), "train_rows": len(hit)})
     return {"sets": out, "n_train": len(train), "train_rows_any": len(hit_any)}
 
 

@@ -151,9 +151,6 @@ def _logistic_intercepts(x: np.ndarray, y: np.ndarray, weights: np.ndarray, iter
     return np.where(wins == total, 1.0, np.where(wins == 0, 0.0, rate))
 
 
-LC_VARIANTS = ("logratio", "alpacaeval")
-
-
 def _lc_feature(variant: str, lengths, reference_lengths, weights: np.ndarray) -> np.ndarray:
     """The length term of a variant's fit, per resample (rows of `weights`).
     logratio: log((1 + length) / (1 + reference length)), lengths in words (unbounded);
@@ -194,7 +191,7 @@ def length_controlled_win_rate(outcomes, lengths, reference_lengths, variant: st
 def lc_summary(outcomes, lengths, reference_lengths, chars, reference_chars, n_resamples: int,
                confidence: float, seed: int) -> dict:
     """Both length-controlled win rates (`lc_win_rate_<variant>`) with percentile bootstrap intervals
-    over prompts (`_lo`, `_hi`; the resamples of bootstrap_ci's generator), and `longer_share`, the
+    over prompts (`_lo`, `_hi`; `n_resamples` seeded resamples, all refits at once), and `longer_share`, the
     share of prompts where the model's answer has more words than the reference's: near 0 or 1 the
     length-controlled rates extrapolate to equal lengths that the data hardly has."""
     o = np.asarray(outcomes, dtype=float)

@@ -71,10 +71,10 @@ def leak_check(train_path, eval_paths: dict, out_json) -> None:
     from . import leaks
 
     counts = leaks.count(read_jsonl(train_path), {name: read_jsonl(path) for name, path in eval_paths.items()})
-    for name, c in counts["sets"].items():
+    for c in counts["sets"]:
         if c["normalised"]:
             log.warning("%s: %d of %d prompts appear in the training rows (%d exactly, the rest after normalising "
-                        "whitespace and case), in %d training rows", name, c["normalised"], c["n_prompts"],
+                        "whitespace and case), in %d training rows", c["name"], c["normalised"], c["n_prompts"],
                         c["exact"], c["train_rows"])
     write_json(out_json, counts)
 

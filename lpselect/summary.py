@@ -81,13 +81,13 @@ def leak_lines(leaks: dict, stats: dict) -> list[str]:
     if stats.get("leaked_dropped") is not None:
         lines.append(f"Dropped {stats['leaked_dropped']} training rows that contained an evaluation prompt "
                      "(evaluation.drop_leaked).")
-    for name, c in leaks["sets"].items():
+    for c in leaks["sets"]:
         if c["normalised"]:
-            lines.append(f"**Warning: {c['normalised']} of {c['n_prompts']} {name} prompts appear in the training "
+            lines.append(f"**Warning: {c['normalised']} of {c['n_prompts']} {c['name']} prompts appear in the training "
                          f"rows** ({c['exact']} exactly, the rest after normalising whitespace and case; "
                          f"{c['train_rows']} training rows; set evaluation.drop_leaked: true to drop them).")
     if not lines:
-        sets = ", ".join(leaks["sets"])
+        sets = ", ".join(c["name"] for c in leaks["sets"])
         lines.append(f"No prompt of {sets} appears in the training rows (exact or normalised match).")
     return lines + [""]
 

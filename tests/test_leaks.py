@@ -44,8 +44,8 @@ def test_leaks_counts_exact_and_normalised_matches():
                   alpaca("what is the capital of france?")],
     }
     got = leaks.count(TRAIN, sets)
-    assert got["sets"]["vicuna"] == {"n_prompts": 4, "exact": 2, "normalised": 3, "train_rows": 2}
-    assert got["sets"]["koala"] == {"n_prompts": 2, "exact": 1, "normalised": 2, "train_rows": 2}
+    assert got["sets"] == [{"name": "vicuna", "n_prompts": 4, "exact": 2, "normalised": 3, "train_rows": 2},
+                           {"name": "koala", "n_prompts": 2, "exact": 1, "normalised": 2, "train_rows": 2}]
     assert got["n_train"] == 5 and got["train_rows_any"] == 4
     kept, dropped = leaks.drop(TRAIN, [r for rows in sets.values() for r in rows])
     assert dropped == 4 and kept == [TRAIN[4]]
@@ -98,8 +98,9 @@ def test_leak_check_job_and_drop_leaked_in_a_run(workdir):
     config["evaluation"]["eval_sets"] = [{"name": "heldout"}, {"name": "vicuna", "path": "vicuna.jsonl"}]
     run_snakemake(workdir, config, "--cores", "1", "results/datasets/synth/leaks.json")
     got = json.loads((workdir / "results/datasets/synth/leaks.json").read_text())
-    assert got["sets"]["vicuna"]["exact"] == 1 and got["sets"]["vicuna"]["normalised"] == 2
-    assert got["sets"]["heldout"]["normalised"] == 0  # the split keeps a prompt's duplicates on one side
+    heldout, vicuna = got["sets"]  # the study's order
+    assert vicuna["name"] == "vicuna" and vicuna["exact"] == 1 and vicuna["normalised"] == 2
+    assert heldout["normalised"] == 0  # the split keeps a prompt's duplicates on one side
     stats = json.loads((workdir / "results/datasets/synth/stats.json").read_text())
     warning = summary.leak_lines(got, stats)
     assert "Warning: 2 of 3 vicuna prompts appear in the training rows" in warning[0]
@@ -109,6 +110,6 @@ def test_leak_check_job_and_drop_leaked_in_a_run(workdir):
     assert "prepare_dataset" in out
     got = json.loads((workdir / "results/datasets/synth/leaks.json").read_text())
     stats = json.loads((workdir / "results/datasets/synth/stats.json").read_text())
-    assert got["sets"]["vicuna"]["normalised"] == 0 and got["train_rows_any"] == 0
+    assert got["sets"][1]["normalised"] == 0 and got["train_rows_any"] == 0
     assert stats["leaked_dropped"] >= 2 and stats["n_train"] == len(train) - stats["leaked_dropped"]
     assert "Dropped" in summary.leak_lines(got, stats)[0]
