@@ -33,15 +33,17 @@ def describe(selector: str, subset: str) -> dict:
     return {f: getattr(s, f) for f in SUBSET_FIELDS} | {"display": s.display}
 
 
+LC_COLUMNS = ("lc_win_rate_logratio", "lc_win_rate_logratio_lo", "lc_win_rate_logratio_hi", "lc_win_rate_alpacaeval",
+              "lc_win_rate_alpacaeval_lo", "lc_win_rate_alpacaeval_hi", "longer_share")
 JUDGE_COLUMNS = ("win_rate", "win_rate_lo", "win_rate_hi", "winning_score", "winning_score_lo",
-                 "winning_score_hi", "wins", "ties", "losses", "malformed", "errors", "n_judged", "lc_win_rate",
-                 "position_bias")
+                 "winning_score_hi", "wins", "ties", "losses", "malformed", "errors", "n_judged", *LC_COLUMNS,
+                 "order_flip_rate", "first_position_share", "tie_rule", "pooled_sets")
 # the columns of the judged table (one row per evaluation set and judged model, and a pooled row)
 JUDGED_COLUMNS = ("n_prompts", "n_judged", "wins", "ties", "losses", "malformed", "errors", "win_rate",
                   "win_rate_lo", "win_rate_hi", "winning_score", "winning_score_lo", "winning_score_hi",
-                  "lc_win_rate", "length", "reference_length", "position_bias", "first_position_share",
-                  "confidence")
-# the judged table's row over every evaluation set's prompts together
+                  *LC_COLUMNS, "length", "reference_length", "order_flip_rate", "first_position_share",
+                  "confidence", "tie_rule")
+# the judged table's row over the prompts of the pooled sets together (evaluation.pooled_sets)
 POOLED = "pooled"
 
 
@@ -52,29 +54,35 @@ def judge_columns(summary: dict) -> dict:
     return out | {"judge_model": summary["judge_model"]}
 
 
-def judged_table(judged: dict, subset_sizes: pd.DataFrame, bootstrap: dict) -> pd.DataFrame:
+def judged_table(judged: dict, subset_sizes: pd.DataFrame, bootstrap: dict, pooled_sets, tie_rule: str) -> pd.DataFrame:
     """One row per (evaluation set, judged model): wins / ties / losses, the win rate and winning score
-    with their bootstrap intervals over prompts, the length-controlled win rate, the mean response
-    lengths (words) and the judge's position bias; plus a `pooled` row per model over the prompts of
-    every set together (bootstrap over the pooled prompts, `bootstrap` holding its bootstrap /
-    confidence / seed). `judged` maps (eval_set, target, selector, subset) to (summary JSON, verdicts CSV)."""
+    with their bootstrap intervals over prompts, the length-controlled win rates, the mean response
+    lengths (words) and the judge's order flips and position bias, every outcome made from the two
+    verdicts by `tie_rule`; plus a `pooled` row per model over the prompts of the `pooled_sets`
+    together (its `pooled_sets` column names them; bootstrap over the pooled prompts, `bootstrap`
+    holding its bootstrap / lc_bootstrap / confidence / seed). `judged` maps (eval_set, target, selector, subset) to
+    (summary JSON, verdicts CSV); the judge job's summary gives only the judge model."""
     from .metrics import judge_summary
 
     rows, tables = [], {}
+    n, confidence, seed, n_lc = bootstrap["bootstrap"], bootstrap["confidence"], bootstrap["seed"], bootstrap["lc_bootstrap"]
     for (eval_set, target, selector, subset), (summary_path, verdicts_path) in judged.items():
-        summary = json.loads(Path(summary_path).read_text())
-        model = (target, selector, subset)
+        judge_model = json.loads(Path(summary_path).read_text())["judge_model"]
+        verdicts = pd.read_csv(verdicts_path, keep_default_na=False, na_values={"outcome": [""]})
+        summary = judge_summary(verdicts, n, confidence, seed, tie_rule, n_lc)
         rows.append({"eval_set": eval_set, "target": target, "selector": selector, "subset": subset}
                     | describe(selector, subset) | {k: summary[k] for k in JUDGED_COLUMNS}
-                    | {"judge_model": summary["judge_model"]})
-        tables.setdefault(model, []).append((pd.read_csv(verdicts_path), summary["judge_model"]))
+                    | {"pooled_sets": "", "judge_model": judge_model})
+        if eval_set in pooled_sets:
+            tables.setdefault((target, selector, subset), []).append((verdicts, judge_model))
     for (target, selector, subset), parts in tables.items():
-        pooled = judge_summary(pd.concat([t for t, _ in parts], ignore_index=True), bootstrap["bootstrap"],
-                               bootstrap["confidence"], bootstrap["seed"])
+        pooled = judge_summary(pd.concat([t for t, _ in parts], ignore_index=True), n, confidence, seed, tie_rule,
+                               n_lc)
         rows.append({"eval_set": POOLED, "target": target, "selector": selector, "subset": subset}
                     | describe(selector, subset) | {k: pooled[k] for k in JUDGED_COLUMNS}
-                    | {"judge_model": parts[0][1]})
-    columns = ["eval_set", "target", "selector", "subset", *describe("none", "base"), *JUDGED_COLUMNS, "judge_model"]
+                    | {"pooled_sets": " ".join(pooled_sets), "judge_model": parts[0][1]})
+    columns = ["eval_set", "target", "selector", "subset", *describe("none", "base"), *JUDGED_COLUMNS,
+               "pooled_sets", "judge_model"]
     table = pd.DataFrame(rows, columns=columns)
     table = table.merge(subset_sizes[["selector", "subset", "realized_fraction"]], on=["selector", "subset"],
                         how="left")
@@ -84,7 +92,8 @@ def judged_table(judged: dict, subset_sizes: pd.DataFrame, bootstrap: dict) -> p
 
 def judged_over_seeds(judged: pd.DataFrame) -> pd.DataFrame:
     """over_seeds of the judged table, per evaluation set (the pooled row included)."""
-    columns = ["win_rate", "lc_win_rate", "winning_score", "length", "position_bias"]
+    columns = ["win_rate", "lc_win_rate_logratio", "lc_win_rate_alpacaeval", "winning_score", "length",
+               "longer_share", "order_flip_rate", "first_position_share"]
     parts = [over_seeds(g, columns).assign(eval_set=name) for name, g in judged.groupby("eval_set", sort=False)]
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return out[["eval_set", *[c for c in out if c != "eval_set"]]] if len(out) else out
@@ -365,13 +374,16 @@ def write_tables(
     model_dirs: dict | None = None,
     pairwise_paths: dict | None = None,
     bootstrap: dict | None = None,
+    pooled_sets=(),
+    tie_rule: str | None = None,
 ) -> None:
     """Every table of a study; `judged` maps (eval_set, target, selector, subset) to a judge job's
-    (summary, verdicts) and gives the judged tables (outputs `judged`, `judged_seeds`)."""
+    (summary, verdicts) and gives the judged tables (outputs `judged`, `judged_seeds`), their pooled
+    rows over `pooled_sets` and every outcome under `tie_rule` (judged_table)."""
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
     write_csv(outputs["compute"], with_sizes(compute_table(target_ledgers, proxy_ledgers), sizes))
-    judged_rows = judged_table(judged, sizes, bootstrap) if judged is not None and bootstrap else None
+    judged_rows = judged_table(judged, sizes, bootstrap, pooled_sets, tie_rule) if judged is not None and bootstrap else None
     if "judged" in outputs:
         write_csv(outputs["judged"], judged_rows)
         write_csv(outputs["judged_seeds"], judged_over_seeds(judged_rows))

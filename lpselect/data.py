@@ -282,14 +282,31 @@ def drop_duplicates(rows: list[dict]) -> list[dict]:
     return [r for i, r in enumerate(rows) if groups[i] == i]
 
 
+def _near_key(row: dict) -> tuple:
+    """A row's text with whitespace runs as one space and case folded; a chat row's turns without its
+    system prompt (the same question and answer under two system prompts is one exchange)."""
+    from .leaks import normalise
+
+    if "messages" in row:
+        return tuple((t["role"], normalise(t["content"])) for t in row["messages"] if t["role"] != "system")
+    return tuple(normalise(row[f]) for f in TEXT_FIELDS)
+
+
+def near_duplicate_groups(rows: list[dict]) -> np.ndarray:
+    """Per row, the position of the first row with the same normalised question and answer (_near_key)."""
+    first = {}
+    return np.array([first.setdefault(_near_key(r), i) for i, r in enumerate(rows)], dtype=int)
+
+
 def split_rows(rows: list[dict], test_size: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """A seeded random held-out split that keeps exact duplicates on one side (a test row must not be
-    trained on); both parts keep the source order. Rows are visited in a seeded random order and the
-    held-out part takes each row's whole duplicate group while it fits, so without duplicates it is the
-    first `test_size` rows of that order."""
+    """A seeded random held-out split that keeps near duplicates (the same normalised question and
+    answer, near_duplicate_groups; exact duplicates among them) on one side: a test row must not be
+    trained on; both parts keep the source order. Rows are visited in a seeded random order and the
+    held-out part takes each row's whole group while it fits, so without duplicates it is the first
+    `test_size` rows of that order."""
     if not 0 < test_size < len(rows):
         raise DatasetError(f"test_size {test_size} must be between 1 and {len(rows) - 1}")
-    groups = duplicate_groups(rows)
+    groups = near_duplicate_groups(rows)
     members = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)

@@ -83,8 +83,9 @@ def metric_vs_fraction(metrics: pd.DataFrame, **_):
                 ax.axhline(0.5, color="grey", ls=":", lw=1, label="50% (parity with full)")
             ax.set(xlabel="selected data (% of rows, realized)", ylabel=METRICS[name], title=f"target {target}")
     axes[0, -1].legend(fontsize=7, loc="best")
-    fig.text(0.01, 0.005, "bands: 95% interval over seeds" if summary["n_seeds"].max() > 1
-             else "one seed: no interval over seeds", fontsize=7)
+    note = judge_note(metrics, "judge_") if "judge_win_rate" in names else ""
+    fig.text(0.01, 0.005, ("bands: 95% interval over seeds" if summary["n_seeds"].max() > 1
+             else "one seed: no interval over seeds") + (f"; LLM judge {note}" if note else ""), fontsize=7)
     return fig
 
 
@@ -126,7 +127,7 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
             ax.set(ylabel=METRICS[name], title=f"target {target}")
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle(f"selection methods on the picks of {proxy} (bars: 95% interval over seeds, cut at 0 and 1)" if proxy
-                 else "selection methods", fontsize=10)
+                 else "selection methods", fontsize=10, wrap=True)
     return fig
 
 
@@ -173,7 +174,7 @@ def same_size(metrics: pd.DataFrame, **_):
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7, loc="best")
     fig.suptitle("subsets of the same size (points: mean over seeds, bars: 95% interval, cut at a rate's 0 and 1)",
-                 fontsize=10)
+                 fontsize=10, wrap=True)
     return fig
 
 
@@ -255,20 +256,38 @@ def _eval_sets(judged: pd.DataFrame) -> list[str]:
     return [n for n in names if n != POOLED] + [n for n in names if n == POOLED]
 
 
+def judge_note(table: pd.DataFrame, prefix: str = "") -> str:
+    """What a judged win rate is: the sets its pooled rows pool and the tie rule (the judged table's
+    `pooled_sets` / `tie_rule` columns, the metrics table's `judge_`-prefixed ones); '' without them."""
+    from .metrics import TIE_RULES
+
+    parts = []
+    pooled = table.get(f"{prefix}pooled_sets", pd.Series(dtype=object)).dropna().astype(str)
+    pooled = pooled[pooled != ""]
+    if len(pooled):
+        parts.append("pooled: " + ", ".join(pooled.iloc[0].split()))
+    rules = table.get(f"{prefix}tie_rule", pd.Series(dtype=object)).dropna()
+    if len(rules):
+        parts.append("ties: " + TIE_RULES.get(rules.iloc[0], rules.iloc[0]))
+    return "; ".join(parts)
+
+
 def judged_vs_fraction(judged: pd.DataFrame, **_):
-    """The paper's headline per evaluation set and pooled over every set's prompts (the last row): the
-    LLM judge's win rate against the full-data model vs the realized fraction, a column per target, a
-    line per (method, proxy) of hard subsets (mean over seeds; band: the 95% interval over seeds, or
-    with one seed the bootstrap interval over prompts), the length-controlled win rate dotted in the
-    same colour, and the 50% line (parity with the full-data model)."""
-    from .aggregate import over_seeds
+    """The paper's headline per evaluation set and pooled over the pooled sets' prompts (the last row):
+    the LLM judge's win rate against the full-data model vs the realized fraction, a column per
+    target, a line per (method, proxy) of hard subsets (mean over seeds; band: the 95% interval over
+    seeds, or with one seed the bootstrap interval over prompts), the two length-controlled win rates
+    in the same colour (dotted: log ratio, dash-dot: AlpacaEval 2's), and the 50% line (parity with
+    the full-data model)."""
+    from .aggregate import POOLED, over_seeds
 
     sets, targets = _eval_sets(judged), sorted(judged["target"].unique())
     fig, axes = plt.subplots(len(sets), len(targets), figsize=(max(6.5, 4.5 * len(targets)), 3.2 * len(sets)),
                              squeeze=False)
     one_seed = True
     for row, name in enumerate(sets):
-        summary = over_seeds(judged[judged["eval_set"] == name], ["win_rate", "lc_win_rate", "win_rate_lo", "win_rate_hi"])
+        summary = over_seeds(judged[judged["eval_set"] == name],
+                             ["win_rate", "lc_win_rate_logratio", "lc_win_rate_alpacaeval", "win_rate_lo", "win_rate_hi"])
         one_seed &= bool(summary["n_seeds"].max() <= 1)
         hard = summary[summary["part"] == "hard"]
         for col, target in enumerate(targets):
@@ -278,7 +297,8 @@ def judged_vs_fraction(judged: pd.DataFrame, **_):
                 x = g["realized_fraction"] * 100
                 label = display if selector == "none" else f"{display} ({selector})"
                 line = ax.plot(x, g["win_rate"], marker="o", label=label)[0]
-                ax.plot(x, g["lc_win_rate"], ls=":", marker=".", color=line.get_color())
+                ax.plot(x, g["lc_win_rate_logratio"], ls=":", marker=".", color=line.get_color())
+                ax.plot(x, g["lc_win_rate_alpacaeval"], ls="-.", marker=".", color=line.get_color())
                 lo, hi = within_range("win_rate", g["win_rate_seed_lo"], g["win_rate_seed_hi"])
                 if lo.isna().all():
                     lo, hi = g["win_rate_lo"], g["win_rate_hi"]
@@ -288,8 +308,10 @@ def judged_vs_fraction(judged: pd.DataFrame, **_):
             ax.set(xlabel="selected data (% of rows, realized)", ylabel="judge win rate vs full", ylim=(-0.02, 1.02),
                    title=f"{name}: target {target}")
     axes[0, -1].legend(fontsize=7, loc="best")
-    fig.text(0.01, 0.005, "dotted: length-controlled win rate; bands: "
-             + ("bootstrap 95% interval over prompts (one seed)" if one_seed else "95% interval over seeds"), fontsize=7)
+    note = judge_note(judged[judged["eval_set"] == POOLED])
+    fig.text(0.01, 0.005, "dotted: length-controlled win rate (log ratio), dash-dot: AlpacaEval 2's; bands: "
+             + ("bootstrap 95% interval over prompts (one seed)" if one_seed else "95% interval over seeds")
+             + (f"\n{note}" if note else ""), fontsize=7)
     return fig
 
 
@@ -338,7 +360,7 @@ def transfer_heatmap(metrics: pd.DataFrame, metric: str | None = None, **_):
     metric = metric if metric in metrics and metrics[metric].notna().any() else _metrics_present(metrics)[0]
     hard = metrics[(metrics["part"] == "hard") & metrics["method"].isin(["lp1", "random"])]
     fractions = sorted(hard["fraction"].unique())
-    fig, axes = plt.subplots(1, len(fractions), figsize=(4 * len(fractions), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4.5 * len(fractions), 3.4), squeeze=False)
     for ax, frac in zip(axes[0], fractions):
         at = hard[hard["fraction"] == frac]
         realized = at["realized_fraction"] * 100
@@ -358,8 +380,8 @@ def transfer_heatmap(metrics: pd.DataFrame, metric: str | None = None, **_):
         ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30)
         ax.set_yticks(range(grid.shape[0]), grid.index)
         span = f"{realized.min():.3g}" + ("" if realized.min() == realized.max() else f"-{realized.max():.3g}")
-        ax.set(xlabel="target", ylabel="proxy",
-               title=f"1/{round(1 / frac)} per cluster ({span}% of rows):\n{metric} gain over random")
+        ax.set(xlabel="target", ylabel="proxy")
+        ax.set_title(f"1/{round(1 / frac)} per cluster ({span}% of rows):\n{metric} gain over random", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
 
@@ -504,12 +526,53 @@ FIGURES = {
 }
 
 
+def clipped_texts(fig) -> list[str]:
+    """The texts of a drawn figure that reach past its canvas (cut off in the saved file): every visible,
+    non-empty text artist's extent against the figure's bounding box, to a pixel."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    undrawn = set()  # the labels of ticks outside an axis's view: matplotlib keeps but never draws them
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            slack = 1e-9 * max(1.0, abs(lo), abs(hi))
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not lo - slack <= tick.get_loc() <= hi + slack:
+                    undrawn |= {id(tick.label1), id(tick.label2)}
+    out = []
+    for text in fig.findobj(Text):
+        if id(text) in undrawn or not text.get_visible() or not text.get_text().strip():
+            continue
+        ext = text.get_window_extent(renderer)
+        if ext.x0 < box.x0 - 1 or ext.y0 < box.y0 - 1 or ext.x1 > box.x1 + 1 or ext.y1 > box.y1 + 1:
+            out.append(text.get_text())
+    return out
+
+
+def render(name: str, frames: dict, scores: dict, options: dict | None = None):
+    """Figure `name` drawn from its tables (DataFrames) and score tables, laid out as it is saved."""
+    fig = FIGURES[name](scores=scores, **frames, **(options or {}))
+    # notes along the bottom edge (fig.text) wrap at the canvas and get room below the panels
+    notes = [t for t in fig.texts if t.get_position()[1] < 0.1]
+    for note in notes:
+        note.set(wrap=True, verticalalignment="bottom")
+    fig.tight_layout()
+    if notes:
+        fig.canvas.draw()
+        top = max(t.get_window_extent(fig.canvas.get_renderer()).y1 for t in notes) / fig.bbox.height
+        fig.tight_layout(rect=(0, min(top, 0.5), 1, 1))
+    return fig
+
+
 def draw(name: str, tables: dict, score_paths: dict, outputs, options: dict | None = None) -> None:
     """Draw figure `name` from the table CSVs and score tables, and save it in every output format."""
     frames = {k: pd.read_csv(v, keep_default_na=True) for k, v in tables.items()}
     scores = {proxy: pd.read_csv(path) for proxy, path in score_paths.items()}
-    fig = FIGURES[name](scores=scores, **frames, **(options or {}))
-    fig.tight_layout()
+    fig = render(name, frames, scores, options)
+    for text in clipped_texts(fig):
+        log.warning("%s: text outside the canvas: %r", name, text)
     for path in outputs:
         fig.savefig(path, dpi=150)
     plt.close(fig)

@@ -38,6 +38,7 @@ DEFAULTS = {
     "max_tokens": 512,
     "temperature": 0.0,
     "bootstrap": 1000,
+    "lc_bootstrap": 200,
     "confidence": 0.95,
     "seed": 0,
 }
@@ -94,11 +95,17 @@ def response_length(text: str) -> int:
     return len(str(text).split())
 
 
+# the tie rule of a judge job's own outcome column and summary; the study's tables apply
+# evaluation.tie_rule to the two verdicts (aggregate), so changing it asks the judge nothing again
+JOB_TIE_RULE = "alpagasus"
+
+
 def combine(points_ab: int, points_ba: int) -> int:
-    """+1 win / 0 tie / -1 loss of a prompt from the judged model's points in the two orders: a win
-    in one order and a tie in the other is a win; a win and a loss is a tie."""
-    total = points_ab + points_ba
-    return (total > 0) - (total < 0)
+    """+1 win / 0 tie / -1 loss of a prompt from the judged model's points in the two orders, under
+    JOB_TIE_RULE: a win in one order and a tie in the other is a win; a win and a loss is a tie."""
+    from .metrics import combine as by_rule
+
+    return by_rule(points_ab, points_ba, JOB_TIE_RULE)
 
 
 class ChatClient:
@@ -214,7 +221,8 @@ def _shown(order: str, model_answer: str, ref_answer: str) -> tuple[str, str]:
 def judge_pair(records: list[dict], reference: list[dict], client: ChatClient, cache: JudgementCache,
                workers: int = 1) -> pd.DataFrame:
     """Judge every prompt in both orders; one row per prompt with both verdicts, the outcome and the
-    two responses' lengths in words (`length`: the judged model's, `reference_length`).
+    two responses' lengths in words (`length`: the judged model's, `reference_length`) and characters
+    (`chars`, `reference_chars`).
 
     status is 'ok' (outcome +1/0/-1), 'malformed' (a reply without a strict verdict) or 'error' (a
     call that failed for good); outcome is empty unless status is 'ok'.
@@ -255,7 +263,8 @@ def judge_pair(records: list[dict], reference: list[dict], client: ChatClient, c
     rows = []
     for i in range(len(records)):
         row = {"prompt": i, "instruction": records[i]["instruction"], "length": response_length(records[i]["output"]),
-               "reference_length": response_length(reference[i]["output"])}
+               "reference_length": response_length(reference[i]["output"]),
+               "chars": len(str(records[i]["output"])), "reference_chars": len(str(reference[i]["output"]))}
         statuses, points = [], []
         for order in ORDERS:
             key = tasks[2 * i + ORDERS.index(order)][-1]

@@ -24,9 +24,11 @@ from .tokenization import extraction_examples, training_examples  # the examples
 log = logging.getLogger(__name__)
 
 
-def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> None:
+def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out, drop_leaked_from=None) -> None:
     """Normalized rows with stable ids, split into train and held-out test; what was dropped or found
-    (empty rows, exact duplicates) is counted in the log and in `stats_out`."""
+    (empty rows, exact duplicates) is counted in the log and in `stats_out`. With `drop_leaked_from`
+    (the named evaluation sets' files; evaluation.drop_leaked) the training rows that contain a prompt
+    of one of them or of the held-out split are dropped and counted (`leaked_dropped`)."""
     stats = {"dataset": name, "dropped_empty": 0}
     held_out = None  # a generated held-out split (the facts kind), instead of one drawn from the rows
     if spec["source"] == "synthetic":
@@ -53,11 +55,32 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> No
                     stats["duplicates"], "dropped (dedupe)" if stats["deduplicated"] else
                     "kept, each group on one side of the split (set dedupe: true to drop them)")
     train, test = (rows, held_out) if held_out is not None else data.split_rows(rows, spec["test_size"], spec.get("seed", 0))
+    if drop_leaked_from is not None:
+        from . import leaks
+
+        eval_rows = [r for path in drop_leaked_from for r in read_jsonl(path)] + list(test)
+        train, stats["leaked_dropped"] = leaks.drop(train, eval_rows)
+        log.info("%s: dropped %d training rows that contain an evaluation prompt (evaluation.drop_leaked)", name,
+                 stats["leaked_dropped"])
     stats |= {"n_train": len(train), "n_test": len(test)}
     log.info("%s: %d train rows, %d test rows", name, len(train), len(test))
     write_jsonl(train_out, train, sort_keys=False)  # each row's source record in its own key order
     write_jsonl(test_out, test, sort_keys=False)
     write_json(stats_out, stats)
+
+
+def leak_check(train_path, eval_paths: dict, out_json) -> None:
+    """How many prompts of each evaluation set (name -> rows file; the held-out split among them) the
+    training rows contain, exactly and normalised (leaks.count), with a warning per set that has any."""
+    from . import leaks
+
+    counts = leaks.count(read_jsonl(train_path), {name: read_jsonl(path) for name, path in eval_paths.items()})
+    for c in counts["sets"]:
+        if c["normalised"]:
+            log.warning("%s: %d of %d prompts appear in the training rows (%d exactly, the rest after normalising "
+                        "whitespace and case), in %d training rows", c["name"], c["normalised"], c["n_prompts"],
+                        c["exact"], c["train_rows"])
+    write_json(out_json, counts)
 
 
 def build_tokenizer(train_rows_path, vocab_size: int, template: str, out_dir) -> None:
@@ -412,15 +435,17 @@ def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_c
     client = judging.client_from_settings(cfg)
     cache = judging.JudgementCache(cache_path)
     table = judging.judge_pair(records, reference, client, cache, workers=cfg["workers"])
-    summary = metrics.judge_summary(table, cfg["bootstrap"], cfg["confidence"], cfg["seed"])
+    # this job's own look at its set (judging.JOB_TIE_RULE); the tables apply evaluation.tie_rule
+    summary = metrics.judge_summary(table, cfg["bootstrap"], cfg["confidence"], cfg["seed"], judging.JOB_TIE_RULE,
+                                    cfg["lc_bootstrap"])
     summary |= {"judge_model": cfg["model"], "generator": records[0]["generator"] if records else "",
                 "reference": reference[0]["generator"] if reference else ""}
     log.info("W/T/L %d/%d/%d, %d malformed, %d errors: win rate %.3f [%.3f, %.3f], winning score %.3f, "
-             "length-controlled win rate %.3f, mean length %.1f vs %.1f words, verdict flipped with the order "
-             "on %.1f%% of the prompts", summary["wins"], summary["ties"], summary["losses"], summary["malformed"],
+             "length-controlled win rate %.3f (log ratio) / %.3f (AlpacaEval), mean length %.1f vs %.1f words, "
+             "verdict flipped with the order on %.1f%% of the prompts (tie rule %s)", summary["wins"], summary["ties"], summary["losses"], summary["malformed"],
              summary["errors"], summary["win_rate"], summary["win_rate_lo"], summary["win_rate_hi"],
-             summary["winning_score"], summary["lc_win_rate"], summary["length"], summary["reference_length"],
-             100 * summary["position_bias"])
+             summary["winning_score"], summary["lc_win_rate_logratio"], summary["lc_win_rate_alpacaeval"],
+             summary["length"], summary["reference_length"], 100 * summary["order_flip_rate"], summary["tie_rule"])
     write_csv(out_csv, table)
     write_json(out_json, summary)
 

@@ -117,6 +117,11 @@ def _check_references(config: dict) -> None:
 
 def _check_eval_sets(config: dict) -> None:
     names = [s["name"] for s in eval_sets(config)]
+    pooled = config.get("evaluation", {}).get("pooled_sets")
+    for name in pooled if isinstance(pooled, list) else []:
+        if name not in names:
+            raise ConfigError(f"config key evaluation.pooled_sets: {name!r} is not an evaluation set "
+                              f"(evaluation.eval_sets names {', '.join(names)})")
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ConfigError(f"config key evaluation.eval_sets[{i}]: the name {name!r} is used twice")
@@ -403,6 +408,19 @@ def response_sets(config: dict) -> list[str]:
                   if s["name"] != HELDOUT or generate or HELDOUT in judged_sets(config))
 
 
+def pooled_sets(config: dict) -> list[str]:
+    """The evaluation sets whose prompts the headline judge win rate pools (evaluation.pooled_sets):
+    absent, every set but the held-out split (the protocol of the paper and its peers: the held-out
+    split is in-distribution), or the held-out split when it is the only set; `all`, every set."""
+    names = [s["name"] for s in eval_sets(config)]
+    chosen = config.get("evaluation", {}).get("pooled_sets")
+    if chosen == "all":
+        return names
+    if chosen is not None:
+        return [n for n in names if n in chosen]  # the study's order
+    return [n for n in names if n != HELDOUT] or names
+
+
 def method_settings(config: dict) -> dict:
     return defaulted(config, "methods")
 
@@ -418,7 +436,8 @@ NOT_RESULTS = {
     "training": ("logging_steps", "gradient_checkpointing", "batch_size", "sync_each_batch", "collective_timeout_s",
                  "padding_free"),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
-    "evaluation": ("tie_tolerance", "eval_sets", "batch_size"),
+    # how judged verdicts are pooled and combined (aggregate), and which training rows exist (prepare_dataset)
+    "evaluation": ("tie_tolerance", "eval_sets", "batch_size", "pooled_sets", "tie_rule", "drop_leaked"),
 }
 
 

@@ -74,7 +74,34 @@ def _table(header, rows) -> list[str]:
         "| " + " | ".join(map(str, r)) + " |" for r in rows]
 
 
-def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
+def leak_lines(leaks: dict, stats: dict) -> list[str]:
+    """A warning per evaluation set whose prompts the training rows contain (leaks.json), and what
+    evaluation.drop_leaked dropped."""
+    lines = []
+    if stats.get("leaked_dropped") is not None:
+        lines.append(f"Dropped {stats['leaked_dropped']} training rows that contained an evaluation prompt "
+                     "(evaluation.drop_leaked).")
+    for c in leaks["sets"]:
+        if c["normalised"]:
+            lines.append(f"**Warning: {c['normalised']} of {c['n_prompts']} {c['name']} prompts appear in the training "
+                         f"rows** ({c['exact']} exactly, the rest after normalising whitespace and case; "
+                         f"{c['train_rows']} training rows; set evaluation.drop_leaked: true to drop them).")
+    if not lines:
+        sets = ", ".join(c["name"] for c in leaks["sets"])
+        lines.append(f"No prompt of {sets} appears in the training rows (exact or normalised match).")
+    return lines + [""]
+
+
+def judge_lines(judge: dict) -> list[str]:
+    """What the headline judge win rate pools and how two verdicts make an outcome."""
+    from .metrics import TIE_RULES
+
+    return [f"The judge win rate pools the prompts of {', '.join(judge['pooled_sets'])} (evaluation.pooled_sets; "
+            "tables/judged.csv has a row per set, the held-out split its own); ties: "
+            f"{TIE_RULES[judge['tie_rule']]} (evaluation.tie_rule).", ""]
+
+
+def dataset_section(name: str, tables: dict, score_paths: dict, judge: dict | None = None) -> list[str]:
     stats = json.loads(Path(tables["stats"]).read_text())
     seeds, subsets = pd.read_csv(tables["seeds"]), pd.read_csv(tables["subsets"])
     seeds["part"] = seeds["part"].fillna("")  # the references have none
@@ -84,6 +111,8 @@ def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
              f"dropped, {stats['duplicates']} exact duplicates ({stats['deduplicated']} dropped)"
              + (f"; {stats['duplicate_source_ids']} rows repeat an earlier row's own id (kept as source_id)"
                 if stats.get("duplicate_source_ids") else "") + ".", ""]
+    if "leaks" in tables:
+        lines += leak_lines(json.loads(Path(tables["leaks"]).read_text()), stats)
     score_rows = []
     for proxy, path in score_paths.items():
         scores = pd.read_csv(path)
@@ -99,6 +128,8 @@ def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
     lines += [f"Per trained target ({metric} against the full-data model of the same seed; {n_seeds} seed(s), "
               f"{interval}). Nominal = 1/k per cluster, rows = rows trained on (mean over seeds), realized = "
               "those rows / all rows.", ""]
+    if judge and metric == "judge_win_rate":
+        lines += judge_lines(judge)
     order = seeds.sort_values(["target", "method", "selector", "part", "chunks"], key=lambda c: c.astype(str))
     rows = [(r["target"], r["display"] if r["selector"] == "none" else f"{r['display']} ({r['selector']})",
              r["part"], "" if r["method"] in ("full", "base") else f"1/{int(r['chunks'])}", _rows(r.get("n_selected")),
@@ -187,15 +218,15 @@ def transfer_section(transfer: pd.DataFrame) -> list[str]:
         ("method", "part", "model a", "model b", "nominal", "rows a / b", "Kendall tau", "overlap", "chance"), rows) + [""]
 
 
-def write_summary(datasets: dict, score_paths: dict, out_md, inspections=()) -> None:
-    """`datasets` maps a dataset to its table paths (stats, seeds, subsets, rank_correlation),
+def write_summary(datasets: dict, score_paths: dict, out_md, inspections=(), judge: dict | None = None) -> None:
+    """`datasets` maps a dataset to its table paths (stats, leaks, seeds, subsets, rank_correlation),
     `score_paths` a dataset to {proxy: score table}; `inspections`: the inspect rule's markdown tables
-    (what each proxy picked), appended."""
+    (what each proxy picked), appended; `judge`: the judge's pooled sets and tie rule (judge_lines)."""
     from .fileio import write_text
 
     lines = ["# Study summary", "", f"Machine: {machine()}.", ""]
     for name, tables in datasets.items():
-        lines += dataset_section(name, tables, score_paths[name])
+        lines += dataset_section(name, tables, score_paths[name], judge)
     if inspections:
         lines += ["## What was picked", ""] + [Path(p).read_text() for p in inspections]
     write_text(out_md, "\n".join(lines))

@@ -41,10 +41,13 @@ rule aggregate:
         # (evaluation set, target, selector, subset) of the judge inputs, and the bootstrap of the pooled rows
         judged=judged_models(),
         bootstrap=(
-            {k: JUDGE[k] for k in ("bootstrap", "confidence", "seed")}
+            {k: JUDGE[k] for k in ("bootstrap", "lc_bootstrap", "confidence", "seed")}
             if JUDGE
             else None
         ),
+        # the sets the headline judge win rate pools, and how two verdicts make an outcome
+        pooled_sets=study.pooled_sets(config) if JUDGE else [],
+        tie_rule=study.defaulted(config, "evaluation")["tie_rule"] if JUDGE else None,
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -52,6 +55,7 @@ rule aggregate:
 rule summary:
     input:
         stats=expand("results/datasets/{dataset}/stats.json", dataset=DATASETS),
+        leaks=expand("results/datasets/{dataset}/leaks.json", dataset=DATASETS),
         seeds=expand("results/tables/{dataset}/seeds.csv", dataset=DATASETS),
         paired=expand("results/tables/{dataset}/paired.csv", dataset=DATASETS),
         subsets=expand("results/tables/{dataset}/subsets.csv", dataset=DATASETS),
@@ -79,6 +83,15 @@ rule summary:
     params:
         datasets=DATASETS,
         proxies=GRID["proxies"],
+        # what the headline judge win rate is: the sets it pools and the tie rule
+        judge=(
+            {
+                "pooled_sets": study.pooled_sets(config),
+                "tie_rule": study.defaulted(config, "evaluation")["tie_rule"],
+            }
+            if JUDGE
+            else None
+        ),
     script:
         "../workflow_scripts/summary.py"
 

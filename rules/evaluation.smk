@@ -147,3 +147,29 @@ if JUDGE:
             ],
         script:
             "../workflow_scripts/judge.py"
+
+
+# light and local: which prompts of every evaluation set (the held-out split among them) the training
+# rows contain, exactly and after normalising whitespace and case (warned in summary.md)
+localrules:
+    leak_check,
+
+
+rule leak_check:
+    input:
+        train="results/datasets/{dataset}/train.jsonl",
+        heldout="results/datasets/{dataset}/test.jsonl",
+        named=[f"results/eval_sets/{name}.jsonl" for name in NAMED_SETS],
+    output:
+        "results/datasets/{dataset}/leaks.json",
+    log:
+        "results/logs/leak_check/{dataset}.log",
+    conda:
+        "../envs/light.yaml"
+    resources:
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
+    params:
+        named=NAMED_SETS,
+    script:
+        "../workflow_scripts/leak_check.py"

@@ -330,7 +330,8 @@ def verdicts(outcomes, lengths, reference_lengths) -> pd.DataFrame:
     """A judge job's per-prompt table (judge.judge_pair's columns) with consistent verdicts."""
     letter = {1: ("A", "B"), 0: ("tie", "tie"), -1: ("B", "A")}
     return pd.DataFrame({"prompt": range(len(outcomes)), "instruction": "q", "length": lengths,
-                         "reference_length": reference_lengths, "verdict_ab": [letter[o][0] for o in outcomes],
+                         "reference_length": reference_lengths, "chars": np.multiply(lengths, 5),
+                         "reference_chars": np.multiply(reference_lengths, 5), "verdict_ab": [letter[o][0] for o in outcomes],
                          "verdict_ba": [letter[o][1] for o in outcomes], "status": "ok", "outcome": outcomes})
 
 
@@ -343,24 +344,27 @@ def test_judged_table_per_evaluation_set_and_pooled(tmp_path):
     judged = {}
     for name, table in sets.items():
         table.to_csv(tmp_path / f"{name}.csv", index=False)
-        summary = metrics.judge_summary(table, 200, 0.9, 3) | {"judge_model": "j"}
+        summary = metrics.judge_summary(table, 200, 0.9, 3, "alpagasus", 100) | {"judge_model": "j"}
         (tmp_path / f"{name}.json").write_text(json.dumps(summary))
         judged[(name, *model)] = (tmp_path / f"{name}.json", tmp_path / f"{name}.csv")
     sizes = pd.DataFrame({"selector": ["p"], "subset": [model[2]], "n_selected": [6], "n_total": [10],
                           "realized_fraction": [0.6]})
-    table = aggregate.judged_table(judged, sizes, {"bootstrap": 200, "confidence": 0.9, "seed": 3})
+    table = aggregate.judged_table(judged, sizes, {"bootstrap": 200, "lc_bootstrap": 100, "confidence": 0.9, "seed": 3},
+                                   ["seta", "setb"], "alpagasus")
     assert table["eval_set"].tolist() == ["seta", "setb", "pooled"]
     rows = table.set_index("eval_set")
     assert rows.loc["seta", ["wins", "ties", "losses"]].tolist() == [2, 1, 1]
     assert rows.loc["setb", ["wins", "ties", "losses"]].tolist() == [2, 2, 2]
-    assert rows.loc["setb", "position_bias"] == pytest.approx(1 / 6)
+    assert rows.loc["setb", "order_flip_rate"] == pytest.approx(1 / 6)
     pooled = rows.loc["pooled"]
     # the pooled row is the judgement of all ten prompts together, not a mean of the two win rates
     assert pooled[["wins", "ties", "losses", "n_judged"]].tolist() == [4, 3, 3, 10]
     assert pooled["win_rate"] == pytest.approx((4 + 3 / 2) / 10)
     assert pooled["win_rate_lo"] <= pooled["win_rate"] <= pooled["win_rate_hi"]
     assert pooled["length"] == pytest.approx((24 + 18) / 10)
-    assert rows.loc["setb", "lc_win_rate"] == pytest.approx(rows.loc["setb", "win_rate"], abs=1e-3)  # equal lengths
+    for variant in ("logratio", "alpacaeval"):  # equal lengths: the plain win rate
+        assert rows.loc["setb", f"lc_win_rate_{variant}"] == pytest.approx(rows.loc["setb", "win_rate"], abs=1e-3)
+    assert (table["tie_rule"] == "alpagasus").all() and pooled["pooled_sets"] == "seta setb"
     assert (table["realized_fraction"] == 0.6).all() and (table["method"] == "lp1").all()
     # the metrics table takes the pooled judgement as its judge columns
     (tmp_path / "m.json").write_text(json.dumps({"heldout_ppl": 3.0}))
@@ -371,6 +375,43 @@ def test_judged_table_per_evaluation_set_and_pooled(tmp_path):
     assert seeds["eval_set"].tolist() == ["seta", "setb", "pooled"] and (seeds["n_seeds"] == 1).all()
 
 
+def test_the_headline_pools_the_named_sets_only(tmp_path):
+    """evaluation.pooled_sets: absent, every set but the held-out split, which keeps its own row; `all`
+    pools every set; the tie rule applies to the verdicts read back (the judge is not asked again)."""
+    sets = {"heldout": verdicts([1, 1, 1, 1], [5] * 4, [5] * 4),
+            "vicuna": verdicts([1, -1, 0], [5] * 3, [5] * 3), "koala": verdicts([-1, 0], [5] * 2, [5] * 2)}
+    sets["vicuna"].loc[0, "verdict_ba"] = "tie"  # a win and a tie: a win under alpagasus, a tie under mt_bench
+    model = ("big", "p", "lp1_cluster_k2_hard_seed1")
+    judged = {}
+    for name, table in sets.items():
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+        (tmp_path / f"{name}.json").write_text(json.dumps({"judge_model": "j"}))
+        judged[(name, *model)] = (tmp_path / f"{name}.json", tmp_path / f"{name}.csv")
+    sizes = pd.DataFrame({"selector": ["p"], "subset": [model[2]], "n_selected": [6], "n_total": [10],
+                          "realized_fraction": [0.6]})
+    config = {"evaluation": {"eval_sets": [{"name": "heldout"}, {"name": "vicuna", "path": "v.jsonl"},
+                                           {"name": "koala", "path": "k.jsonl"}]}}
+    assert study.pooled_sets(config) == ["vicuna", "koala"]
+    assert study.pooled_sets({"evaluation": config["evaluation"] | {"pooled_sets": "all"}}) == ["heldout", "vicuna", "koala"]
+    assert study.pooled_sets({"evaluation": config["evaluation"] | {"pooled_sets": ["koala", "heldout"]}}) == ["heldout", "koala"]
+    assert study.pooled_sets({"evaluation": {"eval_sets": [{"name": "heldout"}]}}) == ["heldout"]  # the only set
+    bootstrap = {"bootstrap": 100, "lc_bootstrap": 50, "confidence": 0.9, "seed": 0}
+    table = aggregate.judged_table(judged, sizes, bootstrap, study.pooled_sets(config), "alpagasus").set_index("eval_set")
+    assert table.loc["pooled", ["wins", "ties", "losses"]].tolist() == [1, 2, 2]  # vicuna and koala only
+    assert table.loc["pooled", "pooled_sets"] == "vicuna koala" and table.loc["heldout", "win_rate"] == 1.0
+    (tmp_path / "m.json").write_text(json.dumps({"heldout_ppl": 3.0}))
+    metrics_rows = aggregate.metrics_table([model], [tmp_path / "m.json"], sizes, table.reset_index())
+    assert metrics_rows.loc[0, "judge_win_rate"] == pytest.approx(2 / 5)  # not the held-out split's 1.0
+    assert metrics_rows.loc[0, "judge_pooled_sets"] == "vicuna koala" and metrics_rows.loc[0, "judge_tie_rule"] == "alpagasus"
+    everything = aggregate.judged_table(judged, sizes, bootstrap, ["heldout", "vicuna", "koala"], "alpagasus")
+    assert everything.set_index("eval_set").loc["pooled", ["wins", "ties", "losses"]].tolist() == [5, 2, 2]
+    strict = aggregate.judged_table(judged, sizes, bootstrap, ["vicuna", "koala"], "mt_bench").set_index("eval_set")
+    assert strict.loc["vicuna", ["wins", "ties", "losses"]].tolist() == [0, 2, 1]
+    assert strict.loc["pooled", "tie_rule"] == "mt_bench"
+    assert "pooled: vicuna, koala" in figures.judge_note(metrics_rows, "judge_")
+    assert "MT-Bench" in figures.judge_note(strict.reset_index())
+
+
 def judged_frame() -> pd.DataFrame:
     """A judged table (aggregate.judged_table's columns) of metrics_frame's models on two sets and pooled."""
     frame = metrics_frame(False)
@@ -378,7 +419,9 @@ def judged_frame() -> pd.DataFrame:
     parts = []
     for name, shift in (("seta", 0.1), ("setb", -0.1), ("pooled", 0.0)):
         part = frame.assign(eval_set=name, win_rate=(frame["win_rate"] + shift).clip(0, 1))
-        part["lc_win_rate"] = part["win_rate"] - 0.05
+        part["lc_win_rate_logratio"] = part["win_rate"] - 0.05
+        part["lc_win_rate_alpacaeval"] = part["win_rate"] - 0.03
+        part["tie_rule"], part["pooled_sets"] = "alpagasus", "seta setb" if name == "pooled" else ""
         part["win_rate_lo"], part["win_rate_hi"] = part["win_rate"] - 0.1, part["win_rate"] + 0.1
         parts.append(part)
     return pd.concat(parts, ignore_index=True)

@@ -43,6 +43,13 @@ CONFIG_CASES = {
         "evaluation.eval_sets[1]",
     ),
     "old eval_set key": (lambda c: c["evaluation"].update(eval_set={"name": "v", "path": "a"}), "evaluation.eval_set"),
+    "pooled set not evaluated": (
+        lambda c: c["evaluation"].update(eval_sets=[{"name": "heldout"}, {"name": "v", "path": "a"}], pooled_sets=["w"]),
+        "evaluation.pooled_sets",
+    ),
+    "pooled sets word": (lambda c: c["evaluation"].update(pooled_sets="some"), "evaluation.pooled_sets"),
+    "tie rule": (lambda c: c["evaluation"].update(tie_rule="strict"), "evaluation.tie_rule"),
+    "drop leaked": (lambda c: c["evaluation"].update(drop_leaked="yes"), "evaluation.drop_leaked"),
 }
 
 

@@ -263,20 +263,89 @@ def test_length_controlled_win_rate():
     assert np.isnan(metrics.length_controlled_win_rate([], [], []))
 
 
-def test_position_bias_is_the_share_of_flipped_verdicts():
+def test_order_flip_rate_and_position_bias():
     # the model wins in both orders, flips (A in both: the first answer each time), loses in both, ties
     got = metrics.position_bias(["A", "A", "B", "tie", "A"], ["B", "A", "A", "tie", "tie"])
-    assert got["position_bias"] == pytest.approx(2 / 5)  # prompts 2 and 5 change verdict with the order
-    assert got["first_position_share"] == pytest.approx(5 / 7)  # A, A, B, A | B, A, A
+    assert got["order_flip_rate"] == pytest.approx(2 / 5)  # prompts 2 and 5 change verdict with the order
+    assert got["first_position_share"] == pytest.approx(5 / 7)  # the position bias: A, A, B, A | B, A, A
     # a judge that always names the first answer: every verdict flips, all decisive verdicts are first
     always_first = metrics.position_bias(["A"] * 4, ["A"] * 4)
-    assert always_first == {"position_bias": 1.0, "first_position_share": 1.0}
-    assert np.isnan(metrics.position_bias([], [])["position_bias"])
+    assert always_first == {"order_flip_rate": 1.0, "first_position_share": 1.0}
+    # a noisy judge with no position preference: many flips, and a position bias of 0.5 (none)
+    noisy = metrics.position_bias(["A", "B", "tie", "tie"], ["tie", "tie", "A", "B"])
+    assert noisy == {"order_flip_rate": 1.0, "first_position_share": 0.5}
+    assert np.isnan(metrics.position_bias([], [])["order_flip_rate"])
 
 
 def test_judge_summary_of_a_judged_table(fake_judge, tmp_path):
     table = judge_pair(MODEL, REFERENCE, client(fake_judge), JudgementCache(tmp_path / "c.jsonl"))
-    summary = metrics.judge_summary(table, 200, 0.9, 0)
-    assert summary["win_rate"] == pytest.approx(0.5) and summary["position_bias"] == 0  # longer wins in both orders
+    summary = metrics.judge_summary(table, 200, 0.9, 0, "alpagasus", 100)
+    assert summary["win_rate"] == pytest.approx(0.5) and summary["order_flip_rate"] == 0  # longer wins in both orders
     assert summary["length"] == pytest.approx(7 / 5) and summary["reference_length"] == pytest.approx(7 / 5)
-    assert 0 < summary["lc_win_rate"] < 1 and summary["first_position_share"] == pytest.approx(0.5)
+    assert summary["first_position_share"] == pytest.approx(0.5) and summary["tie_rule"] == "alpagasus"
+    for variant in ("logratio", "alpacaeval"):
+        name = f"lc_win_rate_{variant}"
+        assert 0 < summary[name] < 1 and summary[f"{name}_lo"] <= summary[name] <= summary[f"{name}_hi"]
+
+
+def test_tie_rules_on_hand_made_verdicts():
+    # (verdict with the model shown first, verdict with it shown second) -> points +1/0/-1 per order
+    table = pd.DataFrame({"verdict_ab": ["A", "A", "A", "tie", "B", "tie", ""],
+                          "verdict_ba": ["B", "tie", "A", "tie", "A", "A", ""],
+                          "status": ["ok"] * 6 + ["error"]})
+    # win both / win + tie / win + loss / tie both / loss both / tie + loss / an error
+    assert metrics.judged_outcomes(table, "alpagasus").tolist()[:6] == [1, 1, 0, 0, -1, -1]
+    assert metrics.judged_outcomes(table, "mt_bench").tolist()[:6] == [1, 0, 0, 0, -1, 0]
+    assert metrics.judged_outcomes(table, "mt_bench").isna().tolist() == [False] * 6 + [True]
+    assert judge.combine(1, 0) == metrics.combine(1, 0, "alpagasus") == 1  # the judge job's own rule
+    with pytest.raises(ValueError, match="unknown tie rule 'strict'"):
+        metrics.combine(1, 1, "strict")
+    table = table.assign(length=5, reference_length=5, chars=20, reference_chars=20)
+    summaries = {rule: metrics.judge_summary(table, 100, 0.9, 0, rule, 50) for rule in metrics.TIE_RULES}
+    assert [summaries["alpagasus"][k] for k in ("wins", "ties", "losses", "errors")] == [2, 2, 2, 1]
+    assert [summaries["mt_bench"][k] for k in ("wins", "ties", "losses", "errors")] == [1, 4, 1, 1]
+    assert summaries["mt_bench"]["tie_rule"] == "mt_bench"
+
+
+def test_length_controlled_fit_is_scikit_learns_and_vectorised():
+    """The Newton fit minimises LogisticRegression(C=10)'s objective, one fit per row of weights."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    o = rng.choice([-1, 0, 1], size=80, p=[0.3, 0.2, 0.5])
+    length, reference = rng.integers(5, 90, 80), rng.integers(5, 60, 80)
+    x = np.log1p(length) - np.log1p(reference)
+    ties = o == 0
+    xs = np.concatenate([x[~ties], x[ties], x[ties]])[:, None]
+    ys = np.concatenate([(o[~ties] > 0).astype(int), np.ones(ties.sum(), int), np.zeros(ties.sum(), int)])
+    weights = np.concatenate([np.ones((~ties).sum()), np.full(2 * ties.sum(), 0.5)])
+    fit = LogisticRegression(C=metrics.LC_PENALTY_C).fit(xs, ys, sample_weight=weights)
+    expected = 1 / (1 + np.exp(-fit.intercept_[0]))
+    assert metrics.length_controlled_win_rate(o, length, reference) == pytest.approx(expected, abs=1e-4)
+    # a resample (prompt counts as weights) is the fit on the repeated prompts
+    counts = np.bincount(rng.integers(0, 80, 80), minlength=80)
+    pick = np.repeat(np.arange(80), counts)
+    batch = metrics.length_controlled_win_rate(o, length, reference, weights=np.vstack([np.ones(80), counts]))
+    assert batch[0] == pytest.approx(expected, abs=1e-4)
+    assert batch[1] == pytest.approx(metrics.length_controlled_win_rate(o[pick], length[pick], reference[pick]), abs=1e-6)
+
+
+def test_alpacaeval_length_control_and_its_interval():
+    rng = np.random.default_rng(0)
+    # a judge swayed by length alone and a model that mostly answers longer
+    chars, reference = rng.integers(50, 400, 300), rng.integers(25, 200, 300)
+    d = chars - reference
+    by_length = np.where(rng.random(300) < 1 / (1 + np.exp(-3 * np.tanh(d / d.std()))), 1, -1)
+    lc = metrics.length_controlled_win_rate(by_length, chars, reference, "alpacaeval")
+    assert metrics.win_rate(by_length) > 0.7 and abs(lc - 0.5) < 0.08
+    same = np.full(300, 80)
+    assert metrics.length_controlled_win_rate(by_length, same, same, "alpacaeval") == pytest.approx(
+        metrics.win_rate(by_length), abs=1e-4)
+    words = chars // 5
+    got = metrics.lc_summary(by_length, words, reference // 5, chars, reference, 300, 0.95, 1)
+    assert got["longer_share"] == pytest.approx(np.mean(words > reference // 5))
+    for variant in ("logratio", "alpacaeval"):
+        name = f"lc_win_rate_{variant}"
+        assert got[f"{name}_lo"] < got[name] < got[f"{name}_hi"] and got[f"{name}_hi"] - got[f"{name}_lo"] < 0.3
+    assert metrics.lc_summary(by_length, words, reference // 5, chars, reference, 300, 0.95, 1) == got  # seeded
+    assert np.isnan(metrics.lc_summary([], [], [], [], [], 100, 0.95, 0)["lc_win_rate_alpacaeval_lo"])

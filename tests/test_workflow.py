@@ -247,6 +247,8 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
         assert (results / f"figures/synth/{figure}.pdf").exists()
     # one fraction, no thirds: no placeholder figure for what the study does not have
     assert sorted(p.stem for p in (results / "figures/synth").glob("*.png")) == sorted(figures)
+    for log in (results / "logs/figure/synth").glob("*.log"):  # figures.draw warns of a clipped text
+        assert "text outside the canvas" not in log.read_text(), log
 
     metrics = pd.read_csv(results / "tables/synth/metrics.csv")
     assert set(metrics["subset"]) >= {"full_seed42", "base", "lp1_cluster_k2_hard_seed42", "random_cluster_k2_hard_seed42"}
@@ -266,6 +268,8 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     summary = (results / "summary.md").read_text()
     assert "Machine: " in summary and "| m-b | lp1 (m-a) | hard | 1/2 |" in summary
     assert "one seed: no interval over seeds" in summary
+    assert "No prompt of heldout appears in the training rows" in summary  # the leak check
+    assert "The judge win rate pools the prompts of heldout" in summary  # the only set
     assert "| m-b | lp1 (m-a) | hard | 1/2 | clust_rand | 1 |" in summary  # paired with clust_rand, seed 42
     assert pd.read_csv(results / "tables/synth/model_sizes.csv").set_index("model")["n_parameters"]["m-b"] > 1000
     responses = json.loads((results / "responses/synth/heldout/m-b/m-a/lp1_cluster_k2_hard_seed42.json").read_text())
@@ -304,6 +308,10 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     changed["evaluation"]["tie_tolerance"] = 0.2
     counts = job_counts(run_snakemake(workdir, changed, "-n", "--cores", "2").stdout)
     assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 1
+    # the judge's tie rule is applied to the verdicts by aggregate: no judge job reruns
+    changed["evaluation"]["tie_rule"] = "mt_bench"
+    counts = job_counts(run_snakemake(workdir, changed, "-n", "--cores", "2").stdout)
+    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"}
     # so does an edit to the comparison code (Snakemake's code trigger) ...
     (workdir / "workflow_scripts/compare.py").touch()
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
@@ -386,14 +394,18 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     judged = pd.read_csv(results / "tables/synth/judged.csv")
     assert set(judged["eval_set"]) == {"heldout", "vicuna", "koala", "pooled"} and len(judged) == 4 * 3
     by = judged.set_index(["eval_set", "subset"])
-    assert by.loc[("vicuna", "base"), "n_prompts"] == 3 and by.loc[("pooled", "base"), "n_prompts"] == 15
-    for column in ("wins", "ties", "losses", "n_judged"):  # the pooled row counts every set's prompts
-        per_set = judged[judged["eval_set"] != "pooled"].groupby("subset")[column].sum()
+    # the pooled row counts the named sets' prompts (evaluation.pooled_sets absent): not the held-out split's
+    assert by.loc[("vicuna", "base"), "n_prompts"] == 3 and by.loc[("pooled", "base"), "n_prompts"] == 3 + 4
+    assert (judged.loc[judged["eval_set"] == "pooled", "pooled_sets"] == "vicuna koala").all()
+    for column in ("wins", "ties", "losses", "n_judged"):
+        per_set = judged[judged["eval_set"].isin(["vicuna", "koala"])].groupby("subset")[column].sum()
         assert (judged[judged["eval_set"] == "pooled"].set_index("subset")[column] == per_set).all()
-    assert judged["win_rate"].between(0, 1).all() and judged["lc_win_rate"].between(0, 1).all()
+    for variant in ("logratio", "alpacaeval"):
+        assert judged[f"lc_win_rate_{variant}"].between(0, 1).all()
     assert (judged["win_rate_lo"] <= judged["win_rate"]).all() and (judged["win_rate"] <= judged["win_rate_hi"]).all()
     # every verdict flipped with the order: ties (a win as A, a loss as B), all decisive verdicts for A
-    assert (judged["position_bias"] == 1).all() and (judged["first_position_share"] == 1).all()
+    assert (judged["order_flip_rate"] == 1).all() and (judged["first_position_share"] == 1).all()
+    assert (judged["tie_rule"] == "alpagasus").all()
     assert (judged["ties"] == judged["n_prompts"]).all() and (judged["win_rate"] == 0.5).all()
     assert (judged["length"] > 0).all() and (judged["errors"] == 0).all()
     seeds = pd.read_csv(results / "tables/synth/judged_seeds.csv")
@@ -401,6 +413,9 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     metrics = pd.read_csv(results / "tables/synth/metrics.csv").set_index("subset")
     pooled = by.xs("pooled")
     assert metrics.loc["base", "judge_win_rate"] == pytest.approx(pooled.loc["base", "win_rate"])
+    summary = (results / "summary.md").read_text()
+    assert "The judge win rate pools the prompts of vicuna, koala" in summary
+    assert "No prompt of heldout, vicuna, koala appears in the training rows" in summary
     assert (results / "figures/synth/judged_vs_fraction.png").stat().st_size > 1000
     assert not (results / "figures/synth/judged_parity.png").exists()  # one fraction: no parity curve
     assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout
@@ -413,7 +428,8 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     (workdir / "lima.jsonl").write_text('{"instruction": "Tell a joke."}\n')
     config["evaluation"]["eval_sets"].append({"name": "lima", "path": "lima.jsonl"})
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"prepare_eval_set", "evaluate", "compare", "judge", "aggregate", "figure", "summary", "all"}
+    assert set(counts) == {"prepare_eval_set", "leak_check", "evaluate", "compare", "judge", "aggregate", "figure",
+                           "summary", "all"}
     assert counts["evaluate"] == 4 and counts["judge"] == 3 and counts["compare"] == 1
     asked = fake_judge.count
     run_snakemake(workdir, config, "--cores", "2")

@@ -14,6 +14,8 @@ run_stage(
     proxy_ledgers=snakemake.params.proxy_ledgers,
     judged=dict(zip(map(tuple, snakemake.params.judged), zip(snakemake.input.judge, snakemake.input.verdicts))),
     bootstrap=snakemake.params.bootstrap,
+    pooled_sets=snakemake.params.pooled_sets,
+    tie_rule=snakemake.params.tie_rule,
     pairwise_paths=dict(zip(map(tuple, snakemake.params.compared), snakemake.input.pairwise)),
     model_dirs=dict(zip(snakemake.params.targets, snakemake.input.models)),
 )

@@ -9,4 +9,5 @@ run_stage(
     snakemake.output.train,
     snakemake.output.test,
     snakemake.output.stats,
+    list(snakemake.input.eval_sets) if snakemake.params.drop_leaked else None,
 )

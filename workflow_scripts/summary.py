@@ -3,9 +3,9 @@ from lpselect.summary import write_summary
 
 inp, datasets, proxies = snakemake.input, snakemake.params.datasets, snakemake.params.proxies
 tables = {
-    d: {name: inp[name][i] for name in ("stats", "seeds", "paired", "subsets", "rank_correlation", "transfer")}
+    d: {name: inp[name][i] for name in ("stats", "leaks", "seeds", "paired", "subsets", "rank_correlation", "transfer")}
     for i, d in enumerate(datasets)
 }
 # expand() lists the score tables dataset by dataset, proxies within
 scores = {d: dict(zip(proxies, inp.scores[i * len(proxies) : (i + 1) * len(proxies)])) for i, d in enumerate(datasets)}
-run_stage(snakemake.log[0], write_summary, tables, scores, snakemake.output[0], list(inp.inspect))
+run_stage(snakemake.log[0], write_summary, tables, scores, snakemake.output[0], list(inp.inspect), snakemake.params.judge)
