@@ -27,22 +27,6 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "enabled": False,
-    "api_key_env": "OPENAI_API_KEY",
-    "timeout_s": 60.0,
-    "max_attempts": 5,
-    "backoff_s": 1.0,
-    "max_backoff_s": 30.0,
-    "workers": 4,
-    "max_tokens": 512,
-    "temperature": 0.0,
-    "bootstrap": 1000,
-    "lc_bootstrap": 200,
-    "confidence": 0.95,
-    "seed": 0,
-}
-
 PROMPT_VERSION = "pairwise-v1"  # part of every cache key: changing the prompt invalidates the cache
 SYSTEM_PROMPT = (
     "You are a careful, impartial judge of AI assistants. You are shown a user instruction and two "
@@ -67,10 +51,12 @@ class JudgeCallError(RuntimeError):
 
 
 def settings(cfg: dict | None) -> dict | None:
-    """The judge config with defaults filled in, or None when no judge is configured."""
+    """The judge config with the schema's defaults filled in, or None when no judge is configured."""
     if not cfg or not cfg.get("enabled", False):
         return None
-    return DEFAULTS | cfg
+    from .study import defaulted  # the schema holds every default; study imports much, so here only
+
+    return defaulted({"judge": cfg}, "judge")
 
 
 def build_messages(instruction: str, answer_a: str, answer_b: str) -> list[dict]:
