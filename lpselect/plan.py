@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import study
+from . import memory, study
 from .selection import Subset, full_reference_seed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -367,7 +367,8 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         # extract_losses reads every epoch the study scores (0..n) in one job, the response-only pass one
         passes = study.proxy_epochs(config) + 1 if job.rule == "extract_losses" else 1
         cost.kind, cost.tokens = "forward", passes * sizes.train[d] * tpr
-        rate = throughput.get("extract") or (bf16 if config["extraction"].get("bf16") else fp32)
+        precision = study.defaulted(config, "extraction")["precision"]
+        rate = throughput.get("extract") or {"bf16": bf16, "tf32": plan["gpu_flops_tf32"], "fp32": fp32}[precision]
         cost.flops = flops(cost.kind, n, cost.tokens)
         cost.wall_s = cost.flops / rate / max(1, gpus)
         return cost
@@ -717,7 +718,10 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(render(plan), end="")
-    return 0
+    # GPU and host memory per job against resources.by_model_size: a row that does not fit fails the plan
+    found = memory.needs(config, Path(args.root) / "results", lambda m: parameters(config, m, Path(args.root) / "results"))
+    print("\n" + memory.render(found, config), end="")
+    return 1 if memory.problems(found, config) else 0
 
 
 if __name__ == "__main__":
