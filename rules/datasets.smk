@@ -1,3 +1,9 @@
+# downloads (hub datasets) run where the network is, on the submitting host: compute nodes are often
+# offline, and preparing rows is light
+localrules:
+    prepare_dataset,
+
+
 rule prepare_dataset:
     output:
         train="results/datasets/{dataset}/train.jsonl",

@@ -110,8 +110,13 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
 def test_light_rules_stay_local():
     text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
     local = {name.strip() for block in re.findall(r"localrules:\n((?:    .*\n)+)", text) for name in block.split(",")}
+    # hub downloads too (models, datasets, evaluation sets): where the network is. A dry run cannot show it
+    # (Snakemake's dry run prints every job as `rule`), so the declarations are read
     assert {"aggregate", "figure", "select", "dump_tables", "dump_summary", "judge",
-            "transfer", "ifd"} <= local - {""}
+            "transfer", "ifd", "prepare_dataset", "prepare_eval_set", "prepare_model"} <= local - {""}
+    # prepare_model only when no model is fresh (a fresh model's warm-up trains, on a GPU)
+    assert re.search(r'if not any\(spec\["source"\] == "fresh" .*\n\n    localrules:\n        prepare_model,',
+                     (ROOT / "rules/models.smk").read_text())
     assert "evaluate" not in local  # it runs the model: a cluster job with a GPU
 
 
