@@ -241,8 +241,7 @@ def needs(config: dict, results=Path("results"), parameters=None) -> list[Need]:
         base = plan["hub_bytes_per_parameter"] if config["models"][model]["source"] == "pretrained" else 4
         files = {"train": base * n, "extract": 4 * n, "generate": 4 * n}
         fsdp = bool(training.get("fsdp"))
-        # the schema holds the default of training.sync_each_batch (true)
-        sync = training.get("sync_each_batch", True)
+        sync = _sync(config)
         accumulation = max(1, training["global_batch_size"] // (training["batch_size"] * world))
         train = train_budget(s, world, fsdp, sync, accumulation, training["batch_size"], config["max_length"],
                              _checkpointing(config, row))
@@ -277,6 +276,11 @@ def problems(found: list[Need], config: dict) -> list[str]:
     return lines
 
 
+def _sync(config: dict) -> bool:
+    # the schema holds the default of training.sync_each_batch (true)
+    return study.defaulted(config, "training").get("sync_each_batch", True)
+
+
 def render(found: list[Need], config: dict) -> str:
     """The memory section of the plan: every (model, job) with its budget and its row's limits."""
     plan = study.defaulted(config, "plan")
@@ -294,7 +298,10 @@ def render(found: list[Need], config: dict) -> str:
             f"less plan.gpu_memory_reserve_gb ({plan['gpu_memory_reserve_gb']:g}); host: the row's mem_mb "
             f"(MiB), {plan['rank_host_overhead_gb']:g} GiB per rank besides the model (plan.rank_host_overhead_gb). "
             "The budget's terms: lpselect/memory.py. A row's GPUs must be that size: pin the card "
-            "(README, cluster section)."]
+            "(README, cluster section).",
+            "", f"FSDP training with training.sync_each_batch {str(_sync(config)).lower()}: "
+            + ("every micro-batch is reduce-scattered (sharded float32 gradients only)." if _sync(config) else
+               "micro-batches but the last keep unsharded bf16 gradients of the whole model (2 B/parameter).")]
     return "\n".join(out) + "\n"
 
 

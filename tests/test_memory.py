@@ -121,3 +121,15 @@ def test_shapes_come_from_the_prepared_model_then_known_ids_then_an_estimate(tmp
     guess = memory.shape(odd, "llama2-13b", N, tmp_path)
     assert (guess.layers, guess.hidden) == (40, 5120)  # (13e9 / (12 x 128^2))^(1/3) = 40.4
 
+
+
+def test_the_check_reads_training_sync_each_batch():
+    # the key and its default (true) are the schema's (training.sync_each_batch); a config may turn it off
+    config = study.load_config(ROOT / "configs/paper.yaml")
+    synced = {(x.model, x.job): x.gpu_bytes for x in memory.needs(config, ROOT / "no-results")}
+    config["training"]["sync_each_batch"] = False
+    unsynced = {(x.model, x.job): x.gpu_bytes for x in memory.needs(config, ROOT / "no-results")}
+    n = config["models"]["llama2-13b"]["parameters"]
+    assert unsynced["llama2-13b", "train"] - synced["llama2-13b", "train"] == pytest.approx(2 * n - 4 * n / 4)
+    assert unsynced["opt-1.3b", "train"] == synced["opt-1.3b", "train"]  # one GPU: no FSDP, nothing unsharded
+    assert "sync_each_batch false" in memory.render(memory.needs(config, ROOT / "no-results"), config)
