@@ -20,15 +20,17 @@ GPU budget per rank (bytes; N parameters, W ranks, L layers, h hidden size, V vo
   batch_size x max_length) at 12 h x 4 bytes, and the float32 logits of one chunk (losses.py, x 3).
 - generation (evaluate, responses; one process, one GPU): weights 2N with evaluation.bf16 else 4N, and
   the larger of the longest batch's KV cache, batch_size x (longest prompt + max_new_tokens) x 2 L x kv
-  width, and its prompts' cache plus one layer's prefill states (12 h per token). The longest prompt: measured on the prepared rows with the prepared model's
-  tokenizer when both exist, else the cut rule's bound (the context less max_new_tokens): generation
-  batches are length-sorted, so the last batch holds the longest prompts, padded to the longest.
+  width, and its prompts' cache plus one layer's prefill states (12 h per token). The longest prompt:
+  measured on the prepared rows with the prepared model's tokenizer when both exist, else the cut rule's
+  bound (the context less max_new_tokens): generation batches are length-sorted, so the last batch holds
+  the longest prompts, padded to the longest.
 A rank also needs plan.gpu_memory_reserve_gb (CUDA context, NCCL buffers, allocator fragmentation).
 
-Host RAM per GPU job (SLURM mem_mb is MiB): the checkpoint's file pages (mmapped, shared by the ranks) plus
-plan.rank_host_overhead_gb per rank (torch, CUDA and the data); training ranks also each read the whole
-model as float32 (4N each: transformers 5.24 reads it on every rank, review M3); generation converts to
-bfloat16 on the host (2N).
+Host RAM per GPU job (SLURM mem_mb is MiB): the checkpoint's file pages (mmapped, shared by the ranks)
+plus plan.rank_host_overhead_gb per rank (torch, CUDA and the data). Extraction ranks hold nothing more:
+they load a checkpoint in its own dtype and upcast on the GPU (issue 28, point 2; before, an fp16 base
+became a float32 host copy per rank). Training ranks each read the whole model as float32 (4N each:
+transformers 5.24 reads it on every rank, review M3); generation converts to bfloat16 on the host (2N).
 """
 
 import argparse

@@ -368,7 +368,8 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         passes = study.proxy_epochs(config) + 1 if job.rule == "extract_losses" else 1
         cost.kind, cost.tokens = "forward", passes * sizes.train[d] * tpr
         precision = study.defaulted(config, "extraction")["precision"]
-        rate = throughput.get("extract") or {"bf16": bf16, "tf32": plan["gpu_flops_tf32"], "fp32": fp32}[precision]
+        rate = throughput.get("extract") or (bf16 if precision == "bf16" else
+                                             plan["gpu_flops_tf32"] if precision == "tf32" else fp32)
         cost.flops = flops(cost.kind, n, cost.tokens)
         cost.wall_s = cost.flops / rate / max(1, gpus)
         return cost

@@ -133,3 +133,28 @@ def test_the_check_reads_training_sync_each_batch():
     assert unsynced["llama2-13b", "train"] - synced["llama2-13b", "train"] == pytest.approx(2 * n - 4 * n / 4)
     assert unsynced["opt-1.3b", "train"] == synced["opt-1.3b", "train"]  # one GPU: no FSDP, nothing unsharded
     assert "sync_each_batch false" in memory.render(memory.needs(config, ROOT / "no-results"), config)
+
+
+def test_the_longest_prompt_is_measured_once_the_rows_and_the_model_are_prepared(tmp_path, tiny_tokenizer):
+    from lpselect.fileio import write_jsonl
+
+    config = paper()
+    config["evaluation"].pop("eval_sets")  # the held-out split only
+    config["grid"]["datasets"] = ["alpaca"]
+    s = memory.shape(config, "opt-350m", 3.31e8, tmp_path)
+    bound, why = memory.longest_prompt(config, "opt-350m", s, tmp_path)
+    assert bound == 2048 - 512 and "upper bound" in why
+    write_jsonl(tmp_path / "datasets/alpaca/test.jsonl",
+                [{"id": "a", "instruction": "Say hi.", "input": "", "output": "hi"},
+                 {"id": "b", "instruction": "Repeat: " + "word " * 40, "input": "", "output": "ok"}])
+    folder = tmp_path / "models/opt-350m"
+    tiny_tokenizer.save_pretrained(folder)
+    (folder / "config.json").write_text('{"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, '
+                                        '"vocab_size": 320, "max_position_embeddings": 1024}')
+    from lpselect.evaluation import encode_prompt
+
+    row = {"id": "b", "instruction": "Repeat: " + "word " * 40, "input": "", "output": "ok"}
+    expected = len(encode_prompt(row, tiny_tokenizer, 1024 - 512, "alpaca")[0])
+    s = memory.shape(config, "opt-350m", 3.31e8, tmp_path)
+    assert memory.longest_prompt(config, "opt-350m", s, tmp_path) == (expected, "measured on the prepared evaluation rows")
+    assert 20 < expected < 512

@@ -86,6 +86,7 @@ def test_training_and_extraction_costs():
     measured = plan.job_cost(config, job("finetune_target", gpus=2, dataset="alpaca", target="big", selector="none",
                                          subset="full_seed42"), sizes(padding=1.5), A100, throughput={"train": 5e13})
     assert measured.flops == 6 * 2e9 * tokens and measured.wall_s == pytest.approx(measured.flops / 5e13 / 2)
+    config["extraction"].pop("precision")  # paper.yaml's bf16: the schema's default (fp32) here
     # extraction in precision fp32 (the default) runs in float32: one pass over the rows per epoch 0..3, one job
     ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, A100)
     assert ext.flops == 4 * 2 * 1e9 * 1000 * 100 and ext.wall_s == pytest.approx(ext.flops / 1e13)
