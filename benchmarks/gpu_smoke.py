@@ -7,8 +7,10 @@ Checks (each a row: value, limit, pass):
 1. fsdp_train: stages.train_model with 2 processes (torchrun; FSDP2 under training.fsdp) on a small fresh
    Llama, 2 epochs; killed (SIGKILL to its process group) during epoch 2, rerun: it resumes from the
    epoch-1 checkpoint and its final weights load.
-2. extract_2proc: stages.extract_losses with 2 processes on a float16 checkpoint: equal to 1 process,
-   each rank's peak RSS and peak GPU memory (torch.cuda.max_memory_allocated) in the log.
+2. extract_2proc: stages.extract_losses with 2 processes on a float16 checkpoint: equal to 1 process, and
+   the ledger's peak memory; rank_rss: 2 ranks each load a float16 OPT-350M-shaped checkpoint as float32
+   on their GPU: anonymous host memory (RssAnon) per rank must not grow by a float32 copy, and each rank's
+   peak GPU memory (torch.cuda.max_memory_allocated).
 3. bf16_agreement: bf16 vs fp32 extraction (and tf32 vs fp32): Spearman >= 0.99, hardest-10% overlap >= 0.9.
 4. generate_tps: greedy generation throughput (new tokens / s, batch 16, bf16).
 5. mfu_1p3b: model FLOPs utilisation of a bf16 fine-tune step of a fresh OPT-1.3B-shaped model (random
@@ -82,28 +84,59 @@ def setup(work: Path, n: int, rows_path: str):
     return rows
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), children first."""
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [pid]
+    while todo:
+        children = [p for p, pp in parent.items() if pp == todo.pop()]
+        found += children
+        todo += children
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once (a preemption's kill -9)."""
+    for p in [pid, *descendants(pid)]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def fsdp_train(work: Path, processes: int) -> dict:
     """2 epochs with `processes` ranks, a SIGKILL during epoch 2, then the rerun resumes and finishes."""
     args = {"model_dir": str(work / "model"), "tokenized_dir": str(work / "tokenized"), "hp": HP, "seed": 0,
             "state": str(work / "state"), "out": str(work / "trained"), "processes": processes}
-    code = ("import json, sys; from lpselect import stages; a = json.loads(sys.argv[1]); "
+    code = ("import json, logging, sys; from lpselect import stages; a = json.loads(sys.argv[1]); "
+            "logging.basicConfig(level=logging.INFO); "
             "stages.train_model(a['model_dir'], a['tokenized_dir'], None, a['hp'], a['seed'], "
             "{1: a['out'] + '/epoch-1', 2: a['out'] + '/epoch-2'}, a['state'], a['out'] + '/ledger.json', "
             "processes=a['processes'])")
     cmd = [sys.executable, "-c", code, json.dumps(args)]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=(work / "first.log").open("w"),
+                             stderr=subprocess.STDOUT)
     deadline, epoch1 = time.time() + 600, work / "state" / "epoch-1"
     while time.time() < deadline and first.poll() is None and not epoch1.exists():
         time.sleep(0.5)
     killed = first.poll() is None
     if killed:
         time.sleep(1)  # inside epoch 2
-        os.killpg(first.pid, signal.SIGKILL)
+        kill_tree(first.pid)  # torchrun starts its ranks in sessions of their own: each is killed
     first.wait()
     second = subprocess.run(cmd, env=env, capture_output=True, text=True)
     log = second.stdout + second.stderr
     resumed = "resuming from" in log
+    first_log = (work / "first.log").read_text()
+    # the kill landed inside epoch 2: the first run never saved it
+    killed = killed and "saved epoch 2" not in first_log and "saved epoch 1" in first_log
     ok = killed and resumed and second.returncode == 0 and (work / "trained" / "epoch-2" / "config.json").exists()
     note = f"killed in epoch 2: {killed}, resumed: {resumed}, rc {second.returncode}"
     return row("fsdp_train", "ok" if ok else "failed", "2 epochs, kill, resume", ok, note)
@@ -129,6 +162,50 @@ def extract_2proc(work: Path, processes: int) -> list[dict]:
     peak = ledger.get("peak_gpu_memory_mb") or ledger.get("peak_memory_mb")
     return [row("extract_2proc", diff, "max |Δ loss| <= 1e-4", diff <= 1e-4, f"{processes} ranks vs 1, fp16 checkpoint"),
             row("extract_peak_mb", float(peak or 0), "recorded", bool(peak), "ledger: peak per rank (m3)")]
+
+
+PROBE = """
+import json, os, sys, torch
+from lpselect import models
+def anon_mb():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("RssAnon:")) / 1024
+rank = int(os.environ["LOCAL_RANK"])
+torch.cuda.set_device(rank)
+torch.ones(1, device="cuda")  # the CUDA context before the baseline
+before = anon_mb()
+model, _ = models.load_model(sys.argv[1], device=torch.device("cuda", rank))  # float32, from a float16 file
+json.dump({"rank": rank, "anon_growth_mb": anon_mb() - before, "dtype": str(next(model.parameters()).dtype),
+           "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}, open(f"{sys.argv[2]}-{rank}.json", "w"))
+"""
+
+
+def rank_memory(work: Path, processes: int) -> list[dict]:
+    """Each of `processes` ranks loads a float16 checkpoint of an OPT-350M-shaped model as float32 on its
+    GPU: its anonymous host memory (RssAnon) must not grow by a float32 copy (issue 28, point 2)."""
+    import torch
+    from transformers import AutoTokenizer, OPTConfig, OPTForCausalLM
+
+    folder = work / "opt350m-fp16"
+    model = OPTForCausalLM(OPTConfig(vocab_size=50272, hidden_size=1024, num_hidden_layers=24, ffn_dim=4096,
+                                     num_attention_heads=16, word_embed_proj_dim=512)).to(torch.float16)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(work / "model").save_pretrained(folder)
+    fp32_mb = sum(p.numel() for p in model.parameters()) * 4 / 2**20
+    del model
+    (work / "probe.py").write_text(PROBE)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           str(work / "probe.py"), str(folder), str(work / "probe")]
+    proc = subprocess.run(cmd, env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    ranks = [json.loads((work / f"probe-{r}.json").read_text()) for r in range(processes)
+             if (work / f"probe-{r}.json").exists()]
+    if proc.returncode or len(ranks) < processes:
+        return [row("rank_rss", "failed", "", False, (proc.stderr or proc.stdout)[-200:].replace("\n", " "))]
+    growth = max(r["anon_growth_mb"] for r in ranks)
+    note = ", ".join(f"rank {r['rank']}: +{r['anon_growth_mb']:.0f} MB anon, GPU peak {r['peak_gpu_mb']:.0f} MB, "
+                     f"{r['dtype']}" for r in ranks)
+    return [row("rank_rss", growth, f"<= 25% of {fp32_mb:.0f} MB", growth <= fp32_mb / 4, note),
+            row("rank_gpu_peak_mb", max(r["peak_gpu_mb"] for r in ranks), f">= {fp32_mb:.0f} MB (float32)",
+                all(r["dtype"] == "torch.float32" for r in ranks), "the weights upcast on the GPU")]
 
 
 def agreement(work: Path, device) -> list[dict]:
@@ -216,6 +293,7 @@ def main(argv=None) -> int:
             if gpus >= 2:
                 results.append(fsdp_train(work, 2))
                 results += extract_2proc(work, 2)
+                results += rank_memory(work, 2)
             else:
                 results.append(row("two_processes", "skipped", "2 GPUs", False, f"{gpus} GPU(s) visible"))
         results += agreement(work, device)
