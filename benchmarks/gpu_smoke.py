@@ -1,7 +1,7 @@
 """First-GPU smoke test (about 10 minutes on 1-2 GPUs): what the CPU suite cannot show, in one table.
 
     python benchmarks/gpu_smoke.py                  # on a GPU node (2 GPUs for the 2-process checks)
-    python benchmarks/gpu_smoke.py --cpu-dry        # the table and the CPU-possible checks, tiny, on a CPU
+    python benchmarks/gpu_smoke.py --cpu-dry        # the CPU-possible checks, tiny, on a CPU (2 gloo ranks)
 
 Checks (each a row: value, limit, pass):
 1. fsdp_train: stages.train_model with 2 processes (torchrun; FSDP2 under training.fsdp) on a small fresh
@@ -95,7 +95,8 @@ def descendants(pid: int) -> list[int]:
         parent[int(stat.parent.name)] = int(fields[1])
     found, todo = [], [pid]
     while todo:
-        children = [p for p, pp in parent.items() if pp == todo.pop()]
+        current = todo.pop()
+        children = [p for p, pp in parent.items() if pp == current]
         found += children
         todo += children
     return found
@@ -110,9 +111,11 @@ def kill_tree(pid: int) -> None:
             pass
 
 
-def fsdp_train(work: Path, processes: int) -> dict:
-    """2 epochs with `processes` ranks, a SIGKILL during epoch 2, then the rerun resumes and finishes."""
-    args = {"model_dir": str(work / "model"), "tokenized_dir": str(work / "tokenized"), "hp": HP, "seed": 0,
+def fsdp_train(work: Path, processes: int, cuda: bool = True) -> dict:
+    """2 epochs with `processes` ranks, a SIGKILL during epoch 2, then the rerun resumes and finishes (on
+    CPUs the ranks run DDP over gloo: accelerate applies FSDP on CUDA only)."""
+    hp = HP | {"bf16": cuda}
+    args = {"model_dir": str(work / "model"), "tokenized_dir": str(work / "tokenized"), "hp": hp, "seed": 0,
             "state": str(work / "state"), "out": str(work / "trained"), "processes": processes}
     code = ("import json, logging, sys; from lpselect import stages; a = json.loads(sys.argv[1]); "
             "logging.basicConfig(level=logging.INFO); "
@@ -138,7 +141,7 @@ def fsdp_train(work: Path, processes: int) -> dict:
     # the kill landed inside epoch 2: the first run never saved it
     killed = killed and "saved epoch 2" not in first_log and "saved epoch 1" in first_log
     ok = killed and resumed and second.returncode == 0 and (work / "trained" / "epoch-2" / "config.json").exists()
-    note = f"killed in epoch 2: {killed}, resumed: {resumed}, rc {second.returncode}"
+    note = f"killed in epoch 2: {killed}, resumed: {resumed}, rc {second.returncode}" + ("" if cuda else ", CPU: DDP")
     return row("fsdp_train", "ok" if ok else "failed", "2 epochs, kill, resume", ok, note)
 
 
@@ -289,16 +292,16 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-smoke-") as tmp:
         work = Path(tmp)
         rows = setup(work, n, args.rows)
-        if not args.cpu_dry:  # the 2-process checks: torchrun ranks, one per GPU
-            if gpus >= 2:
-                results.append(fsdp_train(work, 2))
-                results += extract_2proc(work, 2)
-                results += rank_memory(work, 2)
-            else:
-                results.append(row("two_processes", "skipped", "2 GPUs", False, f"{gpus} GPU(s) visible"))
+        # the 2-process checks: torchrun ranks, one per GPU (on CPUs, --cpu-dry: 2 gloo ranks)
+        if gpus >= 2 or args.cpu_dry:
+            results.append(fsdp_train(work, 2, cuda=not args.cpu_dry))
+            results += extract_2proc(work, 2)
+        else:
+            results.append(row("two_processes", "skipped", "2 GPUs", False, f"{gpus} GPU(s) visible"))
+        if gpus >= 2:
+            results += rank_memory(work, 2)
         results += agreement(work, device)
-        if not args.cpu_dry:
-            results.append(generate_tps(work, device, rows, args.min_tps))
+        results.append(generate_tps(work, device, rows, 0.0 if args.cpu_dry else args.min_tps))
         results.append(mfu(device, args.peak_tflops, args.min_mfu, tiny=args.cpu_dry))
     print(render(results, name), end="")
     if args.out:
