@@ -1,6 +1,7 @@
 """Cluster submission through profiles/slurm, with stand-in SLURM commands on PATH, and the
 resources each job asks for from the model-size table."""
 
+import json
 import os
 import re
 import signal
@@ -195,3 +196,34 @@ def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):
     assert {j["gpu"] for j in by_rule["evaluate"]} == {1}  # one process: one GPU, whatever the size row
     assert "responses" not in by_rule  # evaluate writes them (its generations), no job just to convert them
     assert {j["gpu"] for j in by_rule["prepare_model"]} == {0}  # pretrained copies, on the CPU
+
+
+def test_downloads_run_on_the_submitting_host(tmp_path, workdir, tiny_model, tiny_tokenizer):
+    """Through profiles/slurm (stand-in SLURM commands), a dataset and a pretrained model are prepared
+    by the submitting host itself: the run finishes and sbatch is never called."""
+    import shutil
+
+    from lpselect import models
+
+    shutil.copytree(ROOT / "profiles", workdir / "profiles")
+    models.save_model(tiny_model, tiny_tokenizer, workdir / "hub-copy")  # stands for a hub model
+    rows = [{"instruction": f"Say {i}.", "input": "", "output": str(i)} for i in range(6)]
+    (workdir / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    study = yaml.safe_load(yaml.safe_dump(STUDY))
+    study["models"]["opt-350m"]["path"] = str(workdir / "hub-copy")
+    (workdir / "slurm.yaml").write_text(yaml.safe_dump(study))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in ({"sbatch": "echo 4242"} | dict.fromkeys(("sacct", "sacctmgr", "sshare", "scontrol", "squeue",
+                                                                  "sinfo"), "")).items():
+        (bin_dir / name).write_text(STAND_IN.format(body=body))
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(calls)}
+    targets = ["results/datasets/alpaca/train.jsonl", "results/models/opt-350m"]
+    proc = subprocess.run(snakemake_cmd("--configfile", "slurm.yaml", "--workflow-profile", "profiles/slurm",
+                                        "--jobs", "2", *targets), cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (workdir / "results/models/opt-350m/config.json").exists()
+    assert "sbatch" not in (calls.read_text() if calls.exists() else "")
