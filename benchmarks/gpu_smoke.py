@@ -55,10 +55,12 @@ def arguments(argv=None):
 
 def render(rows: list[dict], device: str) -> str:
     """One Markdown table: check, value, limit, pass, note."""
-    out = [f"GPU smoke test on {device}", "", "| check | value | limit | pass | note |", "| --- | ---: | ---: | --- | --- |"]
+    out = [f"GPU smoke test on {device}", "", "| check | value | limit | pass | note |",
+           "| --- | ---: | ---: | --- | --- |"]
     for r in rows:
         value = r["value"] if isinstance(r["value"], str) else f"{r['value']:.4g}"
-        out.append(f"| {r['check']} | {value} | {r['limit']} | {'yes' if r['ok'] else '**NO**'} | {r.get('note', '')} |")
+        ok = "yes" if r["ok"] else "**NO**"
+        out.append(f"| {r['check']} | {value} | {r['limit']} | {ok} | {r.get('note', '')} |")
     return "\n".join(out) + "\n"
 
 
@@ -163,7 +165,8 @@ def extract_2proc(work: Path, processes: int) -> list[dict]:
     diff = float(np.nanmax(np.abs(a - b)))
     ledger = json.loads((work / "many.json").read_text())
     peak = ledger.get("peak_gpu_memory_mb") or ledger.get("peak_memory_mb")
-    return [row("extract_2proc", diff, "max |Δ loss| <= 1e-4", diff <= 1e-4, f"{processes} ranks vs 1, fp16 checkpoint"),
+    return [row("extract_2proc", diff, "max |Δ loss| <= 1e-4", diff <= 1e-4,
+                f"{processes} ranks vs 1, fp16 checkpoint"),
             row("extract_peak_mb", float(peak or 0), "recorded", bool(peak), "ledger: peak per rank (m3)")]
 
 
@@ -273,7 +276,8 @@ def mfu(device, peak_tflops: float, min_mfu: float, tiny: bool) -> dict:
     seconds = (time.perf_counter() - start) / steps
     value = 6 * n * batch * seq / seconds / (peak_tflops * 1e12)
     note = f"{n / 1e9:.2f}B parameters, {batch} x {seq} tokens, {seconds:.3f} s a step, checkpointing"
-    return row("mfu_1p3b", value, f">= {min_mfu:g}", tiny or value >= min_mfu, note + (" (tiny, CPU: not judged)" if tiny else ""))
+    note += " (tiny, CPU: not judged)" if tiny else ""
+    return row("mfu_1p3b", value, f">= {min_mfu:g}", tiny or value >= min_mfu, note)
 
 
 def main(argv=None) -> int:

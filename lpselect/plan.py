@@ -720,7 +720,8 @@ def main(argv=None) -> int:
         return 1
     print(render(plan), end="")
     # GPU and host memory per job against resources.by_model_size: a row that does not fit fails the plan
-    found = memory.needs(config, Path(args.root) / "results", lambda m: parameters(config, m, Path(args.root) / "results"))
+    results = Path(args.root) / "results"
+    found = memory.needs(config, results, lambda m: parameters(config, m, results))
     print("\n" + memory.render(found, config), end="")
     return 1 if memory.problems(found, config) else 0
 

@@ -241,7 +241,8 @@ def test_the_old_extraction_bf16_key_names_its_replacement():
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["extraction"]["bf16"] = True
-    with pytest.raises(study.ConfigError, match=r"extraction.bf16: replaced by extraction.precision .*`precision: bf16`"):
+    with pytest.raises(study.ConfigError,
+                       match=r"extraction.bf16: replaced by extraction.precision .*`precision: bf16`"):
         study.validate_config(config)
     del config["extraction"]["bf16"]
     config["extraction"]["precision"] = "fp16"

@@ -156,5 +156,6 @@ def test_the_longest_prompt_is_measured_once_the_rows_and_the_model_are_prepared
     row = {"id": "b", "instruction": "Repeat: " + "word " * 40, "input": "", "output": "ok"}
     expected = len(encode_prompt(row, tiny_tokenizer, 1024 - 512, "alpaca")[0])
     s = memory.shape(config, "opt-350m", 3.31e8, tmp_path)
-    assert memory.longest_prompt(config, "opt-350m", s, tmp_path) == (expected, "measured on the prepared evaluation rows")
+    measured = (expected, "measured on the prepared evaluation rows")
+    assert memory.longest_prompt(config, "opt-350m", s, tmp_path) == measured
     assert 20 < expected < 512

@@ -91,7 +91,8 @@ def test_training_and_extraction_costs():
     ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, A100)
     assert ext.flops == 4 * 2 * 1e9 * 1000 * 100 and ext.wall_s == pytest.approx(ext.flops / 1e13)
     config["extraction"]["precision"] = "tf32"
-    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, A100 | {"gpu_flops_tf32": 5e13})
+    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s,
+                        A100 | {"gpu_flops_tf32": 5e13})
     assert ext.wall_s == pytest.approx(ext.flops / 5e13)
     config["extraction"]["precision"] = "bf16"
     ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, A100)
