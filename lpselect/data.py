@@ -1,7 +1,9 @@
 """Instruction datasets: loading with row-level validation, stable ids, and a seeded train/test split.
 
 A row is {id, instruction, input, output} plus optional extra fields (the synthetic default carries
-`task` and `difficulty`, the ground truth the figures use).
+`task` and `difficulty`, the ground truth the figures use). A row read from a file or the hub also
+carries `record`, the source row as it was read (what the export writes back), and, where the source
+gave one, its own `id` as `source_id`: the workflow's id `{prefix}-{row number}` always wins.
 
 Chat datasets (`format: messages`, OpenAI-style role/content lists, or `format: sharegpt`, from/value
 lists) become rows {id, messages, instruction, input, output, record}: `messages` the validated turns
@@ -66,6 +68,17 @@ def _iter_raw_rows(path: Path):
         raise DatasetError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json or .parquet)")
 
 
+def _chat_hint(row: dict, dataset: bool) -> str:
+    """What to set when a row read as an Alpaca row is a chat row."""
+    fmt = next((f for f, field in TURNS_FIELD.items() if isinstance(row.get(field), list)), None)
+    if fmt is None:
+        return ""
+    if not dataset:  # evaluation sets are prompts in Alpaca rows
+        return f" (the row has a {TURNS_FIELD[fmt]!r} list: evaluation sets take alpaca rows, instruction and input)"
+    return (f" (the row has a {TURNS_FIELD[fmt]!r} list, a chat row: set `format: {fmt}` for this dataset, "
+            "datasets.<name>.format, and prompt_template: chat or chat_last)")
+
+
 def validate_row(obj, where: str, field_map: dict | None = None, require_output: bool = True) -> dict:
     """Check one raw row and return it as {instruction, input, output, ...extras}; evaluation prompts
     (require_output=False) may come without a reference output."""
@@ -78,7 +91,7 @@ def validate_row(obj, where: str, field_map: dict | None = None, require_output:
     required = REQUIRED_FIELDS if require_output else ("instruction",)
     for field in required:
         if field not in row:
-            raise DatasetError(f"{where}: field {field!r} is missing")
+            raise DatasetError(f"{where}: field {field!r} is missing{_chat_hint(row, require_output)}")
     for field in ("input", "output"):
         if row.get(field) is None:
             row[field] = ""
@@ -169,6 +182,21 @@ def validate_chat_row(obj, where: str, fmt: str, field_map: dict | None = None) 
             "output": turns[-1]["content"], "record": obj}
 
 
+def _with_ids(row: dict, obj: dict, sample_id: str, where: str) -> dict:
+    """The row under the workflow's id (always: a source's own ids may repeat or be numbers, which the
+    tokenized rows and the subsets cannot take), the source's `id` kept as `source_id`, and `record`, the
+    source row as read (its key order, its fields, its id), which the export writes back."""
+    row = {k: v for k, v in row.items() if k != "record"}
+    # a chat row's validated form holds only its turns and texts: its id is in the source row
+    own = row.pop("id", obj.get("id") if "messages" in row else None)
+    if own is not None:
+        if "source_id" in row:
+            raise DatasetError(f"{where}: has both 'id' and 'source_id' (the workflow keeps a row's own id as "
+                               "'source_id'; rename one with field_map)")
+        row["source_id"] = own
+    return {"id": sample_id, **row, "record": obj}
+
+
 def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool, stats: dict | None,
                fmt: str = "alpaca") -> list[dict]:
     """Validated rows with ids `{prefix}-{row number}`; empty rows are skipped and counted only when
@@ -181,7 +209,7 @@ def _validated(numbered_rows, where, prefix: str, field_map, drop_empty: bool, s
                 row = validate_row(obj, here, field_map)
             else:
                 row = validate_chat_row(obj, here, fmt, field_map)
-            rows.append({"id": f"{prefix}-{rowno:06d}", **row})
+            rows.append(_with_ids(row, obj, f"{prefix}-{rowno:06d}", here))
         except EmptyFieldError:
             if not drop_empty:
                 raise
@@ -240,6 +268,12 @@ def duplicate_groups(rows: list[dict]) -> np.ndarray:
     the same turns)."""
     first = {}
     return np.array([first.setdefault(_text_key(r), i) for i, r in enumerate(rows)], dtype=int)
+
+
+def duplicate_source_ids(rows: list[dict]) -> int:
+    """Rows whose source_id repeats an earlier row's (1 and "1" differ, as in JSON)."""
+    own = [json.dumps(r["source_id"]) for r in rows if "source_id" in r]
+    return len(own) - len(set(own))
 
 
 def drop_duplicates(rows: list[dict]) -> list[dict]:

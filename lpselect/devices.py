@@ -1,7 +1,9 @@
 """GPUs for a job on a multi-GPU workstation: Snakemake's `--resources gpu=N` caps how many GPUs the
 running jobs ask for together, and each job claims that many specific devices here (a lock file per
 device, held until the process exits) and sees only those through CUDA_VISIBLE_DEVICES.
-Under SLURM the scheduler has already set CUDA_VISIBLE_DEVICES and nothing is claimed."""
+Under SLURM nothing is claimed: the scheduler chose the job's GPUs (CUDA_VISIBLE_DEVICES, or cgroups
+on sites that do not export it), and lock files on a shared file system would make jobs on different
+nodes contend for one set of locks."""
 
 import fcntl
 import os
@@ -57,7 +59,7 @@ def release(devices=None) -> None:
 
 def assign(n: int, lock_dir="results/.gpu-locks") -> None:
     """Make this job see exactly n claimed GPUs, unless a scheduler already chose them."""
-    if n <= 0 or os.environ.get("CUDA_VISIBLE_DEVICES"):
+    if n <= 0 or os.environ.get("CUDA_VISIBLE_DEVICES") or os.environ.get("SLURM_JOB_ID"):
         return
     total = visible_gpu_count()
     if total < n:  # nothing to claim on this host: check_visible says what torch sees

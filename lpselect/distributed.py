@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,14 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def launch(task: str, args: dict, processes: int) -> None:
-    """Run `task` in `processes` ranks on this node and wait for all of them."""
+# the folder where each rank leaves its peak memory (ledger.write_rank_peak) for the launching job
+PEAKS_ENV = "LPSELECT_RANK_PEAKS"
+
+
+def launch(task: str, args: dict, processes: int) -> list[dict]:
+    """Run `task` in `processes` ranks on this node and wait for all of them; return each rank's peak
+    memory (ledger.rank_peak). The ranks' output (tracebacks, CUDA OOMs, NCCL errors, progress bars)
+    goes where this process's sys.stderr goes: the rule's log under fileio.setup_job_logging."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            "-m", "lpselect.distributed", task, json.dumps(args)]
     log.info("launching %d processes: %s", processes, " ".join(cmd[:6]))
@@ -30,14 +37,31 @@ def launch(task: str, args: dict, processes: int) -> None:
     # Snakemake puts the workflow folder on the job's sys.path only, not on its children's
     root = str(Path(__file__).resolve().parent.parent)
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    subprocess.run(cmd, check=True, env=env)
+    with tempfile.TemporaryDirectory(prefix="lpselect-ranks-") as peaks:
+        out = _log_stream()
+        subprocess.run(cmd, check=True, env=env | {PEAKS_ENV: peaks}, stdout=out, stderr=out)
+        return [json.loads(p.read_text()) for p in sorted(Path(peaks).glob("rank-*.json"))]
+
+
+def _log_stream():
+    """sys.stderr when it is a file (the rule's log once setup_job_logging rebound it; a child process
+    writes to its descriptor, not to sys.stderr), else None: the children inherit descriptor 2."""
+    try:
+        sys.stderr.flush()
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: an in-memory stream
+        return None
+    return sys.stderr
 
 
 def _train(model_dir, tokenized_dir, subset_path, hp, seed, state_dir, epochs_to_keep):
     from . import models, tokenization, training
 
-    # the training arguments first: under FSDP they start the process group and ask transformers to
-    # load the weights on rank 0 only (cpu_ram_efficient_loading), which must be known before loading
+    # the training arguments first: they start the process group. Every rank then reads the model as
+    # float32 on the CPU: transformers 5.24 reads the weights on every rank even with FSDP's
+    # cpu_ram_efficient_loading (measured; accelerate only broadcasts rank 0's copy into the shards
+    # afterwards), so a job's host memory is ranks x the float32 size (13B on 4 GPUs: 194 GiB), which
+    # its size row's train mem_mb must cover
     training.training_arguments(hp, Path(state_dir) / "checkpoints", seed)
     model, _ = models.load_model(model_dir, device="cpu")
     tokenizer = models.load_tokenizer(model_dir)
@@ -75,3 +99,7 @@ def merge_parts(part_prefix, world: int):
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s rank %(process)d %(name)s: %(message)s")
     TASKS[sys.argv[1]](**json.loads(sys.argv[2]))
+    if os.environ.get(PEAKS_ENV):
+        from .ledger import write_rank_peak
+
+        write_rank_peak(os.environ[PEAKS_ENV], rank_and_world()[0])

@@ -36,8 +36,9 @@ def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
-def write_jsonl(path, rows) -> None:
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
+def write_jsonl(path, rows, sort_keys: bool = True) -> None:
+    """One JSON object a line; `sort_keys=False` keeps each row's own key order (a source record's)."""
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=sort_keys) + "\n" for r in rows))
 
 
 def read_jsonl(path) -> list[dict]:

@@ -127,7 +127,9 @@ def _logits(model, hidden):
 
 def response_token_nll(model, batch: dict, past=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 cross-entropy of every labelled token of a padded batch (flat), and the boolean mask of
-    where those tokens sit in the shifted labels. Used with gradients by the trainer too.
+    where those tokens sit in the shifted labels. Used with gradients by the trainer too, also on
+    flattened batches (packing.FlattenedBatches: one row, position_ids restarting per sample, no padding
+    mask), which keep their samples apart only without a cache (use_cache=False here).
 
     The output projection and the cross-entropy run on the labelled positions only, in chunks, so
     memory stays flat in batch x length x vocabulary. `past`, the key/value cache of a prefix every row
@@ -138,7 +140,8 @@ def response_token_nll(model, batch: dict, past=None) -> tuple[torch.Tensor, tor
         past.batch_repeat_interleave(len(batch["input_ids"]))
     hidden = model.get_decoder()(
         input_ids=batch["input_ids"][:, prefix:],
-        attention_mask=batch["attention_mask"],
+        attention_mask=batch.get("attention_mask"),
+        position_ids=batch.get("position_ids"),
         cache=past,
         use_cache=past is not None,
     ).last_hidden_state

@@ -279,8 +279,7 @@ def problems(found: list[Need], config: dict) -> list[str]:
 
 
 def _sync(config: dict) -> bool:
-    # the schema holds the default of training.sync_each_batch (true)
-    return study.defaulted(config, "training").get("sync_each_batch", True)
+    return study.defaulted(config, "training")["sync_each_batch"]  # the schema's default: true
 
 
 def render(found: list[Need], config: dict) -> str:

@@ -130,19 +130,31 @@ def load_tokenizer(path, trust_remote_code: bool = False):
 CHECKPOINT_DTYPE = "auto"  # from_pretrained: config.json's dtype, else the first floating-point weight's
 
 
+def read_checkpoint(path, trust_remote_code: bool = False):
+    """The model in its checkpoint's own dtype, on the CPU: the weights stay memory-mapped pages of the
+    safetensors files (page cache, shared by every process that reads them), not anonymous memory."""
+    return AutoModelForCausalLM.from_pretrained(path, dtype=CHECKPOINT_DTYPE, trust_remote_code=trust_remote_code)
+
+
 def load_model(path, dtype=torch.float32, trust_remote_code: bool = False, device=None):
     """Model (on `device`, default: this process's GPU or the CPU) and tokenizer from a local folder
     or a hub id, ready for scoring (the Trainer places models it trains itself). `dtype=CHECKPOINT_DTYPE`
     keeps the checkpoint's own dtype (a bfloat16 checkpoint is not upcast, in memory or when saved again).
-    Loading is RAM-efficient either way: transformers 5 builds the model on the meta device and reads
-    the weights straight into it (what low_cpu_mem_usage used to ask for; the option is gone)."""
+    On a GPU the checkpoint is read in its own dtype and upcast there: the host holds only mmapped
+    pages, which the ranks of a job share, not one float32 copy per rank (an fp16 13B checkpoint read
+    as float32 is 48 GiB of host memory per rank); fp16/bf16 -> float32 is exact, so the weights are
+    those of a float32 load. On the CPU the upcast needs that memory wherever it happens. Loading is
+    RAM-efficient either way: transformers 5 builds the model on the meta device and reads the
+    weights straight into it (what low_cpu_mem_usage used to ask for; the option is gone)."""
     tokenizer = load_tokenizer(path, trust_remote_code)
+    device = torch.device(device or default_device())
+    if device.type != "cpu" and isinstance(dtype, torch.dtype):
+        return read_checkpoint(path, trust_remote_code).to(device).to(dtype), tokenizer
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     if any(p.is_meta for p in model.parameters()):
-        # FSDP's rank-0 loading (cpu_ram_efficient_loading): the other ranks hold empty weights until
-        # FSDP sends them their shards; there is nothing to move
+        # a rank that transformers' FSDP loading left empty until FSDP sends its shards: nothing to move
         return model, tokenizer
-    return model.to(device or default_device()), tokenizer
+    return model.to(device), tokenizer
 
 
 def save_model(model, tokenizer, path) -> None:

@@ -8,17 +8,20 @@ job that trains or runs a model is costed from its wildcards:
 - FLOPs: 6 * N * T for training (forward and backward; 8 * N * T with gradient checkpointing, which runs
   the forward pass twice), 2 * N * T for a forward pass (loss extraction, held-out losses, prompts), N
   parameters and T tokens computed, padding included: a training batch pads every row to its longest
-  (plan.padding_factor, or measured on the tokenized rows once they exist).
+  (plan.padding_factor, or measured on the tokenized rows once they exist), unless training.padding_free
+  flattens it (no padding).
 - T: epochs x rows x tokens per row x padding for training (a subset trains on its realized rows once
   `select` has run, else on 1/k of the rows: a lower bound, the cluster scheme realizes more); rows x
   tokens per row for an extraction pass (length-sorted batches: no padding counted).
 - time: FLOPs / the sustained FLOP/s of one GPU that the config's `plan` block states (bf16 or float32,
   as the job computes). Training and extraction run one process per GPU (ideal scaling is assumed).
-  Decoding is not compute-bound: evaluate and responses (one process on one GPU, bf16 weights with
-  evaluation.bf16) cost their prompts' forward pass plus batches x max_new_tokens decoding steps x the
-  per-step latency (plan.decode_step_s, or the time to read the weights once at
+  Decoding is not compute-bound: evaluate (one process on one GPU, bf16 weights with evaluation.bf16;
+  the held-out split and every evaluation set's prompts) costs the prompts' forward pass plus batches x
+  max_new_tokens decoding steps x the per-step latency (plan.decode_step_s, or the time to read the weights once at
   plan.gpu_memory_bandwidth if longer; `--measured` takes it from the evaluate ledgers of a pilot).
+- load: every such job first reads its model folder(s) at plan.load_bandwidth, its GPUs waiting.
 - GPU-hours = wall hours x GPUs the job requests (resources.by_model_size, as the dry run lists them).
+- judge: calls x (input, output) tokens per call (judge_tokens) x plan.judge_price.
 
 Peak disk counts model folders (pretrained copies in their checkpoint dtype, others float32), the Trainer's resume state of the training jobs that
 run at once, and hub downloads, once with every output kept and once with proxy epoch checkpoints and
@@ -49,7 +52,7 @@ FLOPS_PER_TOKEN_PARAM = {"train": 6, "forward": 2}  # as lpselect.ledger (which 
 
 TRAIN_RULES = ("train_proxy", "finetune_target")
 EXTRACT_RULES = ("extract_losses", "extract_response_losses")
-GENERATE_RULES = ("evaluate", "responses")
+GENERATE_RULES = ("evaluate",)
 COSTED_RULES = TRAIN_RULES + EXTRACT_RULES + GENERATE_RULES
 
 
@@ -197,6 +200,8 @@ def _tokenized_lengths(results: Path, dataset: str):
 
 def _padding(plan: dict, dataset: str, config: dict, results: Path) -> tuple[float, str]:
     training = config["training"]
+    if study.defaulted(config, "training")["padding_free"]:  # plan.padding_factor describes padded batches
+        return 1.0, "none: training.padding_free trains on flattened batches"
     given = plan.get("padding_factor")
     if isinstance(given, dict) and dataset in given:
         return float(given[dataset]), "plan.padding_factor"
@@ -310,6 +315,8 @@ class Cost:
     wall_s: float = 0.0
     runtime_min: float | None = None
     nominal: bool = False  # trained on the nominal 1/k (lower bound)
+    load_bytes: float = 0.0  # model folders the job reads before it computes (in wall_s)
+    load_s: float = 0.0
 
     @property
     def gpu_hours(self) -> float:
@@ -326,6 +333,22 @@ def decode_step_s(config: dict, plan: dict, model: str, parameters: float, measu
     return max(plan["decode_step_s"], weight_bytes / plan["gpu_memory_bandwidth"])
 
 
+def loaded_bytes(config: dict, job: Job, plan: dict, parameters: float) -> float:
+    """Bytes of the model folders a job reads before it computes: the base model (a pretrained one in
+    its checkpoint's dtype, plan.hub_bytes_per_parameter; others plan.checkpoint_bytes_per_parameter)
+    or a saved checkpoint (float32), once per model the job loads (extract_losses: every epoch 0..n)."""
+    base = plan["hub_bytes_per_parameter"] if config["models"][model_of(job)]["source"] == "pretrained" \
+        else plan["checkpoint_bytes_per_parameter"]
+    saved = plan["checkpoint_bytes_per_parameter"]
+    if job.rule == "extract_losses":
+        return parameters * (base + study.proxy_epochs(config) * saved)
+    if job.rule == "extract_response_losses":
+        return parameters * (base if int(job.wildcards.get("epoch", 0)) == 0 else saved)
+    if job.rule == "evaluate" and job.wildcards.get("subset") != "base":
+        return parameters * saved
+    return parameters * base
+
+
 def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "results", throughput=None) -> Cost:
     """FLOPs, tokens and time of one job; rules that run no model cost nothing. `throughput` maps
     train / extract to a measured model FLOP/s per process (GPU) that replaces the plan's (padding and
@@ -339,6 +362,9 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         return cost
     w, n = job.wildcards, parameters(config, model, results)
     d = w["dataset"]
+    # every such job loads its model(s) first, its GPUs waiting (plan.load_bandwidth)
+    cost.load_bytes = loaded_bytes(config, job, plan, n)
+    cost.load_s = cost.load_bytes / plan["load_bandwidth"]
     tpr = sizes.tokens_per_row[d]
     bf16 = plan["gpu_flops"]
     fp32 = plan["gpu_flops_fp32"]
@@ -355,13 +381,13 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         processes = max(1, gpus)
         if throughput.get("train"):  # model FLOPs (6NT on real tokens) per second, as measured
             cost.flops = flops("train", n, cost.tokens)
-            cost.wall_s = cost.flops / throughput["train"] / processes
+            cost.wall_s = cost.flops / throughput["train"] / processes + cost.load_s
             return cost
         row = study.size_resources(config, model, "train")
         recompute = row.get("gradient_checkpointing", config["training"].get("gradient_checkpointing", False))
         # what the GPUs compute: padded tokens, and the forward pass twice under gradient checkpointing
         cost.flops = (8 if recompute else 6) * n * cost.tokens * sizes.padding.get(d, 1.0)
-        cost.wall_s = cost.flops / (bf16 if config["training"].get("bf16") else fp32) / processes
+        cost.wall_s = cost.flops / (bf16 if config["training"].get("bf16") else fp32) / processes + cost.load_s
         return cost
     if job.rule in EXTRACT_RULES:
         # extract_losses reads every epoch the study scores (0..n) in one job, the response-only pass one
@@ -371,25 +397,32 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         rate = throughput.get("extract") or (bf16 if precision == "bf16" else
                                              plan["gpu_flops_tf32"] if precision == "tf32" else fp32)
         cost.flops = flops(cost.kind, n, cost.tokens)
-        cost.wall_s = cost.flops / rate / max(1, gpus)
+        cost.wall_s = cost.flops / rate / max(1, gpus) + cost.load_s
         return cost
-    # evaluate, responses: one process (one GPU), bf16 weights with evaluation.bf16
+    # evaluate: one process (one GPU), bf16 weights with evaluation.bf16: held-out losses, then greedy
+    # generations of the held-out rows (evaluation.generate) and of every evaluation set it answers
     ev = config["evaluation"]
-    if job.rule == "evaluate":  # held-out losses, then (if configured) greedy generations of the same rows
-        prompts = sizes.test[d] if ev["generate"] else 0
-        cost.tokens = sizes.test[d] * tpr + prompts * tpr
-    else:  # responses (evaluate writes them when its generations are them): the evaluation set's prompts
-        name = w.get("eval_set", study.HELDOUT)
-        prompts = sizes.set_prompts(d, name)
-        cost.tokens = prompts * (tpr if name == study.HELDOUT else sizes.tokens_per_row[name])
+    cost.tokens, steps, prompts = sizes.test[d] * tpr, 0, 0
+    for name in generated_sets(config):
+        n_prompts = sizes.set_prompts(d, name)
+        cost.tokens += n_prompts * (tpr if name == study.HELDOUT else sizes.tokens_per_row[name])
+        prompts += n_prompts
+        # decoding never stopping early at EOS: an upper bound on steps
+        steps += math.ceil(n_prompts / ev["batch_size"]) * ev["max_new_tokens"]
     rate = bf16 if ev.get("bf16") else fp32
-    # decoding never stopping early at EOS: an upper bound on steps
-    steps = math.ceil(prompts / ev["batch_size"]) * ev["max_new_tokens"]
     decode_s = steps * decode_step_s(config, plan, model, n, throughput.get("decode_step_s"))
     cost.kind = "forward"
     cost.flops = flops("forward", n, cost.tokens + prompts * ev["max_new_tokens"])
-    cost.wall_s = flops("forward", n, cost.tokens) / rate + decode_s
+    cost.wall_s = flops("forward", n, cost.tokens) / rate + decode_s + cost.load_s
     return cost
+
+
+def generated_sets(config: dict) -> list[str]:
+    """The evaluation sets an evaluate job generates answers for: the held-out split with
+    evaluation.generate (its predictions) or when the judge reads it, and every named set."""
+    names = study.response_sets(config)
+    held_out = config["evaluation"]["generate"] or study.HELDOUT in names
+    return ([study.HELDOUT] if held_out else []) + [name for name in names if name != study.HELDOUT]
 
 
 # --- measured throughput -----------------------------------------------------------------------------
@@ -486,27 +519,78 @@ def _top(values: list, k: int) -> float:
 # --- judge -------------------------------------------------------------------------------------------
 
 
-def judge_calls(config: dict, jobs: list[Job], sizes: Sizes) -> dict:
-    """Calls of the configured judge (judge jobs x prompts of their evaluation set x 2 orders), per
-    evaluation set, and what a judge would ask for every model compared with a full-data model on
-    every set if none is configured."""
+def judge_calls(config: dict, jobs: list[Job], sizes: Sizes, plan: dict | None = None,
+                results=ROOT / "results") -> dict:
+    """Calls of the configured judge (judge jobs, one per judged model, x its sets' prompts x 2 orders),
+    per evaluation set, and what a judge would ask for every model compared with a full-data model on
+    every set (judge.sets, else all) if none is configured; with `plan`, their tokens and price
+    (judge_tokens)."""
     grid = config["grid"]
     judged = [j for j in jobs if j.rule == "judge"]
-    names = [s["name"] for s in study.eval_sets(config)]
-    per_set = {name: {"jobs": 0, "calls": 0} for name in names}
+    enabled = bool(config.get("judge", {}).get("enabled"))
+    sets = study.judged_sets(config)
+    per_set = {name: {"jobs": 0, "calls": 0} for name in sets}
     for j in judged:
-        name = j.wildcards.get("eval_set", study.HELDOUT)
-        entry = per_set.setdefault(name, {"jobs": 0, "calls": 0})
-        entry["jobs"] += 1
-        entry["calls"] += 2 * sizes.set_prompts(j.wildcards["dataset"], name)
+        for name in sets:
+            per_set[name]["jobs"] += 1
+            per_set[name]["calls"] += 2 * sizes.set_prompts(j.wildcards["dataset"], name)
     per_dataset = sum(
         1 for _t in grid["targets"] for _sel, sub in study.trained_models(grid) if study.pairwise_reference(grid, sub)
     )
+    names = (config.get("judge") or {}).get("sets") or [s["name"] for s in study.eval_sets(config)]
     would = {name: sum(2 * per_dataset * sizes.set_prompts(d, name) for d in grid["datasets"]) for name in names}
-    enabled = bool(config.get("judge", {}).get("enabled"))
-    return {"enabled": enabled, "jobs": len(judged), "calls": sum(e["calls"] for e in per_set.values()),
-            "per_set": per_set, "models_per_dataset": per_dataset, "would_call": sum(would.values()),
-            "would_per_set": would}
+    out = {"enabled": enabled, "jobs": len(judged), "calls": sum(e["calls"] for e in per_set.values()),
+           "per_set": per_set, "models_per_dataset": per_dataset, "would_call": sum(would.values()),
+           "would_per_set": would}
+    if plan is not None:
+        calls = {name: e["calls"] for name, e in per_set.items()} if enabled else would
+        tokens = {name: judge_tokens(config, plan, sizes, name, results) for name in calls}
+        price = plan["judge_price"]
+        usd = {name: calls[name] * (t["input"] * price["input"] + t["output"] * price["output"]) / 1e6
+               for name, t in tokens.items()}
+        out |= {"tokens": tokens, "usd": usd, "total_usd": sum(usd.values()),
+                "total_tokens": sum(calls[n] * (t["input"] + t["output"]) for n, t in tokens.items())}
+    return out
+
+
+def _set_prompts(config: dict, name: str, results: Path) -> list[dict]:
+    """The prepared prompts of an evaluation set (the held-out split: every grid dataset's), if any."""
+    from .fileio import read_jsonl
+
+    if name != study.HELDOUT:
+        paths = [results / "eval_sets" / f"{name}.jsonl"]
+    else:
+        paths = [results / "datasets" / d / "test.jsonl" for d in config["grid"]["datasets"]]
+    return [row for path in paths if path.exists() for row in read_jsonl(path)]
+
+
+def judge_tokens(config: dict, plan: dict, sizes: Sizes, name: str, results=ROOT / "results") -> dict:
+    """Input and output tokens of one judge call on an evaluation set. Input: the judge's messages
+    (judge.build_messages) rendered with the set's prompts, measured once the set is prepared (else its
+    plan.tokens_per_row), and two answers of the mean length of the set's responses once some exist
+    (else evaluation.max_new_tokens each, an upper bound); characters over plan.judge_chars_per_token.
+    Output: judge.max_tokens, an upper bound (the judge may explain before its verdict)."""
+    from . import judge as judging
+    from .prompts import user_text
+
+    cpt = plan["judge_chars_per_token"]
+    template = sum(len(m["content"]) for m in judging.build_messages("", "", ""))
+    rows = _set_prompts(config, name, Path(results))
+    if rows:
+        prompt, source = statistics.mean(len(user_text(r)) for r in rows), f"measured on {len(rows):,} rendered prompts"
+    else:
+        per_row = [sizes.tokens_per_row[d] for d in config["grid"]["datasets"]] if name == study.HELDOUT \
+            else [sizes.tokens_per_row[name]]
+        prompt, source = statistics.mean(per_row) * cpt, "prompts of plan.tokens_per_row (not prepared yet)"
+    # a sample of the set's responses files (there can be thousands): their mean answer length
+    files = sorted(Path(results).glob(f"responses/*/{name}/*/*/*.json"))[:50]
+    answers = [len(r["output"]) for f in files for r in json.loads(f.read_text())]
+    if answers:
+        answer, answer_source = statistics.mean(answers), f"answers measured in {len(files)} responses file(s)"
+    else:
+        answer, answer_source = config["evaluation"]["max_new_tokens"] * cpt, "answers of max_new_tokens (upper bound)"
+    return {"input": (template + prompt + 2 * answer) / cpt, "output": float(study.defaulted(config, "judge")["max_tokens"]),
+            "source": f"{source}; {answer_source}"}
 
 
 # --- the report --------------------------------------------------------------------------------------
@@ -543,7 +627,7 @@ def build(config_path, text: str, root=ROOT, concurrent: int = 1, measured: bool
     costs = [job_cost(config, j, sizes, plan, results, throughput) for j in jobs]
     existing = 0 if forceall else existing_bytes(results)
     return Plan(str(config_path), counts, costs, disk(config, jobs, plan, concurrent, results, existing),
-                judge_calls(config, jobs, sizes), sizes, plan, throughput, n, forceall)
+                judge_calls(config, jobs, sizes, plan, results), sizes, plan, throughput, n, forceall)
 
 
 def _count(jobs: list[Job]) -> dict:
@@ -595,18 +679,25 @@ def render(p: Plan) -> str:
            f"{total_jobs:,} {what}, from Snakemake's dry run (`snakemake -n --configfile {p.config_path}"
            f"{' --forceall' if p.forceall else ''}`); nothing was run.", "",
            "## Compute", "",
-           "| rule | jobs | GPUs per job | tokens | FLOPs | GPU-hours | longest job (h) |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+           "| rule | jobs | GPUs per job | tokens | FLOPs | GPU-hours | longest job (h) | judge API (USD) |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    j = p.judge
     for rule, r in rules.items():
         costed = r["flops"] > 0
-        cells = [_num(r["tokens"]), f"{r['flops']:.2e}", _hours(r["gpu_hours"]), _hours(r["longest_h"])]
-        cells = cells if costed else ["-"] * 4
+        cells = [_num(r["tokens"]), f"{r['flops']:.2e}", _hours(r["gpu_hours"]), _hours(r["longest_h"]), "-"]
+        cells = cells if costed else ["-"] * 5
+        if rule == "judge" and j["enabled"] and "total_usd" in j:  # input and output tokens of its calls
+            cells = [_num(j["total_tokens"]), "-", "-", "-", f"{j['total_usd']:,.0f}"]
         out.append(f"| {rule} | {r['jobs']:,} | {_gpus(r['gpus'])} | " + " | ".join(cells) + " |")
     total_flops = sum(r["flops"] for r in rules.values())
     total_gpu_h = sum(r["gpu_hours"] for r in rules.values())
-    out.append(f"| **total** | **{total_jobs:,}** | | | **{total_flops:.2e}** | **{_hours(total_gpu_h)}** | |")
+    usd = f"**{j['total_usd']:,.0f}**" if j["enabled"] and "total_usd" in j else "0"
+    out.append(f"| **total** | **{total_jobs:,}** | | | **{total_flops:.2e}** | **{_hours(total_gpu_h)}** | | {usd} |")
     out += [""]
-    notes = []
+    loads = [c for c in p.costs if c.load_bytes]
+    notes = [f"Model loading (in the GPU-hours above): {len(loads):,} jobs read {_bytes(sum(c.load_bytes for c in loads))} "
+             f"of model folders at {p.plan['load_bandwidth']:.3g} B/s (plan.load_bandwidth), "
+             f"{_hours(sum(c.load_s * c.gpus for c in loads) / 3600)} GPU-hours."] if loads else []
     for rule, r in rules.items():
         if r["over_limit"]:
             notes.append(f"**{r['over_limit']:,} {rule} job(s) are estimated to run longer than their runtime "
@@ -642,19 +733,31 @@ def render(p: Plan) -> str:
             f"| **peak, all outputs kept (`keep: {{proxies: true, targets: true}}`)** | | | **{_bytes(d['kept'])}** |",
             f"| **peak, checkpoints temporary (the default: removed once consumed)** | | | **{_bytes(d['temporary'])}** |",
             ""]
-    j = p.judge
     out += ["## Judge calls", ""]
+    price = p.plan["judge_price"]
+    cost = (f" USD {j['total_usd']:,.0f} at {price['input']:g} / {price['output']:g} USD per million input / output "
+            "tokens (plan.judge_price)") if "total_usd" in j else ""
     if j["enabled"]:
-        out.append(f"{j['calls']:,} calls: {j['jobs']:,} judge jobs (judged model x evaluation set) x the set's "
-                   "prompts x 2 orders (retries not counted).")
+        out.append(f"{j['calls']:,} calls: {j['jobs']:,} judge jobs (one per judged model, every judged set) x the "
+                   f"set's prompts x 2 orders (retries not counted);{cost}.")
         rows = [(name, f"{e['jobs']:,}", f"{e['calls']:,}") for name, e in j["per_set"].items()]
     else:
         out.append(f"No judge configured: 0 calls. With one: {j['would_call']:,} calls "
-                   f"({j['models_per_dataset']:,} judged models per dataset x the set's prompts x 2 orders).")
+                   f"({j['models_per_dataset']:,} judged models per dataset x the set's prompts x 2 orders);{cost}.")
         rows = [(name, f"{j['models_per_dataset'] * len(p.sizes.train):,}", f"{n:,}")
                 for name, n in j["would_per_set"].items()]
-    out += ["", "| evaluation set | judge jobs | calls |", "| --- | ---: | ---: |",
-            *[f"| {name} | {jobs} | {calls} |" for name, jobs, calls in rows]]
+    tokens = j.get("tokens", {})
+
+    def priced(name):
+        t = tokens.get(name)
+        return f" | {t['input']:,.0f} | {t['output']:,.0f} | {j['usd'][name]:,.0f}" if t else " | - | - | -"
+
+    out += ["", "| evaluation set | judged models | calls | input tokens per call | output tokens per call | USD |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            *[f"| {name} | {jobs} | {calls}{priced(name)} |" for name, jobs, calls in rows]]
+    out += ["", *[f"- {name}: {t['source']}; {p.plan['judge_chars_per_token']:g} characters per token "
+                  "(plan.judge_chars_per_token); output tokens judge.max_tokens (an upper bound)"
+                  for name, t in tokens.items()]]
     out += ["", "## Assumptions", ""]
     tp = p.throughput
     rate = (f"{p.plan['gpu_flops']:.3g} FLOP/s per GPU in bf16, {p.plan['gpu_flops_fp32']:.3g} in float32 "
@@ -672,8 +775,8 @@ def render(p: Plan) -> str:
             f"{m} ({v * 1000:.3g} ms)" for m, v in tp["decode_step_s"].items()) + f"; for other models {decode}")
     out += [
         f"- FLOPs: 6 N T per training job (8 N T with gradient checkpointing), 2 N T per forward pass; {rate}.",
-        "- Training and extraction scale ideally over the GPUs of a job (one process per GPU); evaluate and "
-        "responses run one process on one GPU (bf16 weights with evaluation.bf16, else float32). GPU-hours = "
+        "- Training and extraction scale ideally over the GPUs of a job (one process per GPU); evaluate runs "
+        "one process on one GPU (bf16 weights with evaluation.bf16, else float32). GPU-hours = "
         "job wall time x GPUs requested.",
         "- T: training = epochs x rows x tokens per row x the padding factor below; a subset trains on its "
         "realized rows once `select` ran, else on 1/k of the rows (a lower bound: every cluster gives a row). "
@@ -681,6 +784,9 @@ def render(p: Plan) -> str:
         "whole rows).",
         f"- Generation: the prompts' forward pass, then batches x max_new_tokens decoding steps (never stopping "
         f"early at EOS: an upper bound), each taking {decode}.",
+        f"- Loading: a job reads its model folder(s) at {p.plan['load_bandwidth']:.3g} B/s (plan.load_bandwidth) "
+        "before it computes: base models in their checkpoint dtype, saved checkpoints in float32 (extract_losses "
+        "reads every epoch's).",
         *[f"- {n}" for n in p.sizes.notes],
         f"- Disk: a saved model is {p.plan['checkpoint_bytes_per_parameter']:g} B/parameter (float32: bf16 is "
         f"autocast, the weights stay float32); a running training job's resume state is "
@@ -690,7 +796,7 @@ def render(p: Plan) -> str:
         f"- Peak with outputs kept = base models + hub downloads + every checkpoint + the resume state of the "
         f"{c} largest training job(s) running at once (--jobs {c}). Temporary = base models + hub downloads + the "
         f"{c} largest (resume state + the job's checkpoints): a target checkpoint is read by its own evaluate "
-        "and responses jobs alone, which run before the next fine-tune (priority), and proxy epochs by their "
+        "job alone, which run before the next fine-tune (priority), and proxy epochs by their "
         "extraction job.",
         "- Jobs that do not train or run a model (selection, scores, tables, figures, downloads, model "
         "preparation) are counted as jobs with no GPU-hours.",

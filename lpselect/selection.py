@@ -142,6 +142,27 @@ def hardness_key(subset: Subset, ids: pd.Series, scores: pd.DataFrame | None) ->
     return scores[subset.method].to_numpy() * HARDEST_FIRST[subset.method]
 
 
+def hardest_first(key: np.ndarray, ids, candidates: np.ndarray, groups: np.ndarray) -> dict:
+    """The one hardest-first order (select, the export's lpselect_rank, the inspection): per group, the
+    positions of the `candidates` (a mask: the selection's pool less its unscorable and IFD-filtered
+    rows) by ascending `key` (hardness_key), ties by id."""
+    ids, rows = np.asarray(ids), np.flatnonzero(candidates)
+    orders = {}
+    for g in np.unique(groups[rows]):
+        members = rows[groups[rows] == g]
+        orders[g] = members[np.lexsort((ids[members], key[members]))]  # lexsort's last key is the primary one
+    return orders
+
+
+def hardest_first_ranks(key: np.ndarray, ids, candidates: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per row, its 1-based place in hardest_first within its group; NaN for a row the selection cannot
+    pick (not a candidate)."""
+    out = np.full(len(candidates), np.nan)
+    for order in hardest_first(key, ids, candidates, groups).values():
+        out[order] = np.arange(1, len(order) + 1)
+    return out
+
+
 def largest_tie_share(values: np.ndarray) -> float:
     """Share of the rows that hold the most common value."""
     if not len(values):
@@ -213,12 +234,10 @@ def select(subset: Subset, ids, scores: pd.DataFrame | None, clusters: pd.DataFr
         if not np.isfinite(key[rows]).all():
             bad = ids[rows[~np.isfinite(key[rows])]].tolist()[:5]
             raise ValueError(f"{subset.method} is NaN or infinite for samples {bad}")
-        chosen = []
+        chosen, orders = [], hardest_first(key, ids, candidates, groups)
         for g in np.unique(groups[pool]):
             count = part_count(int((groups[pool] == g).sum()), k)
-            members = rows[groups[rows] == g]
-            # sort by key, ties by id: lexsort's last key is the primary one
-            order = members[np.lexsort((ids.to_numpy()[members], key[members]))]
+            order = orders.get(g, np.array([], dtype=int))
             chosen.append(part_rows(order, min(count, len(order)), subset.part))
         picked = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
         tie_share = largest_tie_share(key[rows]) if subset.method != "random" else 0.0

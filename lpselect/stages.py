@@ -40,7 +40,11 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> No
                                     spec.get("format", "alpaca"))
     rows = data.take_slice(rows, spec.get("limit"), spec.get("sample"), spec.get("seed", 0))
     groups = data.duplicate_groups(rows)
-    stats |= {"n_rows": len(rows), "duplicates": int((groups != np.arange(len(rows))).sum())}
+    stats |= {"n_rows": len(rows), "duplicates": int((groups != np.arange(len(rows))).sum()),
+              "duplicate_source_ids": data.duplicate_source_ids(rows)}
+    if stats["duplicate_source_ids"]:
+        log.warning("%s: %d rows repeat an earlier row's own id (kept as source_id; the workflow's ids are unique)",
+                    name, stats["duplicate_source_ids"])
     if spec.get("dedupe", False):
         rows = data.drop_duplicates(rows)
     stats["deduplicated"] = stats["n_rows"] - len(rows)
@@ -51,8 +55,8 @@ def prepare_dataset(name: str, spec: dict, train_out, test_out, stats_out) -> No
     train, test = (rows, held_out) if held_out is not None else data.split_rows(rows, spec["test_size"], spec.get("seed", 0))
     stats |= {"n_train": len(train), "n_test": len(test)}
     log.info("%s: %d train rows, %d test rows", name, len(train), len(test))
-    write_jsonl(train_out, train)
-    write_jsonl(test_out, test)
+    write_jsonl(train_out, train, sort_keys=False)  # each row's source record in its own key order
+    write_jsonl(test_out, test, sort_keys=False)
     write_json(stats_out, stats)
 
 
@@ -159,15 +163,17 @@ def train_model(
         args = {"model_dir": str(model_dir), "tokenized_dir": str(tokenized_dir),
                 "subset_path": subset_path and str(subset_path), "hp": hp, "seed": seed,
                 "state_dir": str(state_dir), "epochs_to_keep": epochs}
-        distributed.launch("train", args, processes)
+        rank_peaks = distributed.launch("train", args, processes)
         saved = {e: Path(state_dir) / f"epoch-{e}" for e in epochs}
     else:
+        rank_peaks = None
         model, tokenizer = models.load_model(model_dir, device="cpu")  # the Trainer places it
         saved = training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep=epochs)
     trained = max(epochs)  # an lp_app-only proxy stops after epoch 1 of its schedule
     tokens = trained * sum(len(e["input_ids"]) for e in examples)
     n_params = parameter_count(saved[epochs[-1]])
-    watch.record(ledger_out, "train", n_params, tokens, samples=len(examples), epochs=trained, processes=processes,
+    watch.record(ledger_out, "train", n_params, tokens, rank_peaks, samples=len(examples), epochs=trained,
+                 processes=processes,
                  global_batch_size=hp["global_batch_size"], batch_size=hp["batch_size"],
                  gradient_accumulation_steps=training.accumulation_steps(hp, processes))
     log_src = Path(state_dir) / "train_log.json"
@@ -193,9 +199,10 @@ def extract_losses(
     if processes > 1:
         args = {"model_dir": str(model_dir), "tokenized_dir": str(tokenized_dir), "cfg": cfg,
                 "part_prefix": str(out_csv), "response_only": response_only}
-        distributed.launch("extract", args, processes)
+        rank_peaks = distributed.launch("extract", args, processes)
         frame = distributed.merge_parts(out_csv, processes)
     else:
+        rank_peaks = None
         model, _ = models.load_model(model_dir)
         frame = losses.per_sample_losses(
             model, examples, pad_id=tokenizer.pad_token_id, desc=str(model_dir), **losses.extraction_options(cfg)
@@ -204,7 +211,7 @@ def extract_losses(
              model_dir, len(frame), frame["truncated"].sum(), (frame["n_tokens"] == 0).sum())
     write_csv(out_csv, frame)
     tokens = sum(len(e["input_ids"]) for e in examples)
-    watch.record(ledger_out, "forward", parameter_count(model_dir), tokens, samples=len(examples),
+    watch.record(ledger_out, "forward", parameter_count(model_dir), tokens, rank_peaks, samples=len(examples),
                  processes=processes)
 
 
@@ -249,13 +256,21 @@ def ifd(prompted_csv, response_csv, out_csv) -> None:
     write_csv(out_csv, table)
 
 
-def response_lengths(model_dir, rows_path, out_csv) -> None:
-    """Response length in tokens of the model's tokenizer (no special tokens, no truncation)."""
+def response_lengths(model_dir, rows_path, out_csv, template: str = "alpaca") -> None:
+    """Response length in tokens of the model's tokenizer (no special tokens, no truncation): what the
+    proxy is trained on, so under prompt_template chat every assistant turn of a chat row, summed."""
     from . import models
+    from .prompts import chat_messages
 
     tokenizer = models.load_tokenizer(model_dir)
     rows = read_jsonl(rows_path)
-    lengths = [len(tokenizer(r["output"], add_special_tokens=False)["input_ids"]) for r in rows]
+
+    def answers(row):
+        if template == "chat":
+            return [t["content"] for t in chat_messages(row) if t["role"] == "assistant"]
+        return [row["output"]]
+
+    lengths = [sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers(r)) for r in rows]
     log.info("%s: %d responses, median %d tokens (tokenizer of %s)", out_csv, len(rows), np.median(lengths), model_dir)
     write_csv(out_csv, pd.DataFrame({"id": [r["id"] for r in rows], "length": lengths}))
 
@@ -284,15 +299,18 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, opti
 
 
 def evaluate(model_dir, rows_path, cfg: dict, max_length: int, template: str, pred_out, metrics_out,
-             ledger_out=None, responses_out=None, generator: str = "") -> None:
-    """One trained model's evaluation, the only part that runs the model: held-out losses and
-    (cfg['generate']) greedy generations (`pred_out`) and the metrics of those predictions alone
-    (`metrics_out`); with `responses_out`, the generations in AlpacaEval's format too (what the judge
-    reads), so no job runs just to convert them. Comparisons with another model are `compare`'s, so a
-    change to them never needs this model again. The ledger records the forward tokens and the
-    decoding steps and seconds (the cost plan's per-step decoding latency)."""
+             ledger_out=None, responses: dict | None = None, generator: str = "") -> None:
+    """One trained model's evaluation, the only part that runs the model (loaded once): held-out losses
+    and (cfg['generate']) greedy generations (`pred_out`), the metrics of those predictions alone
+    (`metrics_out`), and its answers to every evaluation set in AlpacaEval's format (what the judge
+    reads): `responses` maps a set's name to (its prompts' JSONL, the output JSON); the held-out split's
+    prompts are `rows_path` and its answers the generations already made when cfg['generate'].
+    Comparisons with another model are `compare`'s, so a change to them never needs this model again.
+    The ledger records the forward tokens and the decoding steps and seconds of every set (the cost
+    plan's per-step decoding latency)."""
     from . import evaluation, ledger, models
     from .responses import alpaca_eval_records
+    from .study import HELDOUT
 
     watch = ledger.Stopwatch()
     model, tokenizer = models.load_model(model_dir, dtype=evaluation.weights_dtype(cfg))
@@ -302,8 +320,17 @@ def evaluate(model_dir, rows_path, cfg: dict, max_length: int, template: str, pr
     write_csv(pred_out, frame)
     # the metrics read the predictions back as `compare` reads them (same types, same NaN handling)
     summary = evaluation_metrics(read_predictions(pred_out), rows)
-    if responses_out:
-        write_json(responses_out, alpaca_eval_records(rows, frame["generation"].tolist(), generator))
+    for name, (set_path, out) in sorted((responses or {}).items()):
+        if name == HELDOUT and cfg["generate"]:
+            set_rows, outputs = rows, frame["generation"].tolist()
+        else:
+            set_rows, used = (rows if name == HELDOUT else read_jsonl(set_path)), {}
+            outputs = evaluation.greedy_generate(model, tokenizer, set_rows, cfg["batch_size"], cfg["max_new_tokens"],
+                                                 template, used)
+            for key, value in used.items():
+                stats[key] = round(stats.get(key, 0) + value, 3)
+        log.info("%s: %d responses to %s", generator, len(outputs), name)
+        write_json(out, alpaca_eval_records(set_rows, outputs, generator))
     write_json(metrics_out, summary)
     if ledger_out:
         tokens = stats.pop("loss_tokens") + stats.get("prompt_tokens", 0) + stats.get("decode_tokens", 0)
@@ -323,6 +350,12 @@ def compare(pred_csv, reference_csv, tie_tolerance: float, out_json) -> None:
     log.info("%s vs %s: W/T/L %d/%d/%d, win rate %.3f (tie tolerance %g)", pred_csv, reference_csv,
              summary["wins"], summary["ties"], summary["losses"], summary["win_rate"], tie_tolerance)
     write_json(out_json, summary | {"tie_tolerance": tie_tolerance})
+
+
+def compare_all(pred_csvs, reference_csvs, tie_tolerance: float, out_jsons) -> None:
+    """`compare` for each model of a target against its full-data reference (one light job per target)."""
+    for pred_csv, reference_csv, out_json in zip(pred_csvs, reference_csvs, out_jsons, strict=True):
+        compare(pred_csv, reference_csv, tie_tolerance, out_json)
 
 
 def read_predictions(path) -> pd.DataFrame:
@@ -390,6 +423,13 @@ def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_c
              100 * summary["position_bias"])
     write_csv(out_csv, table)
     write_json(out_json, summary)
+
+
+def judge_all(responses_jsons, reference_jsons, cfg: dict, cache_paths, out_jsons, out_csvs) -> None:
+    """`judge` for each evaluation set of a model (one job per model), each set with its own cache."""
+    for args in zip(responses_jsons, reference_jsons, cache_paths, out_jsons, out_csvs, strict=True):
+        log.info("judging %s", args[0])
+        judge(args[0], args[1], cfg, *args[2:])
 
 
 def fetch_dump(source: str, dataset: str, model: str, out_paths) -> None:

@@ -44,8 +44,17 @@ def validate_config(config: dict, schema_path=SCHEMA) -> None:
         if list(err.path)[:2] == ["evaluation", "eval_sets"] and err.validator in ("oneOf", "not"):
             raise ConfigError(f"config key {_key(err.path)}: a set needs exactly one of path or hub "
                               f"(the held-out split, name {HELDOUT}, takes neither)")
-        raise ConfigError(f"config key {_key(err.path)}: {err.message}")
+        raise ConfigError(f"config key {_key(err.path)}: {err.message}{WHY.get((tuple(err.path), err.validator), '')}")
     _check_references(config)
+
+
+# why a schema rule holds, where its bare message ("1 is less than the minimum of 2") does not say
+WHY = {
+    (("training", "epochs"), "minimum"): (
+        ": LP(1) = (P_0 - P_1) / (P_0 - P_n) needs at least two epochs (with n = 1 it is 1 for every row); "
+        "for a one-epoch signal use grid.methods [lp_app] = (P_0 - P_1) / P_0: the proxy then trains only the "
+        "first epoch of its n-epoch schedule"),
+}
 
 
 def _check_renamed(config: dict) -> None:
@@ -91,6 +100,7 @@ def _check_references(config: dict) -> None:
         _check_facts(f"datasets.{name}", spec)
         _check_format(config, name, spec)
     _check_chat_templates(config)
+    _check_chat_ifd(config)
     for i, method in enumerate(grid["thirds"]):
         if method == "random":
             raise ConfigError(f"config key grid.thirds[{i}]: thirds need a score method, not 'random'")
@@ -115,6 +125,10 @@ def _check_eval_sets(config: dict) -> None:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ConfigError(f"config key evaluation.eval_sets[{i}]: the name {name!r} is used twice")
+    for i, name in enumerate((config.get("judge") or {}).get("sets") or []):
+        if name not in names:
+            raise ConfigError(f"config key judge.sets[{i}]: {name!r} is not an evaluation set "
+                              f"(evaluation.eval_sets: {', '.join(names)})")
 
 
 def _check_facts(key: str, spec: dict) -> None:
@@ -135,6 +149,18 @@ def _check_format(config: dict, name: str, spec: dict) -> None:
     if fmt != "alpaca" and not config["prompt_template"].startswith("chat"):
         raise ConfigError(f"config key prompt_template: datasets.{name} has {fmt} rows, which need the models' "
                           f"chat templates: set prompt_template: chat (loss on every assistant turn) or chat_last")
+
+
+def _check_chat_ifd(config: dict) -> None:
+    """IFD compares one response's loss with and without its prompt; under prompt_template chat every
+    assistant turn of a conversation is scored, and they would be pooled into one "response"."""
+    grid = config["grid"]
+    chat = [d for d in grid["datasets"] if config["datasets"][d].get("format", "alpaca") != "alpaca"]
+    for key in ("methods", "thirds"):
+        if config["prompt_template"] == "chat" and chat and "ifd" in grid[key]:
+            raise ConfigError(f"config key grid.{key}: ifd is defined for one response, but under prompt_template: "
+                              f"chat the conversations of datasets.{chat[0]} are scored on every assistant turn; "
+                              "use prompt_template: chat_last (the loss on the last assistant turn) or drop ifd")
 
 
 def _check_chat_templates(config: dict) -> None:
@@ -363,6 +389,25 @@ def eval_sets(config: dict) -> list[dict]:
     return defaulted(config, "evaluation")["eval_sets"]
 
 
+def judged_sets(config: dict) -> list[str]:
+    """The evaluation sets the judge compares models on, sorted by name: judge.sets, or every
+    evaluation set when it is absent; none without a judge."""
+    judge = config.get("judge") or {}
+    if not judge.get("enabled"):
+        return []
+    names = [s["name"] for s in eval_sets(config)]
+    return sorted(judge["sets"] if judge.get("sets") is not None else names)
+
+
+def response_sets(config: dict) -> list[str]:
+    """The evaluation sets every evaluated model answers, sorted by name (so that reordering
+    evaluation.eval_sets changes no job): every named set; the held-out split when evaluate generates
+    anyway or the judge reads it."""
+    generate = config["evaluation"]["generate"]
+    return sorted(s["name"] for s in eval_sets(config)
+                  if s["name"] != HELDOUT or generate or HELDOUT in judged_sets(config))
+
+
 def method_settings(config: dict) -> dict:
     return defaulted(config, "methods")
 
@@ -372,8 +417,11 @@ def method_settings(config: dict) -> dict:
 # from the config), so changing one reruns nothing that does not depend on it.
 NOT_RESULTS = {
     # gradient checkpointing trades memory for compute (same gradients), and the per-device batch size
-    # only splits training.global_batch_size into micro-batches (the same samples per optimizer step)
-    "training": ("logging_steps", "gradient_checkpointing", "batch_size"),
+    # only splits training.global_batch_size into micro-batches (the same samples per optimizer step);
+    # sync_each_batch only chooses where FSDP accumulates the same gradients, a timeout is no result, and
+    # padding-free batches hold the same samples in the same order with the same loss
+    "training": ("logging_steps", "gradient_checkpointing", "batch_size", "sync_each_batch", "collective_timeout_s",
+                 "padding_free"),
     "extraction": ("batch_size", "max_tokens", "share_prefix"),
     "evaluation": ("tie_tolerance", "eval_sets", "batch_size"),
 }
@@ -434,6 +482,14 @@ def model_parameters(config: dict, name: str) -> float | None:
     h, layers = spec["hidden_size"], spec["num_layers"]
     inter = spec.get("intermediate_size", 4 * h)
     return float(layers * (4 * h * h + 3 * h * inter) + config["fresh_models"]["vocab_size"] * h)
+
+
+def retry_runtime(config: dict, minutes: int, attempt: int) -> int:
+    """Minutes a job asks for at its `attempt`-th try: runtime x attempt (a retry after a TIMEOUT gets
+    longer), never more than resources.max_runtime_min when set (a partition's MaxTime: sbatch rejects
+    a longer request, and resuming from the last checkpoint makes one unnecessary)."""
+    cap = config["resources"].get("max_runtime_min")
+    return min(minutes * attempt, cap) if cap else minutes * attempt
 
 
 def size_resources(config: dict, name: str, kind: str) -> dict:

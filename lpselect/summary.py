@@ -81,7 +81,9 @@ def dataset_section(name: str, tables: dict, score_paths: dict) -> list[str]:
     corr = pd.read_csv(tables["rank_correlation"])
     lines = [f"## {name}", "",
              f"Rows: {stats['n_train']} train, {stats['n_test']} held out; {stats['dropped_empty']} empty rows "
-             f"dropped, {stats['duplicates']} exact duplicates ({stats['deduplicated']} dropped).", ""]
+             f"dropped, {stats['duplicates']} exact duplicates ({stats['deduplicated']} dropped)"
+             + (f"; {stats['duplicate_source_ids']} rows repeat an earlier row's own id (kept as source_id)"
+                if stats.get("duplicate_source_ids") else "") + ".", ""]
     score_rows = []
     for proxy, path in score_paths.items():
         scores = pd.read_csv(path)

@@ -5,6 +5,7 @@ the row's turns and tokenized as apply_chat_template tokenizes it; the labels ar
 assistant turns (every one, or the last with chat_last), each with the end-of-turn marker the template
 writes after it, found by rendering the conversation up to each turn (the template's text for a prefix
 of the turns must be a prefix of its text for all of them) and mapped to tokens by their offsets.
+Over max_length a conversation loses its oldest whole rounds first (encode_chat_row).
 """
 
 import logging
@@ -34,10 +35,11 @@ def _longest_fitting(encode, n: int, budget: int) -> list[int] | None:
     return best
 
 
-def _assistant_spans(tokenizer, turns: list[dict], text: str, last_only: bool, cut: set) -> list[tuple[int, int]]:
-    """Character spans of `text` (the template over `turns`) that carry the loss: each assistant turn's
-    content and the end-of-turn marker after it (trailing whitespace excluded), the content alone for a
-    turn whose content was cut (`cut`: turn positions), so a cut response does not teach to stop."""
+def _assistant_spans(tokenizer, turns: list[dict], text: str, last_only: bool, cut: set) -> list[tuple[int, int, int]]:
+    """(assistant turn's position, start, end): the character spans of `text` (the template over `turns`)
+    that carry the loss: each assistant turn's content and the end-of-turn marker after it (trailing
+    whitespace excluded), the content alone for a turn whose content was cut (`cut`: turn positions),
+    so a cut response does not teach to stop."""
     spans = []
     targets = [i for i, t in enumerate(turns) if t["role"] == "assistant"]
     for i in targets[-1:] if last_only else targets:
@@ -53,20 +55,23 @@ def _assistant_spans(tokenizer, turns: list[dict], text: str, last_only: bool, c
             raise ChatTemplateError(f"the chat template of {tokenizer.name_or_path or 'this tokenizer'} does not "
                                     "write an assistant turn's content as given")
         end = at + len(content) if i in cut else len(through.rstrip())
-        spans.append((len(opening), end))
+        spans.append((i, len(opening), end))
     return spans
 
 
-def _chat_example(tokenizer, turns: list[dict], last_only: bool, cut: set = frozenset()) -> tuple[list, list]:
-    """input_ids (the template's own tokens, as apply_chat_template gives them) and labels."""
+def _chat_example(tokenizer, turns: list[dict], last_only: bool, cut: set = frozenset()) -> tuple[list, list, list]:
+    """input_ids (the template's own tokens, as apply_chat_template gives them), labels, and the
+    labelled tokens of each assistant turn (one per round, 0 for a round chat_last does not score)."""
     text = render(tokenizer, turns)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     spans = _assistant_spans(tokenizer, turns, text, last_only, cut)
-    labels = [
-        token if any(a < end and b > start for start, end in spans) else IGNORE_INDEX
-        for token, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])
-    ]
-    return enc["input_ids"], labels
+    labels, per_turn = [], {i: 0 for i, t in enumerate(turns) if t["role"] == "assistant"}
+    for token, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
+        turn = next((i for i, start, end in spans if a < end and b > start), None)
+        labels.append(IGNORE_INDEX if turn is None else token)
+        if turn is not None:
+            per_turn[turn] += 1
+    return enc["input_ids"], labels, list(per_turn.values())
 
 
 def _cut_order(turns: list[dict], upto: int) -> list[int]:
@@ -88,47 +93,80 @@ def _shorten_turns(turns: list[dict], order: list[int], fits) -> tuple[list[dict
         def with_k(k, i=i, full=full):
             return turns[:i] + [{**turns[i], "content": full[:k]}] + turns[i + 1:]
 
-        lo, hi = 0, len(full)
         if fits(with_k(0)):
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                lo, hi = (mid, hi) if fits(with_k(mid)) else (lo, mid - 1)
-            return with_k(lo), cut, True
+            return with_k(_longest_prefix(lambda k: fits(with_k(k)), len(full))), cut, True
         turns = with_k(0)
     return turns, cut, False
 
 
+def _rounds(turns: list[dict]) -> tuple[list[dict], list[list[dict]]]:
+    """A conversation as its system turn (a list of 0 or 1) and its (user, assistant) rounds, oldest first
+    (validated rows alternate from a user turn and end with an assistant turn)."""
+    head = turns[:1] if turns and turns[0]["role"] == "system" else []
+    body = turns[len(head):]
+    return head, [body[i: i + 2] for i in range(0, len(body), 2)]
+
+
+def _n_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _cut_last_round(tokenizer, head: list[dict], last: list[dict], max_length: int) -> tuple[list[dict], set] | None:
+    """The system turn and the last round, cut inside the round's contents to fit max_length as the
+    Alpaca path cuts a row: the answer keeps at least a quarter of the window (all of it when shorter) and is
+    cut at its end; the question is cut from its end to fill the rest and must keep at least a quarter
+    of the window too (all of it when shorter); the system turn is never cut. None when that does not
+    fit (the row is unscorable: an answer to a question cut away, or to a system prompt cut short,
+    would be scored as something it is not)."""
+    question, answer = last[0]["content"], last[1]["content"]
+    whole = _n_tokens(tokenizer, render(tokenizer, head + last))
+    answer_tokens, question_tokens = _n_tokens(tokenizer, answer), _n_tokens(tokenizer, question)
+    keep = min(answer_tokens, max(max_length - (whole - answer_tokens), max_length // 4))
+    k = _longest_prefix(lambda k: _n_tokens(tokenizer, answer[:k]) <= keep, len(answer))
+    cut = {len(head) + 1} if k < len(answer) else set()
+
+    def turns_with(j):
+        return head + [{**last[0], "content": question[:j]}, {**last[1], "content": answer[:k]}]
+
+    def fits(j):
+        return _n_tokens(tokenizer, render(tokenizer, turns_with(j))) <= max_length
+
+    j = _longest_prefix(fits, len(question)) if fits(0) else -1
+    if k == 0 or j < 0 or _n_tokens(tokenizer, question[:j]) < min(question_tokens, max_length // 4):
+        return None
+    return turns_with(j), cut
+
+
 def encode_chat_row(row: dict, tokenizer, max_length: int, last_only: bool = False) -> dict:
-    """encode_row for the chat templates. Over max_length, the contents are cut, never the template's
-    control tokens: the last assistant turn keeps at least a quarter of the window (all of it when
-    shorter) and is cut at its end; the earlier turns are cut from their ends, oldest first and the
-    system prompt last, until the conversation fits; only when even their empty turns do not leave the
-    quarter is the last turn cut further. A cut turn's end-of-turn marker is not a label."""
+    """encode_row for the chat templates, with `round_tokens`: the labelled tokens of each round in the
+    window, oldest first (its length: the rounds kept). Over max_length, whole rounds go first: the
+    oldest (user, assistant) rounds are dropped, the system turn and the last round always kept, so no
+    empty turn and no answer without its question is left in the window; only when the last round alone
+    does not fit is it (then the oldest round left) cut inside its contents (_cut_last_round). A row that
+    cannot keep its whole system turn and a quarter of the window each of its last question and answer
+    (all of them when shorter) is truncated and unscorable: no labels, round_tokens [] (counted by
+    encode_rows; NaN loss downstream, so left out of selection and counted in the summary)."""
     require_chat_template(tokenizer)
-    turns = chat_messages(row)
-    ids, labels = _chat_example(tokenizer, turns, last_only)
+    head, rounds = _rounds(chat_messages(row))
+    ids, labels, round_tokens = _chat_example(tokenizer, head + sum(rounds, []), last_only)
     truncated = len(ids) > max_length
     if truncated:
-        last = len(turns) - 1
-        response = turns[last]["content"]
-        response_tokens = len(tokenizer(response, add_special_tokens=False)["input_ids"])
-        keep = min(response_tokens, max(max_length - (len(ids) - response_tokens), max_length // 4))
-        k = _longest_prefix(lambda k: len(tokenizer(response[:k], add_special_tokens=False)["input_ids"]) <= keep,
-                            len(response))
-        cut_last = k < len(response)
-        turns[last] = {**turns[last], "content": response[:k]}
 
-        def fits(candidate):
-            return len(tokenizer(render(tokenizer, candidate), add_special_tokens=False)["input_ids"]) <= max_length
+        def window(k):  # the system turn and the last k rounds
+            return head + sum(rounds[len(rounds) - k:], [])
 
-        turns, cut, ok = _shorten_turns(turns, _cut_order(turns, last), fits)
-        if not ok:
-            turns, more, ok = _shorten_turns(turns, [last], fits)
-            cut |= more
-        if not ok:
-            raise ValueError(f"max_length {max_length} is shorter than the bare chat template of row {row['id']}")
-        ids, labels = _chat_example(tokenizer, turns, last_only, cut | ({last} if cut_last else set()))
-    return {"id": row["id"], "input_ids": ids, "labels": labels, "truncated": truncated}
+        kept = _longest_prefix(lambda k: k == 0 or _n_tokens(tokenizer, render(tokenizer, window(k))) <= max_length,
+                               len(rounds) - 1)
+        if kept:
+            ids, labels, round_tokens = _chat_example(tokenizer, window(kept), last_only)
+        else:
+            fitted = _cut_last_round(tokenizer, head, rounds[-1], max_length)
+            if fitted is None:
+                ids = tokenizer(render(tokenizer, window(1)), add_special_tokens=False)["input_ids"][:max_length]
+                labels, round_tokens = [IGNORE_INDEX] * len(ids), []
+            else:
+                ids, labels, round_tokens = _chat_example(tokenizer, fitted[0], last_only, fitted[1])
+    return {"id": row["id"], "input_ids": ids, "labels": labels, "truncated": truncated, "round_tokens": round_tokens}
 
 
 def _longest_prefix(ok, n: int) -> int:
@@ -142,31 +180,49 @@ def _longest_prefix(ok, n: int) -> int:
 
 def encode_chat_prompt(row: dict, tokenizer, max_tokens: int | None = None) -> tuple[list, bool]:
     """encode_prompt for the chat templates: the turns before the last assistant turn and the
-    template's opening of an assistant turn; over `max_tokens` the turns are cut inside their content,
-    oldest first and the system prompt last. The bare template when even that does not fit."""
+    template's opening of an assistant turn. Over `max_tokens` the oldest whole rounds are dropped
+    first (as encode_chat_row drops them), then the question and the system prompt are cut inside their
+    content. The bare template when even that does not fit."""
     require_chat_template(tokenizer)
-    turns = chat_messages(row)[:-1]
+    head, rounds = _rounds(chat_messages(row))
+    question = rounds[-1][:1]
 
     def ids_of(candidate):
         return tokenizer(render(tokenizer, candidate, generation_prompt=True), add_special_tokens=False)["input_ids"]
 
-    ids = ids_of(turns)
+    def window(k):  # the system turn, the last k earlier rounds and the question
+        return head + sum(rounds[len(rounds) - 1 - k: -1], []) + question
+
+    ids = ids_of(window(len(rounds) - 1))
     if max_tokens is None or len(ids) <= max_tokens:
         return ids, False
+    kept = _longest_prefix(lambda k: len(ids_of(window(k))) <= max_tokens, len(rounds) - 2)
+    turns = window(kept)
     turns, _, _ = _shorten_turns(turns, _cut_order(turns, len(turns)), lambda c: len(ids_of(c)) <= max_tokens)
     return ids_of(turns), True
 
 
 def end_of_turn_ids(tokenizer, template: str) -> list[int]:
-    """Token ids that end a generated response: EOS, and with a chat template the first token of the
-    marker it writes after an assistant turn (ChatML's <|im_end|>, Gemma's <end_of_turn>)."""
+    """Token ids that end a generated response: EOS, and with a chat template the marker it writes after
+    an assistant turn (ChatML's <|im_end|>, Gemma's <end_of_turn>), which must be one special token:
+    a marker of plain text (`</end>`, `</s>` where that is not a special token) would stop generation at
+    its first token (`<`), and a template that writes nothing but whitespace after an answer teaches no
+    stop at all, so such a template is refused, naming it."""
     stop = [tokenizer.eos_token_id]
     if is_chat(template):
         turns = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
         text = render(tokenizer, turns)
         tail = text[len(render(tokenizer, turns[:1], generation_prompt=True)):].split("y", 1)[-1].strip()
-        if tail:
-            stop.append(tokenizer(tail, add_special_tokens=False)["input_ids"][0])
+        ids = tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
+        special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+        if len(ids) != 1 or ids[0] not in special:
+            raise ChatTemplateError(
+                f"the chat template of {tokenizer.name_or_path or 'this tokenizer'} ends an assistant turn with "
+                f"{tail!r}, which is not one special token of its tokenizer ({len(ids)} tokens: "
+                f"{tokenizer.convert_ids_to_tokens(ids)}), so generation cannot stop at it without stopping inside "
+                "answers: use a model whose template ends a turn with a special token (ChatML's <|im_end|>, "
+                "Llama 3's <|eot_id|>, Gemma's <end_of_turn>), or prompt_template: alpaca")
+        stop += ids
     return list(dict.fromkeys(t for t in stop if t is not None))
 
 
@@ -226,6 +282,7 @@ def encode_row(row: dict, tokenizer, max_length: int, template: str = "alpaca") 
         "input_ids": prompt_ids + response_ids,
         "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids,
         "truncated": truncated,
+        "round_tokens": [len(response_ids)],
     }
 
 
@@ -236,6 +293,11 @@ def encode_rows(rows, tokenizer, max_length: int, template: str = "alpaca") -> l
         "%d of %d rows truncated to %d tokens (tokenizer %s), %d left without a response token",
         sum(e["truncated"] for e in examples), len(examples), max_length, tokenizer.name_or_path or "in memory", unscorable,
     )
+    if is_chat(template):
+        dropped = [len(_rounds(chat_messages(r))[1]) - len(e["round_tokens"]) for r, e in zip(rows, examples)
+                   if e["round_tokens"]]
+        log.info("%d conversations cut to their last rounds (%d rounds dropped in all); %d unscorable: even their "
+                 "last round does not fit", sum(d > 0 for d in dropped), sum(dropped), len(examples) - len(dropped))
     return examples
 
 
@@ -273,6 +335,8 @@ _without_prompts = response_only  # for extraction_examples, whose flag has this
 # --- the tokenized training split: built once per (dataset, tokenizer), read by every job -----------------
 
 COLUMNS = ("id", "input_ids", "labels", "truncated")
+# per example, the labelled tokens of each round in its window (encode_chat_row): read by the inspection
+ROUND_TOKENS = "round_tokens"
 
 
 def save_examples(examples: list[dict], out_dir) -> None:
@@ -283,9 +347,11 @@ def save_examples(examples: list[dict], out_dir) -> None:
 
     from datasets import Dataset, Features, List, Value
 
-    features = Features({"id": Value("string"), "input_ids": List(Value("int32")), "labels": List(Value("int32")),
-                         "truncated": Value("bool")})
-    dataset = Dataset.from_dict({c: [e[c] for e in examples] for c in COLUMNS}, features=features)
+    features = {"id": Value("string"), "input_ids": List(Value("int32")), "labels": List(Value("int32")),
+                "truncated": Value("bool"), ROUND_TOKENS: List(Value("int32"))}
+    columns = [c for c in features if all(c in e for e in examples)]
+    dataset = Dataset.from_dict({c: [e[c] for e in examples] for c in columns},
+                                features=Features({c: features[c] for c in columns}))
     out_dir = Path(out_dir)
     partial = out_dir.with_name(f"{out_dir.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -311,7 +377,20 @@ def load_examples(path, ids=None) -> list[dict]:
         columns = dataset[indices]
     else:
         columns = dataset[:]
-    return [dict(zip(COLUMNS, values)) for values in zip(*(columns[c] for c in COLUMNS))]
+    names = [c for c in (*COLUMNS, ROUND_TOKENS) if c in columns]
+    return [dict(zip(names, values)) for values in zip(*(columns[c] for c in names))]
+
+
+def round_tokens(path) -> dict | None:
+    """Per id, the scored tokens of each round the window kept (encode_chat_row), None for a folder
+    written without them; read alone, without the token columns."""
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(path))
+    if ROUND_TOKENS not in dataset.column_names:
+        return None
+    columns = dataset.select_columns(["id", ROUND_TOKENS])[:]
+    return dict(zip(columns["id"], columns[ROUND_TOKENS]))
 
 
 def training_examples(tokenized_dir, subset_path=None) -> list[dict]:

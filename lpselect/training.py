@@ -27,11 +27,14 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from torch.distributed.fsdp import FSDPModule
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
-from transformers.utils import is_torch_bf16_gpu_available, is_torch_tf32_available
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import is_torch_tf32_available
 
+from .fileio import write_text
 from .losses import response_token_nll
+from .packing import flattening_collator
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +68,21 @@ class SaveEachEpoch(TrainerCallback):
             log.info("saved epoch %d model to %s", epoch, out)
         if self.epochs_to_keep and epoch >= max(self.epochs_to_keep):
             control.should_training_stop = True
+            # the epoch folder is the result: a resume checkpoint now (a 13B one is ~156 GB of
+            # writes) would be thrown away by publish. This callback runs after DefaultFlowCallback.
+            control.should_save = False
 
 
 class ResponseLossTrainer(Trainer):
     """The Trainer with the same loss as the model's own (mean cross-entropy over the labelled tokens
-    of the step), computed on the labelled positions only. A model wrapped for DDP/FSDP keeps the
-    model's own loss, as its forward must run through the wrapper."""
+    of the step), computed on the labelled positions only. A model wrapped for DDP or sharded by FSDP
+    keeps the model's own loss, as its forward must run through the wrapper or the root: FSDP2 adds no
+    wrapper (unwrap_model returns the model itself), and calling the decoder of a fully_shard-ed model
+    directly fails with "FSDP requires a single root module"."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if return_outputs or model is not self.accelerator.unwrap_model(model):
+        wrapped = model is not self.accelerator.unwrap_model(model)
+        if return_outputs or wrapped or self.is_fsdp_enabled or isinstance(model, FSDPModule):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # accelerate applies bf16 autocast by patching model.forward, which response_token_nll does not
         # call (it runs the decoder and output layer directly): without this block bf16 runs in float32
@@ -96,21 +105,48 @@ def accumulation_steps(hp: dict, processes: int) -> int:
     return hp["global_batch_size"] // per_step
 
 
+FSDP_STRATEGIES = {"full_shard": True, "shard_grad_op": False}  # FSDP2's reshard_after_forward
+
+
 def fsdp_options(hp: dict) -> dict:
-    """TrainingArguments' FSDP options for a multi-GPU job (`training.fsdp`)."""
-    options = {"fsdp": hp.get("fsdp", "")}
-    if options["fsdp"]:
-        options["fsdp_config"] = {
-            # rank 0 alone reads the weights and the others receive their shards: four ranks never
-            # hold four full float32 copies of a 13B model in host memory
-            "cpu_ram_efficient_loading": True,
-            # resume checkpoints as shards (each rank writes its own), not one gathered copy
-            "state_dict_type": "SHARDED_STATE_DICT",
-        }
-        if hp.get("gradient_checkpointing", False):
-            # FSDP's own activation checkpointing avoids an extra all-gather in the backward
-            options["fsdp_config"]["activation_checkpointing"] = True
+    """TrainingArguments' FSDP options for a multi-GPU job (`training.fsdp`, e.g. "full_shard
+    auto_wrap"): FSDP2 pinned (a library bump cannot switch the sharding semantics), the option string
+    translated here (transformers deprecates passing it), accumulation that reduce-scatters every
+    micro-batch unless training.sync_each_batch is false (without it FSDP2 keeps unsharded gradients of
+    the whole model on every GPU between optimizer steps), and a collective timeout that covers rank 0
+    writing a 13B epoch folder while the others wait (training.collective_timeout_s)."""
+    words = (hp.get("fsdp") or "").split()
+    if not words:
+        return {}
+    config = {
+        "version": 2,
+        # resume checkpoints as shards (each rank writes its own), not one gathered copy
+        "state_dict_type": "SHARDED_STATE_DICT",
+        # accelerate shards rank 0's weights, sent to the others, at prepare(); every rank still
+        # reads the whole model first (distributed._train)
+        "cpu_ram_efficient_loading": True,
+    }
+    for word in words:
+        if word in FSDP_STRATEGIES:
+            config["reshard_after_forward"] = FSDP_STRATEGIES[word]
+        elif word == "offload":
+            config["cpu_offload"] = True
+        elif word != "auto_wrap":  # auto_wrap: the default (the model's _no_split_modules)
+            raise ValueError(f"config key training.fsdp: unknown option {word!r} (FSDP2 takes "
+                             f"{', '.join([*FSDP_STRATEGIES, 'auto_wrap', 'offload'])})")
+    if hp.get("gradient_checkpointing", False):
+        # FSDP's own activation checkpointing avoids an extra all-gather in the backward
+        config["activation_checkpointing"] = True
+    options = {"fsdp": True, "fsdp_config": config, "ddp_timeout": hp["collective_timeout_s"]}
+    if hp["sync_each_batch"]:
+        options["accelerator_config"] = {"gradient_accumulation_kwargs": {"sync_each_batch": True}}
     return options
+
+
+def fsdp_available() -> bool:
+    """FSDP runs on GPUs only: accelerate turns a CPU job's FSDP plugin into plain DDP
+    (tests/fsdp_rank.py lifts that to run the FSDP2 path on CPU)."""
+    return torch.cuda.is_available()
 
 
 def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool = True) -> TrainingArguments:
@@ -120,15 +156,16 @@ def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool 
     checkpointing = hp.get("gradient_checkpointing", False)
     distributed = {}
     if world > 1:
-        if torch.cuda.is_available():
+        if fsdp_available():
             distributed = fsdp_options(hp)
             checkpointing = checkpointing and "fsdp_config" not in distributed
-        else:
-            distributed = {"ddp_backend": "gloo"}
     extra = {}
-    if hp.get("bf16", False) and not torch.cuda.is_available() and not is_torch_bf16_gpu_available():
-        # transformers refuses bf16 on a CPU-only host unless told; a GPU without bf16 still gets its error
+    if not torch.cuda.is_available() and (world > 1 or hp.get("bf16", False)):
+        # transformers refuses bf16 on a CPU-only host unless told (a GPU without bf16 still gets its
+        # error), and takes CPU ranks for distributed ones (FSDP refuses to start otherwise) only so
         extra["use_cpu"] = True
+        if world > 1:
+            distributed["ddp_backend"] = "gloo"
     if hp.get("tf32", False):
         if is_torch_tf32_available():
             extra["tf32"] = True
@@ -162,38 +199,64 @@ def training_arguments(hp: dict, output_dir: Path, seed: int, checkpoints: bool 
 
 def build_trainer(model, tokenizer, examples: list[dict], hp: dict, output_dir, seed: int, callbacks=(),
                   response_loss: bool = True, checkpoints: bool = True) -> Trainer:
-    """A Trainer on response-masked examples, each batch padded to its longest sample;
+    """A Trainer on response-masked examples, each batch flattened into one row (`padding_free`, where
+    the model keeps the samples of a row apart: packing) or padded to its longest sample;
     `response_loss=False` gives the stock Trainer loss (the benchmark's reference)."""
     tokenizer.padding_side = "right"
     dataset = Dataset.from_dict(
         {"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples]}
     )
+    # the arguments first: under torchrun they start the process group that the packing probe agrees over
+    args = training_arguments(hp, Path(output_dir), seed, checkpoints)
+    collator = flattening_collator(model) if hp.get("padding_free", False) else None
     return (ResponseLossTrainer if response_loss else Trainer)(
         model=model,
-        args=training_arguments(hp, Path(output_dir), seed, checkpoints),
+        args=args,
         train_dataset=dataset,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True),
+        data_collator=collator or DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True),
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
 
 
+def last_complete_checkpoint(folder, remove_incomplete: bool = True) -> str | None:
+    """The newest checkpoint-N in `folder` that is complete: it has its trainer_state.json, which the
+    Trainer writes last (after the weights, optimizer and, under FSDP, every rank's shards). Newer ones
+    without it were cut by a kill during the save (a 13B checkpoint is ~156 GB): resuming from one
+    would fail at every retry, so they are removed (`remove_incomplete`: by the main process only)."""
+    found = sorted((int(p.name.split("-")[1]), p) for p in Path(folder).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if p.is_dir() and p.name.split("-")[1].isdigit())
+    for _, path in reversed(found):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        log.warning("removing incomplete checkpoint %s (no trainer_state.json)", path)
+        if remove_incomplete:
+            shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
 def train(model, tokenizer, examples: list[dict], hp: dict, state_dir, seed: int, epochs_to_keep) -> dict:
     """Fine-tune `model` on `examples`; return {epoch: folder in state_dir} and the loss log."""
     state_dir = Path(state_dir)
+    saved = {e: state_dir / f"epoch-{e}" for e in sorted(epochs_to_keep)}
+    if saved and (state_dir / "train_log.json").exists() and all(f.is_dir() for f in saved.values()):
+        # killed after its last epoch, before publishing: no checkpoint of that epoch is written (see
+        # SaveEachEpoch), and none is needed. train_log.json is written last, so the folders are whole.
+        log.info("resuming from %s: every epoch to keep is saved, nothing left to train", state_dir)
+        return saved
     checkpoints = state_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     saver = SaveEachEpoch(state_dir, epochs_to_keep)
     trainer = build_trainer(model, tokenizer, examples, hp, checkpoints, seed, callbacks=[saver])
     saver.trainer = trainer
-    last = get_last_checkpoint(str(checkpoints))
+    last = last_complete_checkpoint(checkpoints, remove_incomplete=trainer.is_world_process_zero())
     if last:
         log.info("resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)
     history = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     if trainer.is_world_process_zero():
-        (state_dir / "train_log.json").write_text(json.dumps(history, indent=1))
-    return {e: state_dir / f"epoch-{e}" for e in sorted(epochs_to_keep)}
+        write_text(state_dir / "train_log.json", json.dumps(history, indent=1))  # atomic: a whole log or none
+    return saved
 
 
 # Inputs up to this size are fingerprinted by content (rows, subsets, configs, tokenizers, small models);
@@ -212,9 +275,10 @@ def _file_id(path: Path) -> str:
 
 
 PACKAGE = Path(__file__).resolve().parent
-# the modules whose code makes a training or loss-extraction job's result (stages holds the jobs
-# themselves); code_version adds the lpselect modules they import at module level
-CODE_ROOTS = ("training", "losses", "models", "tokenization", "distributed", "stages")
+# the modules whose code makes a training or loss-extraction job's result; code_version adds the lpselect
+# modules they import at module level. Not stages: it imports selection, scoring and the rest, so an edit
+# to those (or to the judge's stage) would discard every in-progress fine-tune's state
+CODE_ROOTS = ("training", "losses", "models", "tokenization", "distributed", "prompts")
 
 
 def _module_imports(path: Path) -> set[str]:

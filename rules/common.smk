@@ -72,24 +72,20 @@ else:
     METHODS = study.method_settings(config)
     # the proxy checkpoint IFD is measured with (0 = the base model)
     IFD_EPOCH = METHODS["ifd"]["epoch"]
-    EVAL = config["evaluation"]
     # the evaluation sets by name; study.HELDOUT is the dataset's own held-out split
     EVAL_SETS = {s["name"]: s for s in study.eval_sets(config)}
-    NAMED_SETS = [name for name in EVAL_SETS if name != study.HELDOUT]
+    # sorted by name, as every list of sets here: the order of evaluation.eval_sets changes no job
+    NAMED_SETS = sorted(name for name in EVAL_SETS if name != study.HELDOUT)
     # None when no judge is configured (no `judge` block, or enabled: false)
     JUDGE = judge.settings(config.get("judge"))
-    # evaluate writes the held-out split's responses itself (its generations are them)
-    REUSE_PREDICTIONS = EVAL["generate"] and study.HELDOUT in EVAL_SETS
-    # the sets whose responses the study writes: every named set; the held-out split when evaluate
-    # generates anyway or a judge reads them
-    RESPONSE_SETS = [
-        name
-        for name in EVAL_SETS
-        if name != study.HELDOUT or EVAL["generate"] or JUDGE is not None
-    ]
-    # the sets the responses rule generates for (evaluate does the held-out split when it generates)
-    GENERATED_SETS = [
-        name for name in RESPONSE_SETS if name != study.HELDOUT or not REUSE_PREDICTIONS
+    # the sets every evaluated model answers (in its evaluate job), and those the judge reads
+    RESPONSE_SETS = study.response_sets(config)
+    JUDGED_SETS = study.judged_sets(config)
+    # (selector, subset) of every model of a target compared with a full-data model
+    COMPARED = [
+        (sel, sub)
+        for sel, sub in study.trained_models(GRID)
+        if study.pairwise_reference(GRID, sub)
     ]
     if JUDGE:
         TABLES += ["judged", "judged_seeds"]
@@ -133,16 +129,20 @@ def model_of(wildcards):
     return wildcards.get("proxy") or wildcards.get("target") or wildcards.get("model")
 
 
-def sized(kind, key):
-    """A resource of a model job from the by_model_size table; runtime grows with each retry. The GPU
-    keys (gpu_model, cpus_per_gpu) are unset (None) for a row without GPUs or without that key: sbatch
-    then gets no --gpus=<model>:0 and the threads as --cpus-per-task."""
+def sized(kind, key, passes=1):
+    """A resource of a model job from the by_model_size table; runtime (x passes: a job that runs the
+    model that many times) grows with each retry up to resources.max_runtime_min
+    (study.retry_runtime). The GPU keys (gpu_model, cpus_per_gpu) are unset (None) for a row without
+    GPUs or without that key: sbatch then gets no --gpus=<model>:0 and the threads as --cpus-per-task.
+    """
 
     def get(wildcards, attempt):
         row = study.size_resources(config, model_of(wildcards), kind)
         if key in ("gpu_model", "cpus_per_gpu"):
             return row[key] if row["gpus"] and row[key] else None
-        return row[key] * attempt if key == "runtime" else row[key]
+        if key == "runtime":
+            return study.retry_runtime(config, row[key] * passes, attempt)
+        return row[key]
 
     return get
 
@@ -181,8 +181,10 @@ def fresh_only(value):
 
 
 def light(key):
-    return lambda wildcards, attempt: RES["light"][key] * (
-        attempt if key == "runtime" else 1
+    return lambda wildcards, attempt: (
+        study.retry_runtime(config, RES["light"][key], attempt)
+        if key == "runtime"
+        else RES["light"][key]
     )
 
 
@@ -320,28 +322,18 @@ def finetune_inputs(wildcards):
     return inputs
 
 
-def compare_reference(wildcards):
-    """The predictions of the full-data model a model is compared with (that of its seed)."""
+def judge_references(wildcards):
+    """The responses of the full-data model (of the model's seed) to each judged set."""
     reference = study.pairwise_reference(GRID, wildcards.subset)
-    return f"results/eval/{wildcards.dataset}/{wildcards.target}/none/{reference}/predictions.csv"
-
-
-def judge_reference(wildcards):
-    """The responses of the full-data model (of the model's seed) to the same evaluation set."""
-    reference = study.pairwise_reference(GRID, wildcards.subset)
-    return f"results/responses/{wildcards.dataset}/{wildcards.eval_set}/{wildcards.target}/none/{reference}.json"
-
-
-def eval_rows(wildcards):
-    """The prompts of an evaluation set: the dataset's held-out split, or a prepared named set."""
-    if wildcards.eval_set == study.HELDOUT:
-        return f"results/datasets/{wildcards.dataset}/test.jsonl"
-    return f"results/eval_sets/{wildcards.eval_set}.jsonl"
+    return [
+        f"results/responses/{wildcards.dataset}/{e}/{wildcards.target}/none/{reference}.json"
+        for e in JUDGED_SETS
+    ]
 
 
 def judged_models():
-    """(evaluation set, target, selector, subset) of every judge job: each set, each compared model."""
-    return [(e, *m) for e in EVAL_SETS for m in compared_models()] if JUDGE else []
+    """(evaluation set, target, selector, subset) of every judge output: each judged set, each compared model."""
+    return [(e, *m) for e in JUDGED_SETS for m in compared_models()] if JUDGE else []
 
 
 def compared_models():
@@ -464,6 +456,8 @@ def inspect_inputs(wildcards):
             for sel, sub in study.subsets(GRID)
             if sel == proxy and (not run or Subset.parse(sub).seed == GRID["seeds"][0])
         ],
+        # the scored tokens per round: what drives a conversation's score
+        "tokenized": f"results/tokenized/{d}/{tokenizer_name(proxy)}",
     }
 
 

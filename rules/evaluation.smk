@@ -1,23 +1,23 @@
-# one job per evaluated model, the only one that runs it: held-out losses and generations
-# (predictions.csv), their own metrics (metrics.json) and, when the held-out split is an evaluation
-# set, its generations in AlpacaEval's format. Nothing here reads another model, so a comparison
-# setting, a compare-script edit or a re-evaluated full-data model never needs this (temporary) model
-# again.
+# one job per evaluated model, the only one that runs it (loaded once): held-out losses and
+# generations (predictions.csv), their own metrics (metrics.json) and its answers to every evaluation
+# set in AlpacaEval's format (the held-out split's are the generations it made). Nothing here reads
+# another model, so a comparison setting, a compare-script edit or a re-evaluated full-data model never
+# needs this (temporary) model again. Sets are listed by name (study.response_sets): reordering
+# evaluation.eval_sets changes no job; adding one reruns these jobs (the generations), which need the model.
 rule evaluate:
     input:
         model=model_to_evaluate,
         rows="results/datasets/{dataset}/test.jsonl",
+        sets=expand("results/eval_sets/{eval_set}.jsonl", eval_set=NAMED_SETS),
     output:
-        **(
-            {
-                "responses": f"results/responses/{{dataset}}/{study.HELDOUT}/{{target}}/{{selector}}/{{subset}}.json"
-            }
-            if REUSE_PREDICTIONS
-            else {}
-        ),
         predictions="results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
         metrics="results/eval/{dataset}/{target}/{selector}/{subset}/metrics.json",
         ledger="results/ledger/evaluate/{dataset}/{target}/{selector}/{subset}.json",
+        # one per name of params.response_sets, in its order
+        responses=[
+            f"results/responses/{{dataset}}/{name}/{{target}}/{{selector}}/{{subset}}.json"
+            for name in RESPONSE_SETS
+        ],
     log:
         "results/logs/evaluate/{dataset}/{target}/{selector}/{subset}.log",
     benchmark:
@@ -31,6 +31,7 @@ rule evaluate:
         mem_mb=sized("extract", "mem_mb"),
         runtime=sized("extract", "runtime"),
         gpu=one_gpu("extract"),
+        nodes=1,
         gpu_model=sized("extract", "gpu_model"),
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
@@ -38,25 +39,35 @@ rule evaluate:
         max_length=config["max_length"],
         template=config["prompt_template"],
         generator="{target}/{selector}/{subset}",
+        response_sets=RESPONSE_SETS,
     script:
         "../workflow_scripts/evaluate.py"
 
 
-# light and local: a model's predictions against those of the full-data model of its seed
+# light and local: the predictions of a target's models against those of the full-data model of their
+# seed, one job per (dataset, target): a new tie tolerance reruns these and no model pass; a new target
+# adds its own job only
 localrules:
     compare,
 
 
 rule compare:
     input:
-        predictions="results/eval/{dataset}/{target}/{selector}/{subset}/predictions.csv",
-        reference=compare_reference,
+        predictions=[
+            f"results/eval/{{dataset}}/{{target}}/{sel}/{sub}/predictions.csv"
+            for sel, sub in COMPARED
+        ],
+        references=[
+            f"results/eval/{{dataset}}/{{target}}/none/{study.pairwise_reference(GRID, sub)}/predictions.csv"
+            for sel, sub in COMPARED
+        ],
     output:
-        "results/eval/{dataset}/{target}/{selector}/{subset}/pairwise.json",
+        [
+            f"results/eval/{{dataset}}/{{target}}/{sel}/{sub}/pairwise.json"
+            for sel, sub in COMPARED
+        ],
     log:
-        "results/logs/compare/{dataset}/{target}/{selector}/{subset}.log",
-    wildcard_constraints:
-        subset=f"base|{SUBSET_PATTERN}",
+        "results/logs/compare/{dataset}/{target}.log",
     conda:
         "../envs/light.yaml"
     resources:
@@ -93,41 +104,6 @@ if NAMED_SETS:
             "../workflow_scripts/prepare_eval_set.py"
 
 
-# responses of a model to an evaluation set that evaluate did not already generate (a named set; the
-# held-out split when evaluation.generate is off and a judge reads them): one job per (model, set)
-if GENERATED_SETS:
-
-    rule responses:
-        input:
-            rows=eval_rows,
-            model=model_to_evaluate,
-        output:
-            "results/responses/{dataset}/{eval_set}/{target}/{selector}/{subset}.json",
-        log:
-            "results/logs/responses/{dataset}/{eval_set}/{target}/{selector}/{subset}.log",
-        benchmark:
-            "results/benchmarks/responses/{dataset}/{eval_set}/{target}/{selector}/{subset}.tsv"
-        wildcard_constraints:
-            eval_set="|".join(map(re.escape, GENERATED_SETS)),
-        # as evaluate: before another fine-tune starts, so the temporary checkpoint it reads goes
-        priority: 20
-        conda:
-            "../envs/model.yaml"
-        threads: sized_threads
-        resources:
-            mem_mb=sized("extract", "mem_mb"),
-            runtime=sized("extract", "runtime"),
-            gpu=one_gpu("extract"),
-            gpu_model=sized("extract", "gpu_model"),
-            cpus_per_gpu=sized("extract", "cpus_per_gpu"),
-        params:
-            generator="{target}/{selector}/{subset}",
-            cfg=study.result_settings(config, "evaluation"),
-            template=config["prompt_template"],
-        script:
-            "../workflow_scripts/responses.py"
-
-
 if JUDGE:
 
     # local: it only waits on a remote API (no GPU, little memory), and the API key stays on this host
@@ -135,18 +111,29 @@ if JUDGE:
     localrules:
         judge,
 
-    # one job per (model, evaluation set): the model against the full-data model of its seed
+    # one job per model, every judged set (study.judged_sets): the model against the full-data model
+    # of its seed; a set added later finds the other sets' verdicts in the cache
     rule judge:
         input:
-            responses="results/responses/{dataset}/{eval_set}/{target}/{selector}/{subset}.json",
-            reference=judge_reference,
+            responses=[
+                f"results/responses/{{dataset}}/{e}/{{target}}/{{selector}}/{{subset}}.json"
+                for e in JUDGED_SETS
+            ],
+            references=judge_references,
         output:
-            summary="results/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.json",
-            verdicts="results/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.csv",
+            # one per name of JUDGED_SETS, in its order
+            summary=[
+                f"results/judge/{{dataset}}/{e}/{{target}}/{{selector}}/{{subset}}.json"
+                for e in JUDGED_SETS
+            ],
+            verdicts=[
+                f"results/judge/{{dataset}}/{e}/{{target}}/{{selector}}/{{subset}}.csv"
+                for e in JUDGED_SETS
+            ],
         log:
-            "results/logs/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.log",
+            "results/logs/judge/{dataset}/{target}/{selector}/{subset}.log",
         benchmark:
-            "results/benchmarks/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.tsv"
+            "results/benchmarks/judge/{dataset}/{target}/{selector}/{subset}.tsv"
         wildcard_constraints:
             subset=f"base|{SUBSET_PATTERN}",
         conda:
@@ -155,8 +142,12 @@ if JUDGE:
             mem_mb=RES.get("judge", RES["light"])["mem_mb"],
             runtime=RES.get("judge", RES["light"])["runtime"],
         params:
-            cfg=JUDGE,
-            # not an output: Snakemake would delete it when a job fails, and it is what lets a job resume
-            cache="results/.cache/judge/{dataset}/{eval_set}/{target}/{selector}/{subset}.jsonl",
+            # the sets judged are the outputs (judge.sets: a change reruns these jobs, the cache answers)
+            cfg={k: v for k, v in JUDGE.items() if k != "sets"},
+            # not outputs: Snakemake would delete them when a job fails, and they let a job resume
+            cache=lambda wildcards: [
+                f"results/.cache/judge/{wildcards.dataset}/{e}/{wildcards.target}/{wildcards.selector}/{wildcards.subset}.jsonl"
+                for e in JUDGED_SETS
+            ],
         script:
             "../workflow_scripts/judge.py"

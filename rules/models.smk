@@ -43,6 +43,7 @@ rule prepare_model:
         runtime=sized("extract", "runtime"),
         # a GPU only to warm a fresh model up; a pretrained or packaged one is copied on the CPU
         gpu=fresh_only_gpu(one_gpu("extract"), 0),
+        nodes=1,
         gpu_model=fresh_only_gpu(sized("extract", "gpu_model"), None),
         cpus_per_gpu=fresh_only_gpu(sized("extract", "cpus_per_gpu"), None),
     params:

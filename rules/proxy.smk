@@ -25,6 +25,8 @@ rule train_proxy:
         mem_mb=sized("train", "mem_mb"),
         runtime=sized("train", "runtime"),
         gpu=sized("train", "gpus"),
+        # one node: --gpus alone lets SLURM spread a job's GPUs over nodes, and torchrun is single-node
+        nodes=1,
         gpu_model=sized("train", "gpu_model"),
         cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:
@@ -65,11 +67,9 @@ rule extract_losses:
     threads: sized_threads
     resources:
         mem_mb=sized("extract", "mem_mb"),
-        runtime=lambda wildcards, attempt: sized("extract", "runtime")(
-            wildcards, attempt
-        )
-        * (EPOCHS + 1),
+        runtime=sized("extract", "runtime", passes=EPOCHS + 1),
         gpu=sized("extract", "gpus"),
+        nodes=1,
         gpu_model=sized("extract", "gpu_model"),
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
@@ -102,6 +102,7 @@ rule extract_response_losses:
         mem_mb=sized("extract", "mem_mb"),
         runtime=sized("extract", "runtime"),
         gpu=sized("extract", "gpus"),
+        nodes=1,
         gpu_model=sized("extract", "gpu_model"),
         cpus_per_gpu=sized("extract", "cpus_per_gpu"),
     params:
@@ -166,5 +167,7 @@ rule response_lengths:
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
+    params:
+        template=config["prompt_template"],
     script:
         "../workflow_scripts/response_lengths.py"

@@ -21,14 +21,16 @@ rule cluster:
     threads: RES.get("cluster", {}).get("threads", 1)
     resources:
         mem_mb=RES.get("cluster", RES["light"])["mem_mb"],
-        runtime=lambda wildcards, attempt: attempt
-        * RES.get("cluster", RES["light"])["runtime"],
+        runtime=lambda wildcards, attempt: study.retry_runtime(
+            config, RES.get("cluster", RES["light"])["runtime"], attempt
+        ),
         # a GPU for the MiniLM encoder (SLURM sets CUDA_VISIBLE_DEVICES)
         gpu=(
             RES.get("cluster", {}).get("gpus", 0)
             if config["clustering"]["embedding"] == "minilm"
             else 0
         ),
+        nodes=1,
     params:
         cfg=lambda wildcards: config["clustering"]
         | {"n_clusters": study.n_clusters(config, wildcards.dataset)},

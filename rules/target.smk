@@ -25,6 +25,7 @@ rule finetune_target:
         mem_mb=sized("train", "mem_mb"),
         runtime=sized("train", "runtime"),
         gpu=sized("train", "gpus"),
+        nodes=1,
         gpu_model=sized("train", "gpu_model"),
         cpus_per_gpu=sized("train", "cpus_per_gpu"),
     params:

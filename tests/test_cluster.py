@@ -100,9 +100,9 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
     )
     target = next(x for x in lines if "rule_finetune_target" in x)
     proxy = next(x for x in lines if "rule_train_proxy" in x)
-    for flag in ("--gpus=a100:4", "--cpus-per-gpu=8", "--mem 256000", "-t 1440", "--requeue"):
+    for flag in ("--gpus=a100:4", "--cpus-per-gpu=8", "--mem 256000", "-t 1440", "--requeue", "--nodes=1"):
         assert flag in target, (flag, target)
-    for flag in ("--gpus=a100:1", "--cpus-per-task=8", "--mem 64000", "-t 240", "--requeue"):
+    for flag in ("--gpus=a100:1", "--cpus-per-task=8", "--mem 64000", "-t 240", "--requeue", "--nodes=1"):
         assert flag in proxy, (flag, proxy)
     for line in (target, proxy):  # the profile names no account or partition: the cluster's defaults
         assert " -A " not in line and " -p " not in line, line
@@ -138,15 +138,17 @@ def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
     shutil.copytree(ROOT / "configs", workdir / "configs")
     env = silent_slurm(tmp_path)
     args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "100", "--configfile", "configs/paper.yaml"]
-    # the paper grid with its six evaluation sets and its judge is about 21,000 jobs: a dry run of about
-    # 70 s of CPU, minutes on a busy host
+    # the paper grid with its six evaluation sets and its judge is about 5,000 jobs (21,196 when every
+    # (model, set) pair was a job): a dry run of about 20 s of CPU, a minute on a busy host
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"^finetune_target\s+1470$", proc.stdout, re.M), proc.stdout[-2000:]
-    # the evaluation sets: 5 named ones prepared, answered by every evaluated model (1,484); each of the
-    # six sets (the held-out split too) judged for every model compared with its full-data model (1,470)
-    for rule, n in (("prepare_eval_set", 5), ("responses", 5 * 1484), ("judge", 6 * 1470)):
+    # the evaluation sets: 5 named ones prepared, answered by every evaluated model in its one evaluate
+    # job (1,484, one model load each); one judge job per model compared with its full-data model (1,470)
+    # for the five named sets; one compare job per (dataset, target)
+    for rule, n in (("prepare_eval_set", 5), ("evaluate", 1484), ("judge", 1470), ("compare", 14), ("total", 4970)):
         assert re.search(rf"^{rule}\s+{n}$", proc.stdout, re.M), rule
+    assert not re.search(r"^responses\s", proc.stdout, re.M)
     calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
     assert "sbatch" not in calls  # a dry run submits nothing
     jobs = job_resources(proc.stdout)
@@ -182,12 +184,14 @@ def dry_run_jobs(tmp_path, workdir, study) -> list[dict]:
     args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "10", "--configfile", "slurm.yaml"]
     proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [{"rule": j["rule"], "gpu": int(j.get("gpu") or 0)} for j in job_resources(proc.stdout)]
+    return [{"rule": j["rule"], "gpu": int(j.get("gpu") or 0), "nodes": j.get("nodes"),
+             "runtime": int(j.get("runtime") or 0)} for j in job_resources(proc.stdout)]
 
 
 def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):
     study = yaml.safe_load(yaml.safe_dump(STUDY))
-    study["evaluation"]["generate"] = True  # responses then reuse evaluate's generations
+    study["evaluation"]["generate"] = True
+    study["resources"]["max_runtime_min"] = 1000  # a partition limit below the 13B row's 1440 minutes
     jobs = dry_run_jobs(tmp_path, workdir, study)
     by_rule = {}
     for job in jobs:
@@ -196,6 +200,20 @@ def test_jobs_ask_for_the_gpus_they_use(tmp_path, workdir):
     assert {j["gpu"] for j in by_rule["evaluate"]} == {1}  # one process: one GPU, whatever the size row
     assert "responses" not in by_rule  # evaluate writes them (its generations), no job just to convert them
     assert {j["gpu"] for j in by_rule["prepare_model"]} == {0}  # pretrained copies, on the CPU
+    # a GPU job's GPUs on one node (torchrun --standalone), never spread by SLURM over several
+    assert all(j["nodes"] == "1" for j in jobs if j["gpu"]) and any(j["gpu"] for j in jobs)
+    assert {j["runtime"] for j in by_rule["finetune_target"]} == {1000}  # capped at the partition limit
+    assert max(j["runtime"] for j in jobs) == 1000  # extract_losses' 240 x 4 passes stays 960
+
+
+def test_retries_ask_for_more_time_up_to_the_partition_limit():
+    from lpselect.study import retry_runtime
+
+    study = yaml.safe_load(yaml.safe_dump(STUDY))
+    assert [retry_runtime(study, 1440, a) for a in (1, 2, 3)] == [1440, 2880, 4320]  # no limit set
+    study["resources"]["max_runtime_min"] = 2880
+    validate_config(study)
+    assert [retry_runtime(study, 1440, a) for a in (1, 2, 3)] == [1440, 2880, 2880]
 
 
 def test_downloads_run_on_the_submitting_host(tmp_path, workdir, tiny_model, tiny_tokenizer):

@@ -72,3 +72,15 @@ def test_a_gpu_job_where_torch_sees_none_stops_before_loading_anything(tmp_path,
     assert line.startswith(f"error: job train_model (log {log}): {expected}") and "\n" not in line, line
     assert expected in log.read_text()
     assert not (tmp_path / "results/.gpu-locks").exists() or not any((tmp_path / "results/.gpu-locks").iterdir())
+
+
+def test_under_slurm_nothing_is_claimed(tmp_path, monkeypatch):
+    """A SLURM job whose site does not export CUDA_VISIBLE_DEVICES (cgroups pick its GPUs) claims no
+    locks: on a shared file system they would make jobs on different nodes contend for one set."""
+    import os
+
+    monkeypatch.setenv("LPSELECT_GPU_COUNT", "4")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    devices.assign(2, tmp_path / "locks")
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ and not (tmp_path / "locks").exists()

@@ -32,7 +32,31 @@ def test_two_rank_extraction_equals_one_process_in_order_and_count(base):
     assert two["id"].tolist() == one["id"].tolist()  # sample order kept, no duplicates from the last batch
     assert two["loss"].to_numpy() == pytest.approx(one["loss"].to_numpy(), rel=1e-6)
     assert not list(base.glob("two.csv.*"))  # part files cleaned up
-    assert json.loads((base / "two.json").read_text())["processes"] == 2
+    ledger = json.loads((base / "two.json").read_text())
+    assert ledger["processes"] == 2
+    # the ranks' own peaks (on a GPU, max_memory_allocated), not the launching process's RSS
+    assert ledger["peak_memory"] == "peak RSS, max of 2 ranks" and len(ledger["rank_peak_memory_mb"]) == 2
+    assert ledger["peak_memory_mb"] == max(ledger["rank_peak_memory_mb"]) > 0
+    assert json.loads((base / "one.json").read_text())["peak_memory"] == "peak RSS"
+
+
+def test_every_ranks_output_lands_in_the_job_log(base, tmp_path, monkeypatch):
+    """A rank's traceback goes where the job's stderr goes (the rule's log under
+    fileio.setup_job_logging), not to the SLURM log beside it."""
+    import subprocess
+    import sys
+
+    from lpselect import distributed
+
+    with open(tmp_path / "job.log", "w") as job_log:
+        monkeypatch.setattr(sys, "stderr", job_log)
+        args = {"model_dir": str(tmp_path / "no-such-model"), "tokenized_dir": str(base / "tokenized"),
+                "cfg": {"batch_size": 5}, "part_prefix": str(tmp_path / "part")}
+        with pytest.raises(subprocess.CalledProcessError):
+            distributed.launch("extract", args, 2)
+    text = (tmp_path / "job.log").read_text()
+    # both ranks' errors (each names the model folder) and torchrun's summary
+    assert text.count("no-such-model") >= 2 and "ChildFailedError" in text and "rank      : 1" in text, text[-2000:]
 
 
 def test_two_rank_response_only_extraction_equals_one_process(base):
@@ -56,6 +80,7 @@ def test_two_rank_data_parallel_training_publishes_every_epoch(base):
     assert not (base / "state").exists()
     ledger = json.loads((base / "train.json").read_text())
     assert ledger["processes"] == 2 and ledger["tokens"] > 0 and ledger["samples"] == len(ids) == 24
+    assert ledger["peak_memory"] == "peak RSS, max of 2 ranks"
     history = json.loads((outputs[2] / "train_log.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
     assert losses and all(x == x for x in losses)  # logged and finite

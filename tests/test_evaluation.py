@@ -213,8 +213,8 @@ def test_evaluate_runs_the_model_and_compare_reads_only_predictions(tmp_path, ti
     models.save_model(tiny_model, tiny_tokenizer, tmp_path / "model")
     cfg = {"batch_size": 2, "generate": True, "max_new_tokens": 3}
     stages.evaluate(tmp_path / "model", tmp_path / "rows.jsonl", cfg, 64, "alpaca", tmp_path / "full.csv",
-                    tmp_path / "full.json", ledger_out=tmp_path / "ledger.json", responses_out=tmp_path / "full-r.json",
-                    generator="t/none/full")
+                    tmp_path / "full.json", ledger_out=tmp_path / "ledger.json",
+                    responses={"heldout": (None, tmp_path / "full-r.json")}, generator="t/none/full")
     # the ledger: what decoding cost (2 batches of at most 3 new positions), for the plan's --measured
     entry = json.loads((tmp_path / "ledger.json").read_text())
     assert 2 <= entry["decode_steps"] <= 2 * 3 and entry["decode_tokens"] <= 3 * 3 and entry["decode_s"] > 0
@@ -232,6 +232,33 @@ def test_evaluate_runs_the_model_and_compare_reads_only_predictions(tmp_path, ti
     stages.compare(tmp_path / "full.csv", tmp_path / "full.csv", 0.01, tmp_path / "pairwise.json")
     sub = json.loads((tmp_path / "pairwise.json").read_text())
     assert (sub["wins"], sub["ties"], sub["losses"], sub["win_rate"]) == (0, 3, 0, 0.5)
+
+
+def test_one_evaluate_job_answers_every_evaluation_set_with_one_model_load(tmp_path, tiny_model, tiny_tokenizer,
+                                                                             monkeypatch):
+    from lpselect import models as model_io
+
+    rows = [{"id": f"r{i}", "instruction": f"Add {i} and 1", "input": "", "output": str(i + 1)} for i in range(3)]
+    vicuna = [{"id": f"v{i}", "instruction": f"Name {i} colors", "input": "", "output": ""} for i in range(5)]
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    write_jsonl(tmp_path / "vicuna.jsonl", vicuna)
+    model_io.save_model(tiny_model, tiny_tokenizer, tmp_path / "model")
+    loads = []
+    real_load = model_io.load_model
+    monkeypatch.setattr(model_io, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    cfg = {"batch_size": 2, "generate": False, "max_new_tokens": 3}
+    out = {name: tmp_path / f"{name}.json" for name in ("heldout", "vicuna")}
+    stages.evaluate(tmp_path / "model", tmp_path / "rows.jsonl", cfg, 64, "alpaca", tmp_path / "p.csv", tmp_path / "m.json",
+                    ledger_out=tmp_path / "ledger.json", generator="t/m/s",
+                    responses={"vicuna": (tmp_path / "vicuna.jsonl", out["vicuna"]), "heldout": (None, out["heldout"])})
+    assert len(loads) == 1  # the model is loaded once for the held-out losses and every set's answers
+    answers = {name: json.loads(path.read_text()) for name, path in out.items()}
+    assert [r["instruction"] for r in answers["vicuna"]] == [f"Name {i} colors" for i in range(5)]
+    assert len(answers["heldout"]) == 3 and {r["generator"] for r in answers["vicuna"]} == {"t/m/s"}
+    # generated here (evaluation.generate is off): the held-out rows too; the ledger counts every set's decoding
+    entry = json.loads((tmp_path / "ledger.json").read_text())
+    assert 2 + 3 <= entry["decode_steps"] <= (2 + 3) * 3 and entry["decode_tokens"] <= (3 + 5) * 3
+    assert "generation" not in pd.read_csv(tmp_path / "p.csv")
 
 
 def paired_frame() -> pd.DataFrame:

@@ -53,6 +53,12 @@ def test_the_old_eval_set_key_says_how_to_migrate():
         validate_config(broken(CONFIG_CASES["eval set source"][0]))
 
 
+def test_one_training_epoch_says_why_and_what_to_use_instead():
+    with pytest.raises(ConfigError, match=r"config key training\.epochs: 1 is less than the minimum of 2: LP\(1\) "
+                                          r".*at least two epochs.*1 for every row.*lp_app"):
+        validate_config(broken(lambda c: c["training"].update(epochs=1)))
+
+
 @pytest.mark.parametrize("case", CONFIG_CASES)
 def test_bad_config_names_the_key(case):
     edit, key = CONFIG_CASES[case]
@@ -143,7 +149,8 @@ def test_exact_duplicates_are_counted_kept_on_one_side_of_the_split_or_dropped(t
         assert not set(train) & set(test)
     assert "mine: 9 rows repeat an earlier row exactly" in caplog.text
     assert json.loads(outputs[2].read_text()) == {"dataset": "mine", "dropped_empty": 0, "n_rows": 40,
-                                                      "duplicates": 9, "deduplicated": 0, "n_train": 32, "n_test": 8}
+                                                      "duplicates": 9, "duplicate_source_ids": 0, "deduplicated": 0,
+                                                      "n_train": 32, "n_test": 8}
     stages.prepare_dataset("mine", spec | {"dedupe": True}, *outputs)
     stats = json.loads(outputs[2].read_text())
     assert stats["deduplicated"] == 9 and stats["n_train"] + stats["n_test"] == 31

@@ -128,6 +128,7 @@ def test_the_check_reads_training_sync_each_batch():
     config = study.load_config(ROOT / "configs/paper.yaml")
     synced = {(x.model, x.job): x.gpu_bytes for x in memory.needs(config, ROOT / "no-results")}
     config["training"]["sync_each_batch"] = False
+    study.validate_config(config)
     unsynced = {(x.model, x.job): x.gpu_bytes for x in memory.needs(config, ROOT / "no-results")}
     n = config["models"]["llama2-13b"]["parameters"]
     assert unsynced["llama2-13b", "train"] - synced["llama2-13b", "train"] == pytest.approx(2 * n - 4 * n / 4)

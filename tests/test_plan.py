@@ -15,7 +15,8 @@ from lpselect import plan
 
 A100 = {"gpu_flops": 1e14, "gpu_flops_fp32": 1e13, "checkpoint_bytes_per_parameter": 4,
         "resume_bytes_per_parameter": 24, "hub_bytes_per_parameter": 2, "decode_step_s": 0.02,
-        "gpu_memory_bandwidth": 2e12}
+        "gpu_memory_bandwidth": 2e12, "load_bandwidth": float("inf"), "judge_price": {"input": 0.15, "output": 0.6},
+        "judge_chars_per_token": 4}  # loading is free here: test_model_loading costs it
 
 
 def hub_config(**plan_block) -> dict:
@@ -137,11 +138,11 @@ def test_generation_is_costed_as_decoding_steps_not_flops():
     # measured by a pilot's evaluate ledger, per model
     got = plan.job_cost(config, base, s, slow_memory, throughput={"decode_step_s": {"big": 0.05}})
     assert got.wall_s == pytest.approx(2 * 1.3e10 * pred.tokens / 1e14 + steps * 0.05)
-    config["evaluation"]["generate"] = False  # responses then generate for the evaluation prompts
+    config["evaluation"]["generate"] = False  # held-out losses only, unless the judge reads the held-out split
     assert plan.job_cost(config, base, s, slow_memory).wall_s == pytest.approx(2 * 1.3e10 * 100 * 100 / 1e14)
-    resp = plan.job_cost(config, job("responses", gpus=1, dataset="alpaca", target="big", selector="none",
-                                     subset="base"), s, slow_memory)
-    assert resp.tokens == 100 * 100 and resp.wall_s == pytest.approx(2 * 1.3e10 * 100 * 100 / 1e14 + steps * 0.026)
+    config["judge"] = {"enabled": True, "base_url": "http://localhost:8000/v1", "model": "m"}
+    judged = plan.job_cost(config, base, s, slow_memory)
+    assert judged.tokens == 2 * 100 * 100 and judged.wall_s == pytest.approx(big.wall_s)
     light = plan.job_cost(config, plan.Job("select", {"dataset": "alpaca"}, {}), s, A100)
     assert light.flops == 0 and light.gpu_hours == 0
 
@@ -161,6 +162,11 @@ def test_padding_factor_comes_from_the_plan_or_the_tokenized_rows(tmp_path):
     from lpselect import tokenization
 
     config = hub_config(rows={"alpaca": 1500})
+    config["plan"]["padding_factor"] = {"alpaca": 1.4}  # padded batches' factor: flattened ones compute none
+    got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
+    assert got.padding["alpaca"] == 1.0 and "training.padding_free" in " ".join(got.notes)
+    config["training"]["padding_free"] = False
+    del config["plan"]["padding_factor"]
     got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
     assert got.padding["alpaca"] == 1.0 and "plan.padding_factor sets it" in " ".join(got.notes)
     examples = [{"id": str(i), "input_ids": [1] * n, "labels": [1] * n, "truncated": False}
@@ -227,7 +233,7 @@ def test_judge_calls():
     assert not got["enabled"] and got["calls"] == 0 and got["models_per_dataset"] == 7
     assert got["would_call"] == 7 * 100 * 2
     config["judge"] = {"enabled": True, "base_url": "http://localhost:8000/v1", "model": "m"}
-    judged = [plan.Job("judge", {"dataset": "alpaca", "eval_set": "heldout"}) for _ in range(7)]
+    judged = [plan.Job("judge", {"dataset": "alpaca", "target": "big"}) for _ in range(7)]
     got = plan.judge_calls(config, judged, s)
     assert got["enabled"] and got["calls"] == 7 * 100 * 2
     assert got["per_set"] == {"heldout": {"jobs": 7, "calls": 7 * 100 * 2}}
@@ -241,17 +247,72 @@ def test_judge_calls_per_evaluation_set():
     assert got["would_per_set"] == {"heldout": 7 * 100 * 2, "vicuna": 7 * 80 * 2}
     assert got["would_call"] == 7 * 180 * 2
     config["judge"] = {"enabled": True, "base_url": "http://localhost:8000/v1", "model": "m"}
-    judged = [plan.Job("judge", {"dataset": "alpaca", "eval_set": e}) for e in ("heldout", "vicuna") for _ in range(7)]
+    # one judge job per judged model reads every judged set
+    judged = [plan.Job("judge", {"dataset": "alpaca", "target": "big"}) for _ in range(7)]
     got = plan.judge_calls(config, judged, s)
     assert got["per_set"] == {"heldout": {"jobs": 7, "calls": 1400}, "vicuna": {"jobs": 7, "calls": 1120}}
     assert got["calls"] == 2520
-    # a responses job generates for its set's prompts, with the set's tokens per row: their forward pass,
-    # then ceil(80 / batch) x max_new_tokens decoding steps
-    resp = job("responses", gpus=1, dataset="alpaca", eval_set="vicuna", target="big", selector="none", subset="base")
+    config["judge"]["sets"] = ["vicuna"]  # the named set only
+    got = plan.judge_calls(config, judged, s)
+    assert got["per_set"] == {"vicuna": {"jobs": 7, "calls": 1120}} and got["calls"] == 1120
+    # evaluate generates for the set's prompts too, with the set's tokens per row: their forward pass,
+    # then ceil(80 / batch) x max_new_tokens decoding steps, besides the held-out split's
+    base = job("evaluate", gpus=1, dataset="alpaca", target="big", selector="none", subset="base")
     ev = config["evaluation"]
-    cost = plan.job_cost(config, resp, s, A100)
+    cost = plan.job_cost(config, base, s, A100)
+    config["evaluation"]["eval_sets"] = [{"name": "heldout"}]
+    without = plan.job_cost(config, base, s, A100)
     steps = -(-80 // ev["batch_size"]) * ev["max_new_tokens"]
-    assert cost.tokens == 80 * 50 and cost.wall_s == pytest.approx(2 * 2e9 * 80 * 50 / 1e14 + steps * 0.02)
+    assert cost.tokens - without.tokens == 80 * 50
+    assert cost.wall_s - without.wall_s == pytest.approx(2 * 2e9 * 80 * 50 / 1e14 + steps * 0.02)
+
+
+def test_judge_tokens_and_price_from_the_rendered_prompts(tmp_path):
+    from lpselect import judge as judging
+    from lpselect.fileio import write_jsonl
+
+    config, s = hub_config(), sizes(test=100)
+    config["evaluation"]["eval_sets"] = [{"name": "heldout"}, {"name": "vicuna", "path": "v.jsonl"}]
+    config["judge"] = {"enabled": True, "base_url": "http://localhost:8000/v1", "model": "m", "sets": ["vicuna"],
+                       "max_tokens": 300}
+    s.eval_sets, s.tokens_per_row["vicuna"] = {"vicuna": 80}, 50.0
+    judged = [plan.Job("judge", {"dataset": "alpaca", "target": "big"}) for _ in range(7)]
+    template = sum(len(m["content"]) for m in judging.build_messages("", "", ""))
+    # not prepared: the set's tokens per row, and two answers of max_new_tokens (upper bounds)
+    got = plan.judge_calls(config, judged, s, A100, tmp_path)
+    answer = config["evaluation"]["max_new_tokens"] * 4
+    assert got["tokens"]["vicuna"]["input"] == pytest.approx((template + 50 * 4 + 2 * answer) / 4)
+    assert got["tokens"]["vicuna"]["output"] == 300
+    # prepared and answered: measured on the rendered prompts and the responses
+    write_jsonl(tmp_path / "eval_sets/vicuna.jsonl", [{"id": "v1", "instruction": "x" * 40, "input": "", "output": ""},
+                                                       {"id": "v2", "instruction": "y" * 20, "input": "", "output": ""}])
+    responses = tmp_path / "responses/alpaca/vicuna/big/none/base.json"
+    responses.parent.mkdir(parents=True)
+    responses.write_text(json.dumps([{"instruction": "x", "output": "z" * 100, "generator": "g"}]))
+    got = plan.judge_calls(config, judged, s, A100, tmp_path)
+    tokens = (template + 30 + 2 * 100) / 4
+    assert got["tokens"]["vicuna"]["input"] == pytest.approx(tokens)
+    assert "measured on 2 rendered prompts" in got["tokens"]["vicuna"]["source"]
+    # 1,120 calls at 0.15 / 0.60 USD per million input / output tokens
+    assert got["total_usd"] == pytest.approx(1120 * (tokens * 0.15 + 300 * 0.6) / 1e6)
+
+
+def test_model_loading_is_costed_per_job():
+    config, s = hub_config(), sizes(test=100, tpr=100)
+    loading = A100 | {"load_bandwidth": 1e9}
+    # the untrained base is read as the hub copy (2 B/parameter), a fine-tuned target as float32
+    base = job("evaluate", gpus=1, dataset="alpaca", target="big", selector="none", subset="base")
+    trained = job("evaluate", gpus=1, dataset="alpaca", target="big", selector="none", subset="full_seed42")
+    assert plan.job_cost(config, base, s, loading).load_s == pytest.approx(2 * 2e9 / 1e9)
+    assert plan.job_cost(config, trained, s, loading).load_s == pytest.approx(4 * 2e9 / 1e9)
+    cost = plan.job_cost(config, trained, s, loading)
+    assert cost.wall_s == pytest.approx(plan.job_cost(config, trained, s, A100).wall_s + 8)
+    # a 2-GPU fine-tune holds both GPUs while it loads; extraction reads the base and every epoch
+    tune = plan.job_cost(config, job("finetune_target", gpus=2, dataset="alpaca", target="big", selector="none",
+                                     subset="full_seed42"), s, loading)
+    assert tune.load_s == 4 and tune.gpu_hours == pytest.approx(tune.wall_s * 2 / 3600)
+    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, loading)
+    assert ext.load_s == pytest.approx((2 + 3 * 4) * 1e9 / 1e9)
 
 
 DRY_RUN = """Building DAG of jobs...
@@ -317,8 +378,9 @@ def test_a_plan_from_a_dry_runs_text_with_measured_throughput(tmp_path):
     config_path.write_text(yaml.safe_dump(hub_config(rows={"alpaca": 1500}, tokens_per_row=100)))
     got = plan.build(config_path, DRY_RUN, root=tmp_path)
     [full, select] = got.costs
-    # paper.yaml's gradient checkpointing: 8NT; no tokenized rows yet and no plan.padding_factor: no padding
-    assert full.flops == 8 * 2e9 * 3 * 1000 * 100 and full.wall_s == pytest.approx(full.flops / 1.25e14 / 2)
+    # paper.yaml's gradient checkpointing: 8NT; no tokenized rows yet and no plan.padding_factor: no padding;
+    # the base's hub copy (2 B/parameter) loaded first at the schema's 1 GB/s: 4 s
+    assert full.flops == 8 * 2e9 * 3 * 1000 * 100 and full.wall_s == pytest.approx(full.flops / 1.25e14 / 2 + 4)
     assert select.flops == 0 and got.counts == {"finetune_target": 1, "select": 1}
     ledger = tmp_path / "results/ledger/train_proxy/alpaca/small.json"
     ledger.parent.mkdir(parents=True)
@@ -327,7 +389,7 @@ def test_a_plan_from_a_dry_runs_text_with_measured_throughput(tmp_path):
     got = plan.build(config_path, DRY_RUN, root=tmp_path, measured=True)
     [full, _] = got.costs
     assert full.tokens == 3 * 1000 * 80 and full.flops == 6 * 2e9 * full.tokens
-    assert full.wall_s == pytest.approx(full.flops / 1e12 / 2)
+    assert full.wall_s == pytest.approx(full.flops / 1e12 / 2 + 4)
     assert got.measured_n == 1 and "measured by the training ledgers" in plan.render(got)
 
 
@@ -366,12 +428,15 @@ def test_paper_plan_runs_offline(clone):
     gpu_hours = float(total.split("|")[6].strip(" *").replace(",", ""))
     assert gpu_hours > 0
     assert "of 4 training job(s) at once" in report
-    # the paper's judge on its six evaluation sets, both orders, 735 judged models per dataset
-    per_set = dict(re.findall(r"^\| (\w+) \| [\d,]+ \| ([\d,]+) \|$", report, re.M))
-    prompts = {"heldout": 500, "vicuna": 80, "koala": 180, "wizardlm": 218, "sinstruct": 252, "lima": 300}
+    # the paper's judge on its five named evaluation sets, both orders, 735 judged models per dataset
+    per_set = dict(re.findall(r"^\| (\w+) \| [\d,]+ \| ([\d,]+) \| [\d,]+ \| 512 \| [\d,]+ \|$", report, re.M))
+    prompts = {"vicuna": 80, "koala": 180, "wizardlm": 218, "sinstruct": 252, "lima": 300}
     assert {k: int(v.replace(",", "")) for k, v in per_set.items()} == {k: 2 * 735 * n * 2 for k, n in prompts.items()}
     assert f"{2 * 735 * sum(prompts.values()) * 2:,} calls" in report
-    assert next(line for line in report.splitlines() if line.startswith("| responses |"))
+    # priced in the compute table beside the GPU-hours; one generation job per model (evaluate)
+    assert float(total.split("|")[8].strip(" *").replace(",", "")) > 0
+    assert not any(line.startswith("| responses |") for line in report.splitlines())
+    assert "Model loading (in the GPU-hours above): 2,982 jobs" in report
     for rule in ("train_proxy", "extract_losses", "finetune_target", "evaluate"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {rule} |"))
         assert float(row.split("|")[6].strip().replace(",", "")) > 0, row

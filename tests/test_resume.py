@@ -155,8 +155,9 @@ def test_the_code_version_covers_the_training_modules_and_what_they_import(tmp_p
     package = tmp_path / "lpselect"
     shutil.copytree(training.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
     before = training.code_version(package)
-    assert {"training", "losses", "tokenization", "prompts", "models", "stages", "distributed"} <= set(before)
-    assert not {"figures", "summary", "aggregate", "plan"} & set(before)  # tables and figures: no restart
+    assert {"training", "losses", "tokenization", "prompts", "models", "distributed"} <= set(before)
+    # tables, figures, the selection and the judge: no restart
+    assert not {"figures", "summary", "aggregate", "plan", "stages", "selection", "scoring", "judge"} & set(before)
     with open(package / "prompts.py", "a") as f:  # imported by tokenization, imported by losses
         f.write("# a change\n")
     with open(package / "figures.py", "a") as f:
@@ -164,6 +165,26 @@ def test_the_code_version_covers_the_training_modules_and_what_they_import(tmp_p
     after = training.code_version(package)
     assert [m for m in before if before[m] != after[m]] == ["prompts"]
     assert training.fingerprint({}, {})["code"] == training.code_version()
+
+
+def test_an_edit_to_the_selection_or_the_judge_keeps_a_fine_tunes_state(tmp_path):
+    """A requeued fine-tune after a `git pull` that touched selection.py or the judge resumes; an edit to
+    training.py starts it afresh."""
+    import shutil
+
+    from lpselect import training
+
+    package = tmp_path / "lpselect"
+    shutil.copytree(training.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = training.code_version(package)
+    for module in ("selection", "judge", "stages", "scoring"):
+        with open(package / f"{module}.py", "a") as f:
+            f.write("# a change\n")
+    assert training.code_version(package) == before
+    with open(package / "training.py", "a") as f:
+        f.write("# a change\n")
+    after = training.code_version(package)
+    assert [m for m in before if before[m] != after[m]] == ["training"]
 
 
 def test_the_loss_curve_is_kept_beside_the_ledger(small):
@@ -187,6 +208,57 @@ def test_the_fingerprint_reads_model_weights_by_size_and_mtime_only(tmp_path, mo
     assert before["inputs"] == {"model/model.safetensors": f"size 100, mtime_ns {weights.stat().st_mtime_ns}"}
     os.utime(weights, ns=(0, 0))
     assert training.fingerprint({}, {"model": tmp_path / "model"})["fingerprint"] != before["fingerprint"]
+
+
+def test_no_resume_checkpoint_is_written_after_the_last_kept_epoch(small):
+    """The last epoch's folder is the job's result (publish moves it); a Trainer checkpoint of it
+    would be written (a 13B one is ~156 GB) only to be thrown away."""
+    from lpselect import training
+    from lpselect.tokenization import training_examples
+
+    model, tokenizer = models.load_model(small / "base", device="cpu")
+    training.train(model, tokenizer, training_examples(small / "rows.tokenized"), SMALL_HP | {"epochs": 2},
+                   small / "state", 42, epochs_to_keep=[1, 2])
+    assert (small / "state/epoch-2/model.safetensors").exists()
+    assert [p.name for p in (small / "state/checkpoints").iterdir()] == ["checkpoint-6"]  # epoch 1's only
+
+
+def test_a_checkpoint_cut_by_a_kill_is_removed_and_the_complete_one_before_it_resumed(small, caplog):
+    """A job killed while writing checkpoint-12 leaves it without trainer_state.json (written last) and
+    with truncated files: the rerun resumes from checkpoint-6 (the last complete one), removes
+    checkpoint-12 and ends where an uninterrupted run ends."""
+    from lpselect import training
+    from lpselect.tokenization import training_examples
+
+    examples, hp = training_examples(small / "rows.tokenized"), SMALL_HP | {"epochs": 3}
+
+    def run(state):
+        model, tokenizer = models.load_model(small / "base", device="cpu")
+        return training.train(model, tokenizer, examples, hp, state, 42, epochs_to_keep=[1, 2, 3])
+
+    run(small / "straight")
+    import shutil
+
+    shutil.copytree(small / "straight", small / "cut")
+    checkpoints = small / "cut/checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["checkpoint-12"]  # epoch 2's; none after epoch 3
+    complete = checkpoints / "checkpoint-12"
+    partial = checkpoints / "checkpoint-18"  # epoch 3's, cut during the write
+    shutil.copytree(complete, partial)
+    (partial / "trainer_state.json").unlink()
+    weights = partial / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    for folder in ("epoch-3", "train_log.json"):
+        target = small / "cut" / folder
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+    with caplog.at_level(logging.INFO, logger="lpselect"):
+        run(small / "cut")
+    assert f"resuming from {complete}" in caplog.text and "removing incomplete checkpoint" in caplog.text
+    assert not partial.exists()
+    a = load_file(small / "straight/epoch-3/model.safetensors")
+    b = load_file(small / "cut/epoch-3/model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 # --- the per-proxy extraction job resumes at the next epoch -------------------------------------------

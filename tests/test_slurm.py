@@ -1,8 +1,11 @@
-"""profiles/slurm against a real single-node SLURM (tests/slurm/start-slurm.sh, which `make test` runs as
-root): one proxy's score table of the default study through real sbatch, and the paper's GPU rows held.
+"""profiles/slurm against a real single-node SLURM (tests/slurm/start-slurm.sh, which `make test SLURM=yes`
+runs as root): one proxy's score table of the default study through real sbatch, and the paper's GPU rows
+held. And the start script's refusal to touch a SLURM it did not set up.
 
-Skips where no SLURM node is up (a developer's machine without root); fails instead when
-LPSELECT_REQUIRE_SLURM=1 (CI, .ci/run). `pytest -m "not slurm"` leaves these tests out."""
+The real-SLURM tests submit real jobs to whatever SLURM is on PATH, so they run only when asked:
+LPSELECT_SLURM_TESTS=1 (they skip, saying why, where no SLURM node is up) or LPSELECT_REQUIRE_SLURM=1
+(`make test SLURM=yes`, CI's .ci/run: they fail instead of skipping). `pytest -m "not slurm"` leaves them
+out."""
 
 import os
 import re
@@ -44,9 +47,13 @@ def slurm_missing() -> str | None:
 
 @pytest.fixture(scope="module")
 def slurm():
+    required = os.environ.get("LPSELECT_REQUIRE_SLURM") == "1"
+    if not required and os.environ.get("LPSELECT_SLURM_TESTS") != "1":
+        # never merely because sbatch is on PATH: on a login node that would be real jobs on the user's account
+        pytest.skip("real-SLURM tests run only when asked: LPSELECT_SLURM_TESTS=1, or make test SLURM=yes")
     reason = slurm_missing()
     if reason:
-        if os.environ.get("LPSELECT_REQUIRE_SLURM") == "1":
+        if required:
             pytest.fail(f"LPSELECT_REQUIRE_SLURM=1 but {reason}")
         pytest.skip(reason)
 
@@ -291,3 +298,82 @@ def test_paper_gpu_rows_are_accepted_by_real_sbatch(slurm, tmp_path):
         assert fields["Requeue"] == "1", fields
     # the 1.3B target on its one GPU, with its row's threads as CPUs (no CPUs per GPU in that row)
     assert "finetune_target:opt-1.3b_none_full_seed42" in shown, shown.keys()
+
+
+SCRIPT = ROOT / "tests" / "slurm" / "start-slurm.sh"
+
+
+def slurm_daemons() -> dict[int, str]:
+    """Every slurmctld and slurmd daemon of this machine, by pid (not slurmd's short-lived forks per job)."""
+    def name(pid) -> str:
+        try:
+            return (Path("/proc") / str(pid) / "comm").read_text().strip()
+        except OSError:  # ended meanwhile
+            return ""
+
+    def parent(pid) -> str:
+        try:
+            return re.search(r"^PPid:\s*(\d+)", (Path("/proc") / str(pid) / "status").read_text(), re.M)[1]
+        except OSError:
+            return ""
+
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    daemons = ("slurmctld", "slurmd")
+    return {p: name(p) for p in pids if name(p) in daemons and name(parent(p)) not in daemons}
+
+
+@pytest.fixture
+def foreign_slurmd(tmp_path):
+    """A running process named slurmd that the start script did not start (a copy of sleep)."""
+    fake = tmp_path / "bin" / "slurmd"
+    fake.parent.mkdir()
+    shutil.copy(shutil.which("sleep"), fake)
+    proc = subprocess.Popen([fake, "300"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def start_script(conf_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([SCRIPT], env=os.environ | {"LPSELECT_SLURM_CONF_DIR": str(conf_dir)},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_start_script_refuses_a_configuration_it_did_not_write(tmp_path, foreign_slurmd):
+    """A site's slurm.conf (no header of the script's): a clear refusal, before anything is installed,
+    written or stopped."""
+    conf = tmp_path / "etc-slurm"
+    conf.mkdir()
+    site = "ClusterName=site\nSlurmctldHost=head\n"
+    (conf / "slurm.conf").write_text(site)
+    before = slurm_daemons()
+    proc = start_script(conf)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"refusing to run: {conf}/slurm.conf exists and was not written by it" in proc.stderr
+    assert "it changes nothing here" in proc.stderr and not proc.stdout
+    assert [p.name for p in conf.iterdir()] == ["slurm.conf"] and (conf / "slurm.conf").read_text() == site
+    assert foreign_slurmd.poll() is None and before.items() <= slurm_daemons().items()
+
+
+def test_the_start_script_refuses_where_a_slurm_daemon_it_did_not_start_runs(tmp_path, foreign_slurmd):
+    """No configuration where it looks, but a slurmd runs (configured elsewhere): refused, left running."""
+    conf = tmp_path / "etc-slurm"
+    proc = start_script(conf)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"refusing to run: a slurmd (pid {foreign_slurmd.pid}) that it did not start is running" in proc.stderr
+    assert not conf.exists() and foreign_slurmd.poll() is None
+
+
+def test_make_test_leaves_slurm_alone_unless_asked_and_ci_runs_the_readmes_command():
+    """`make test` starts no SLURM (its slurm-up step only says so); `make test SLURM=yes`, the README's full
+    form, starts one and requires its tests; .ci/run calls exactly that command."""
+    plain = subprocess.run(["make", "slurm-up"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
+    assert plain.stdout.startswith("slurm-up: no SLURM started") and not plain.stderr
+    recipe = subprocess.run(["make", "-n", "test", "SLURM=yes"], cwd=ROOT, capture_output=True, text=True, check=True,
+                            timeout=60).stdout
+    assert "LPSELECT_REQUIRE_SLURM=1 .venv/bin/python -m pytest" in recipe
+    assert "LPSELECT_REQUIRE_SLURM" not in subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True,
+                                                          text=True, check=True, timeout=60).stdout
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("make ")]
+    readme = (ROOT / "README.md").read_text()
+    assert ci == ["make test SLURM=yes"] and re.search(r"^make test SLURM=yes +# .*\.ci/run", readme, re.M)

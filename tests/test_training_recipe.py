@@ -121,12 +121,20 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_tokenizer
         torch.testing.assert_close(ckpt_grads[name], grad, rtol=1e-5, atol=1e-7)
 
 
-def test_fsdp_loads_on_one_rank_and_checkpoints_in_shards():
-    options = training.fsdp_options(HP | {"fsdp": "full_shard auto_wrap", "gradient_checkpointing": True})
-    assert options["fsdp"] == "full_shard auto_wrap"
-    assert options["fsdp_config"] == {"cpu_ram_efficient_loading": True, "state_dict_type": "SHARDED_STATE_DICT",
-                                      "activation_checkpointing": True}
-    assert training.fsdp_options(HP) == {"fsdp": ""}  # plain DDP: the Trainer's own checkpointing stays
+def test_fsdp_is_fsdp2_checkpoints_in_shards_and_accumulates_sharded():
+    """FSDP2 pinned and passed as fsdp=True (the option string is deprecated), the paper's knobs
+    (study.training_knobs: sync_each_batch, collective_timeout_s from the schema's defaults) applied."""
+    knobs = study.training_knobs(paper_config(), "opt-13b")
+    options = training.fsdp_options(HP | knobs | {"fsdp": "full_shard auto_wrap"})
+    assert options["fsdp"] is True and options["ddp_timeout"] == 7200
+    assert options["fsdp_config"] == {"version": 2, "cpu_ram_efficient_loading": True, "reshard_after_forward": True,
+                                      "state_dict_type": "SHARDED_STATE_DICT", "activation_checkpointing": True}
+    assert options["accelerator_config"] == {"gradient_accumulation_kwargs": {"sync_each_batch": True}}
+    unsynced = training.fsdp_options(HP | knobs | {"fsdp": "shard_grad_op", "sync_each_batch": False})
+    assert "accelerator_config" not in unsynced and unsynced["fsdp_config"]["reshard_after_forward"] is False
+    assert training.fsdp_options(HP) == {}  # plain DDP: the Trainer's own checkpointing stays
+    with pytest.raises(ValueError, match=r"training\.fsdp: unknown option 'hybrid_shard'"):
+        training.fsdp_options(HP | knobs | {"fsdp": "hybrid_shard"})
 
 
 def test_gradient_checkpointing_can_be_set_per_model_size():
@@ -145,7 +153,8 @@ def test_result_neutral_training_knobs_are_not_result_settings():
     the resume fingerprint, which is built from those params)."""
     config = paper_config()
     settings = study.result_settings(config, "training")
-    assert not {"gradient_checkpointing", "batch_size", "logging_steps"} & set(settings)
+    neutral = {"gradient_checkpointing", "batch_size", "logging_steps", "sync_each_batch", "collective_timeout_s"}
+    assert not neutral & set(settings)
     assert settings["global_batch_size"] == 128 and settings["learning_rate"] == config["training"]["learning_rate"]
     del config["training"]["gradient_checkpointing"]  # the schema's default reaches the trainer
     assert study.training_knobs(config, config["grid"]["proxies"][0])["gradient_checkpointing"] is False

@@ -42,7 +42,7 @@ def test_default_dry_run_lists_the_whole_dag(workdir):
     assert not {"extract_response_losses", "ifd", "response_lengths"} & set(counts)  # no ifd, length
     assert counts["finetune_target"] == 3 * 5 + 3  # + a full-data model per seed
     assert counts["evaluate"] == 18 + 1  # + the untrained base; one job per model (predictions and metrics)
-    assert counts["compare"] == 18 - 3 + 1  # every model but the full-data ones, against its seed's full model
+    assert counts["compare"] == 1  # one per (dataset, target): each model but the full-data ones vs its seed's full
     assert "predict" not in counts and "responses" not in counts  # evaluate writes them: its generations are them
     # the figures it has data for: one fraction and no thirds, so no curve over the fraction, parity or thirds
     assert counts["figure"] == 8 and counts["aggregate"] == 1 and counts["transfer"] == 1
@@ -107,22 +107,34 @@ def test_dry_run_with_a_judge_and_named_eval_sets(workdir):
                                          {"name": "koala", "path": "koala.jsonl", "field_map": {"prompt": "instruction"}}]
     out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
     counts = job_counts(out)
-    # each named set prepared once, answered once per model (5) and judged once per compared model (4)
-    assert counts["prepare_eval_set"] == 2 and counts["responses"] == 2 * 5 and counts["judge"] == 3 * 4
-    assert counts["evaluate"] == 5  # the held-out responses are still evaluate's: no second generation
+    # each named set prepared once; ONE generation job per model (5) answers every set, loading the
+    # model once; one judge job per compared model (4) judges every set
+    assert counts["prepare_eval_set"] == 2 and counts["evaluate"] == 5 and counts["judge"] == 4
+    assert "responses" not in counts
+    evaluate = re.search(r"^rule evaluate:\n    input: results/models/m-b, .*\n    output: (.*)$", out, re.M)[1]
+    assert {f"results/responses/synth/{e}/m-b/none/base.json" for e in ("heldout", "vicuna", "koala")} <= set(
+        evaluate.split(", "))
     judged = set(re.findall(r"results/judge/synth/(\w+)/m-b/m-a/lp1_cluster_k2_hard_seed42\.json", out))
     assert judged == {"heldout", "vicuna", "koala"}
     assert "results/responses/synth/koala/m-b/none/full_seed42.json" in out
-    # without evaluation.generate the held-out responses are generated too
-    config["evaluation"]["generate"] = False
-    assert job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)["responses"] == 3 * 5
+    # judge.sets: the named sets only, the held-out split is answered (evaluate generates) but not judged
+    config["judge"]["sets"] = ["koala", "vicuna"]
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    assert set(re.findall(r"results/judge/synth/(\w+)/m-b/m-a/lp1_cluster_k2_hard_seed42\.json", out)) == {
+        "vicuna", "koala"}
+    assert job_counts(out)["judge"] == 4 and "results/responses/synth/heldout/m-b/none/base.json" in out
+    config["judge"]["sets"] = ["lima"]
+    proc = run_snakemake(workdir, config, "-n", "--cores", "2", check=False)
+    assert proc.returncode != 0 and "judge.sets[0]: 'lima' is not an evaluation set" in proc.stdout + proc.stderr
+    del config["judge"]["sets"]
     # named sets only: no held-out judgement
     config["evaluation"]["eval_sets"] = config["evaluation"]["eval_sets"][1:]
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert counts["judge"] == 2 * 4 and counts["responses"] == 2 * 5
+    assert counts["judge"] == 4 and counts["evaluate"] == 5 and "responses" not in counts
     config["judge"]["enabled"] = False
-    counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert "judge" not in counts and counts["responses"] == 2 * 5  # the sets are still answered
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    assert "judge" not in job_counts(out)  # the sets are still answered
+    assert "results/responses/synth/koala/m-b/none/base.json" in out
 
 
 def test_every_seed_trains_its_own_full_data_reference(workdir):
@@ -137,10 +149,11 @@ def test_every_seed_trains_its_own_full_data_reference(workdir):
     evaluations = re.findall(r"^rule evaluate:\n    input: (.*)$", out, re.M)
     assert len(evaluations) == counts["evaluate"]
     assert all(inputs.count(",") == 1 and "predictions" not in inputs for inputs in evaluations)
-    comparisons = re.findall(r"^(?:local)?rule compare:\n    input: results/eval/synth/m-b/(\S+)/predictions.csv, "
-                             r"results/eval/synth/m-b/none/(full_seed\d)/predictions.csv$", out, re.M)
-    pairs = dict(comparisons)  # selector/subset -> reference
-    assert len(pairs) == counts["compare"] == 2 * 3 + 1
+    # one compare job per (dataset, target): every compared model's predictions, then their references
+    compare = re.search(r"^(?:local)?rule compare:\n    input: (.*)$", out, re.M)[1].split(", ")
+    models, references = compare[: len(compare) // 2], compare[len(compare) // 2 :]
+    pairs = {"/".join(m.split("/")[4:6]): r.split("/")[5] for m, r in zip(models, references)}
+    assert counts["compare"] == 1 and len(pairs) == len(models) == 2 * 3 + 1
     assert pairs["m-a/lp1_cluster_k2_hard_seed2"] == "full_seed2"
     assert pairs["none/random_cluster_k2_hard_seed1"] == "full_seed1"
     assert pairs["none/base"] == "full_seed1" and "none/full_seed2" not in pairs
@@ -286,14 +299,15 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
     changed["evaluation"]["batch_size"] += 1
     assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
-    # the tie tolerance reruns the light comparisons and what reads them: no fine-tune, no model pass
+    # the tie tolerance reruns the light comparisons (one job per target) and what reads them: no fine-tune,
+    # no model pass
     changed["evaluation"]["tie_tolerance"] = 0.2
     counts = job_counts(run_snakemake(workdir, changed, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 4
+    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 1
     # so does an edit to the comparison code (Snakemake's code trigger) ...
     (workdir / "workflow_scripts/compare.py").touch()
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 4
+    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 1
     run_snakemake(workdir, config, "--cores", "2")
     # ... and a full-data model evaluated anew with other predictions: its comparisons, no other model
     # (Snakemake compares checksums too: predictions rewritten unchanged rerun nothing)
@@ -304,7 +318,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     frame.loc[0, "loss"] += 1.0
     frame.to_csv(reference, index=False)
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 4
+    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 1
     run_snakemake(workdir, config, "--cores", "2")
 
     # same config and seed: byte-identical subsets and score tables on rerun
@@ -390,11 +404,19 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     assert (results / "figures/synth/judged_vs_fraction.png").stat().st_size > 1000
     assert not (results / "figures/synth/judged_parity.png").exists()  # one fraction: no parity curve
     assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout
-    # one more set: its preparation, responses and judgements, and the tables; nothing else reruns
+    # the order of the sets changes no job
+    reordered = copy.deepcopy(config)
+    reordered["evaluation"]["eval_sets"].reverse()
+    assert "Nothing to be done" in run_snakemake(workdir, reordered, "--cores", "2", "-n").stdout
+    # one more set: its preparation, the generation job of every (kept) model, which answers every set
+    # again, and the light jobs after it (the judge cache answers the sets judged before); no fine-tune
     (workdir / "lima.jsonl").write_text('{"instruction": "Tell a joke."}\n')
     config["evaluation"]["eval_sets"].append({"name": "lima", "path": "lima.jsonl"})
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"prepare_eval_set", "responses", "judge", "aggregate", "figure", "summary", "all"}
-    assert counts["responses"] == 4 and counts["judge"] == 3
+    assert set(counts) == {"prepare_eval_set", "evaluate", "compare", "judge", "aggregate", "figure", "summary", "all"}
+    assert counts["evaluate"] == 4 and counts["judge"] == 3 and counts["compare"] == 1
+    asked = fake_judge.count
+    run_snakemake(workdir, config, "--cores", "2")
+    assert fake_judge.count - asked == 1 * 3 * 2  # the new set's one prompt, 3 models, 2 orders
     # (with the default temporary target checkpoints, a set added after the run fine-tunes the targets
     # again: a model must exist to answer it)

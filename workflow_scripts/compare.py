@@ -3,9 +3,9 @@ from lpselect.jobs import run_stage
 
 run_stage(
     snakemake.log[0],
-    stages.compare,
+    stages.compare_all,
     snakemake.input.predictions,
-    snakemake.input.reference,
+    snakemake.input.references,
     snakemake.params.tie_tolerance,
-    snakemake.output[0],
+    snakemake.output,
 )

@@ -15,4 +15,5 @@ run_stage(
     snakemake.params.methods,
     snakemake.output.md,
     snakemake.output.csv,
+    inp.tokenized,
 )

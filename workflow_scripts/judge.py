@@ -3,9 +3,9 @@ from lpselect.jobs import run_stage
 
 run_stage(
     snakemake.log[0],
-    stages.judge,
+    stages.judge_all,
     snakemake.input.responses,
-    snakemake.input.reference,
+    snakemake.input.references,
     snakemake.params.cfg,
     snakemake.params.cache,
     snakemake.output.summary,
