@@ -91,7 +91,8 @@ def main(argv=None) -> int:
           f"matmul peak fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s", flush=True)
 
     def ours(block, bf16, share_prefix=not args.no_share_prefix):
-        cfg = {"batch_size": args.batch_size, "max_tokens": args.max_tokens or None, "bf16": bf16,
+        cfg = {"batch_size": args.batch_size, "max_tokens": args.max_tokens or None,
+               "precision": "bf16" if bf16 else "fp32",
                "share_prefix": share_prefix}
         return losses.per_sample_losses(model, block, pad_id=tokenizer.pad_token_id, desc="ours",
                                         **losses.extraction_options(cfg))["perplexity"].to_numpy()

@@ -3,8 +3,9 @@
 Samples are batched in length order so little is padded (optionally up to a token budget, so short
 samples share big batches), and the output projection and cross-entropy run only on the positions that
 carry a label, a chunk at a time, so memory does not grow with batch x length x vocabulary. Right padding
-with an attention mask keeps a sample's value independent of its batch neighbours. `bf16` runs the model
-under bfloat16 autocast (CPU or GPU); the cross-entropy itself is always float32.
+with an attention mask keeps a sample's value independent of its batch neighbours. `precision`
+(extraction.precision, a result setting): fp32, tf32 (float32 with TF32 matmuls, CUDA only) or bf16
+(bfloat16 autocast, CPU or GPU); the cross-entropy itself is always float32.
 
 `share_prefix` groups samples by the prompt template they start with; the prefix a whole batch shares
 (Alpaca's template is ~25 of a sample's ~115 tokens) runs once per distinct prefix, and its key/value
@@ -163,6 +164,28 @@ def autocast(model, bf16: bool):
     return torch.autocast(device_type=model.device.type, dtype=torch.bfloat16)
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@contextlib.contextmanager
+def matmul_precision(device: torch.device, precision: str):
+    """TF32 for CUDA float32 matmuls while `precision` is tf32 (restored after); on other devices TF32
+    does not exist, and the log says the pass runs in plain float32."""
+    if precision != "tf32":
+        yield
+        return
+    if device.type != "cuda":
+        log.info("extraction.precision tf32 has no effect on %s: matmuls run in float32", device.type)
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    before, matmul.fp32_precision = matmul.fp32_precision, "tf32"  # the API the Trainer's tf32 uses too
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = before
+
+
 # Distinct prefixes whose caches one extraction keeps (a few templates; more only for unusual data).
 MAX_CACHED_PREFIXES = 64
 
@@ -202,7 +225,7 @@ def extraction_options(cfg: dict) -> dict:
     return {
         "batch_size": cfg["batch_size"],
         "max_tokens": cfg.get("max_tokens"),
-        "bf16": cfg.get("bf16", False),
+        "precision": cfg.get("precision", "fp32"),
         "share_prefix": cfg.get("share_prefix", True),
     }
 
@@ -216,7 +239,7 @@ def per_sample_losses(
     rank: int = 0,
     world: int = 1,
     max_tokens: int | None = None,
-    bf16: bool = False,
+    precision: str = "fp32",
     share_prefix: bool = True,
 ) -> pd.DataFrame:
     """One row per example (input order): id, n_tokens, loss (mean response NLL), perplexity and
@@ -228,6 +251,8 @@ def per_sample_losses(
     rows; concatenated and sorted by `index`, the parts of all ranks are exactly the single-process
     table (whole batches are split, so nothing is padded or counted twice).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"extraction.precision {precision!r}: one of {', '.join(PRECISIONS)}")
     model.eval()
     # a template shared by a tenth of the samples (and at least a batch of them) gets batches of its own
     groups = template_groups(examples, max(batch_size, len(examples) // 10)) if share_prefix else None
@@ -237,9 +262,11 @@ def per_sample_losses(
     sums = np.zeros(len(examples))
     counts = np.zeros(len(examples), dtype=np.int64)
     prefixes = {} if share_prefix else None
-    for idx in tqdm(batches, desc=desc, mininterval=5):
-        s, c = batch_token_losses(model, pad_batch([examples[i] for i in idx], pad_id), bf16, prefixes)
-        sums[idx], counts[idx] = s.cpu().numpy(), c.cpu().numpy()
+    with matmul_precision(model.device, precision):
+        for idx in tqdm(batches, desc=desc, mininterval=5):
+            s, c = batch_token_losses(model, pad_batch([examples[i] for i in idx], pad_id), precision == "bf16",
+                                      prefixes)
+            sums[idx], counts[idx] = s.cpu().numpy(), c.cpu().numpy()
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         loss = sums[mine] / counts[mine]  # 0 / 0 = NaN for samples without a response token
         perplexity = np.exp(loss)

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import study
+from . import memory, study
 from .selection import Subset, full_reference_seed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -393,7 +393,9 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         # extract_losses reads every epoch the study scores (0..n) in one job, the response-only pass one
         passes = study.proxy_epochs(config) + 1 if job.rule == "extract_losses" else 1
         cost.kind, cost.tokens = "forward", passes * sizes.train[d] * tpr
-        rate = throughput.get("extract") or (bf16 if config["extraction"].get("bf16") else fp32)
+        precision = study.defaulted(config, "extraction")["precision"]
+        rate = throughput.get("extract") or (bf16 if precision == "bf16" else
+                                             plan["gpu_flops_tf32"] if precision == "tf32" else fp32)
         cost.flops = flops(cost.kind, n, cost.tokens)
         cost.wall_s = cost.flops / rate / max(1, gpus) + cost.load_s
         return cost
@@ -823,7 +825,11 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(render(plan), end="")
-    return 0
+    # GPU and host memory per job against resources.by_model_size: a row that does not fit fails the plan
+    results = Path(args.root) / "results"
+    found = memory.needs(config, results, lambda m: parameters(config, m, results))
+    print("\n" + memory.render(found, config), end="")
+    return 1 if memory.problems(found, config) else 0
 
 
 if __name__ == "__main__":

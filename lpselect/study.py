@@ -59,6 +59,11 @@ WHY = {
 
 def _check_renamed(config: dict) -> None:
     """Keys an older config may still use: one error that says how to write them now."""
+    extraction = config.get("extraction")
+    if isinstance(extraction, dict) and "bf16" in extraction:
+        raise ConfigError(
+            "config key extraction.bf16: replaced by extraction.precision (fp32, tf32 or bf16); write "
+            f"`precision: {'bf16' if extraction['bf16'] else 'fp32'}`")
     evaluation = config.get("evaluation")
     if isinstance(evaluation, dict) and "eval_set" in evaluation:
         old = evaluation["eval_set"]

@@ -81,6 +81,10 @@ rule compare:
 
 if NAMED_SETS:
 
+    # a download (or a local file's copy): on the submitting host, where the network is
+    localrules:
+        prepare_eval_set,
+
     # a named evaluation set, prepared once for every dataset and model
     rule prepare_eval_set:
         output:

@@ -17,6 +17,15 @@ rule build_tokenizer:
         "../workflow_scripts/build_tokenizer.py"
 
 
+# a hub model is downloaded (gated ones with HF_TOKEN) and copied where the network is, on the submitting
+# host; a fresh model's warm-up trains, on a GPU if its row has one, so a study with fresh models keeps
+# prepare_model a cluster job (its hub models then need HF_HOME on shared storage, README)
+if not any(spec["source"] == "fresh" for spec in config["models"].values()):
+
+    localrules:
+        prepare_model,
+
+
 rule prepare_model:
     input:
         tokenizer=fresh_tokenizer_input,

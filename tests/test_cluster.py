@@ -1,6 +1,7 @@
 """Cluster submission through profiles/slurm, with stand-in SLURM commands on PATH, and the
 resources each job asks for from the model-size table."""
 
+import json
 import os
 import re
 import signal
@@ -110,8 +111,13 @@ def test_sbatch_lines_for_a_13b_target_and_a_350m_proxy(tmp_path, workdir):
 def test_light_rules_stay_local():
     text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
     local = {name.strip() for block in re.findall(r"localrules:\n((?:    .*\n)+)", text) for name in block.split(",")}
+    # hub downloads too (models, datasets, evaluation sets): where the network is. A dry run cannot show it
+    # (Snakemake's dry run prints every job as `rule`), so the declarations are read
     assert {"aggregate", "figure", "select", "dump_tables", "dump_summary", "judge",
-            "transfer", "ifd"} <= local - {""}
+            "transfer", "ifd", "prepare_dataset", "prepare_eval_set", "prepare_model"} <= local - {""}
+    # prepare_model only when no model is fresh (a fresh model's warm-up trains, on a GPU)
+    assert re.search(r'if not any\(spec\["source"\] == "fresh" .*\n\n    localrules:\n        prepare_model,',
+                     (ROOT / "rules/models.smk").read_text())
     assert "evaluate" not in local  # it runs the model: a cluster job with a GPU
 
 
@@ -208,3 +214,34 @@ def test_retries_ask_for_more_time_up_to_the_partition_limit():
     study["resources"]["max_runtime_min"] = 2880
     validate_config(study)
     assert [retry_runtime(study, 1440, a) for a in (1, 2, 3)] == [1440, 2880, 2880]
+
+
+def test_downloads_run_on_the_submitting_host(tmp_path, workdir, tiny_model, tiny_tokenizer):
+    """Through profiles/slurm (stand-in SLURM commands), a dataset and a pretrained model are prepared
+    by the submitting host itself: the run finishes and sbatch is never called."""
+    import shutil
+
+    from lpselect import models
+
+    shutil.copytree(ROOT / "profiles", workdir / "profiles")
+    models.save_model(tiny_model, tiny_tokenizer, workdir / "hub-copy")  # stands for a hub model
+    rows = [{"instruction": f"Say {i}.", "input": "", "output": str(i)} for i in range(6)]
+    (workdir / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    study = yaml.safe_load(yaml.safe_dump(STUDY))
+    study["models"]["opt-350m"]["path"] = str(workdir / "hub-copy")
+    (workdir / "slurm.yaml").write_text(yaml.safe_dump(study))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in ({"sbatch": "echo 4242"} | dict.fromkeys(("sacct", "sacctmgr", "sshare", "scontrol", "squeue",
+                                                                  "sinfo"), "")).items():
+        (bin_dir / name).write_text(STAND_IN.format(body=body))
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(calls)}
+    targets = ["results/datasets/alpaca/train.jsonl", "results/models/opt-350m"]
+    proc = subprocess.run(snakemake_cmd("--configfile", "slurm.yaml", "--workflow-profile", "profiles/slurm",
+                                        "--jobs", "2", *targets), cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (workdir / "results/models/opt-350m/config.json").exists()
+    assert "sbatch" not in (calls.read_text() if calls.exists() else "")

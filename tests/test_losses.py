@@ -103,7 +103,7 @@ def test_token_budget_and_bf16_give_the_same_values(tiny_model, tiny_tokenizer):
     fixed = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad)
     budget = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad, max_tokens=200)
     assert np.allclose(budget["loss"], fixed["loss"], rtol=1e-5)
-    bf16 = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad, bf16=True)
+    bf16 = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad, precision="bf16")
     assert list(bf16["id"]) == list(fixed["id"])
     assert np.allclose(bf16["loss"], fixed["loss"], rtol=2e-2)
     assert not np.array_equal(bf16["loss"], fixed["loss"])  # bf16 really ran
@@ -172,8 +172,8 @@ def test_shared_prefix_stops_before_the_first_predicted_position(tiny_tokenizer)
     assert 0 < shared_prefix_length(different) < prompt_end(same) - 1
 
 
-@pytest.mark.parametrize("bf16", [False, True])
-def test_sharing_the_template_prefix_gives_the_same_values(tiny_model, tiny_tokenizer, bf16, monkeypatch):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sharing_the_template_prefix_gives_the_same_values(tiny_model, tiny_tokenizer, precision, monkeypatch):
     from lpselect import losses
 
     examples = template_examples(tiny_tokenizer)
@@ -181,11 +181,11 @@ def test_sharing_the_template_prefix_gives_the_same_values(tiny_model, tiny_toke
     shared_tokens = []
     real = losses.shared_prefix_length
     monkeypatch.setattr(losses, "shared_prefix_length", lambda b: shared_tokens.append(real(b)) or shared_tokens[-1])
-    plain = per_sample_losses(tiny_model, examples, batch_size=4, pad_id=pad, bf16=bf16, share_prefix=False)
-    shared = per_sample_losses(tiny_model, examples, batch_size=4, pad_id=pad, bf16=bf16, share_prefix=True)
+    plain = per_sample_losses(tiny_model, examples, batch_size=4, pad_id=pad, precision=precision, share_prefix=False)
+    shared = per_sample_losses(tiny_model, examples, batch_size=4, pad_id=pad, precision=precision, share_prefix=True)
     assert min(shared_tokens) >= 10  # every batch ran its template once
     assert list(shared["id"]) == list(plain["id"]) and list(shared["n_tokens"]) == list(plain["n_tokens"])
-    assert np.allclose(shared["loss"], plain["loss"], rtol=1e-5 if not bf16 else 1e-2)
+    assert np.allclose(shared["loss"], plain["loss"], rtol=1e-5 if precision == "fp32" else 1e-2)
 
 
 def test_prefix_sharing_with_sliding_window_attention(tiny_tokenizer):
@@ -206,3 +206,45 @@ def test_prefix_sharing_with_sliding_window_attention(tiny_tokenizer):
     plain = per_sample_losses(model, examples, batch_size=4, pad_id=pad, share_prefix=False)
     shared = per_sample_losses(model, examples, batch_size=4, pad_id=pad, share_prefix=True)
     assert np.allclose(shared["loss"], plain["loss"], rtol=1e-5)
+
+
+def test_extraction_precision_is_a_named_result_setting(tiny_model, tiny_tokenizer, caplog):
+    from lpselect import losses, study
+
+    examples = [encode_row(r, tiny_tokenizer, 512) for r in (ROW, LONG, NO_INPUT)]
+    pad = tiny_tokenizer.pad_token_id
+    fp32 = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad)
+    # TF32 is a CUDA matmul mode: on the CPU the values are float32's, and the log says so
+    with caplog.at_level("INFO", logger="lpselect.losses"):
+        tf32 = per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad, precision="tf32")
+    assert np.array_equal(tf32["loss"], fp32["loss"], equal_nan=True)
+    assert "extraction.precision tf32 has no effect on cpu" in caplog.text
+    # on a CUDA device it switches cuBLAS float32 matmuls to TF32 for the pass, and back after
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    with losses.matmul_precision(torch.device("cuda"), "tf32"):
+        assert matmul.fp32_precision == "tf32"
+    assert matmul.fp32_precision == before
+    with pytest.raises(ValueError, match="extraction.precision 'fp16'"):
+        per_sample_losses(tiny_model, examples, batch_size=2, pad_id=pad, precision="fp16")
+    # the config's setting reaches the extractor, and it is in the extraction rules' params
+    config = {"extraction": {"batch_size": 4, "precision": "bf16"}}
+    assert losses.extraction_options(config["extraction"])["precision"] == "bf16"
+    assert study.result_settings(config, "extraction") == {"precision": "bf16"}
+
+
+def test_the_old_extraction_bf16_key_names_its_replacement():
+    import yaml
+
+    from conftest import ROOT
+    from lpselect import study
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["extraction"]["bf16"] = True
+    with pytest.raises(study.ConfigError,
+                       match=r"extraction.bf16: replaced by extraction.precision .*`precision: bf16`"):
+        study.validate_config(config)
+    del config["extraction"]["bf16"]
+    config["extraction"]["precision"] = "fp16"
+    with pytest.raises(study.ConfigError, match="extraction.precision"):
+        study.validate_config(config)

@@ -87,10 +87,15 @@ def test_training_and_extraction_costs():
     measured = plan.job_cost(config, job("finetune_target", gpus=2, dataset="alpaca", target="big", selector="none",
                                          subset="full_seed42"), sizes(padding=1.5), A100, throughput={"train": 5e13})
     assert measured.flops == 6 * 2e9 * tokens and measured.wall_s == pytest.approx(measured.flops / 5e13 / 2)
-    # extraction without extraction.bf16 runs in float32: one pass over the rows per epoch 0..3, one job
+    config["extraction"].pop("precision")  # paper.yaml's bf16: the schema's default (fp32) here
+    # extraction in precision fp32 (the default) runs in float32: one pass over the rows per epoch 0..3, one job
     ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, A100)
     assert ext.flops == 4 * 2 * 1e9 * 1000 * 100 and ext.wall_s == pytest.approx(ext.flops / 1e13)
-    config["extraction"]["bf16"] = True
+    config["extraction"]["precision"] = "tf32"
+    ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s,
+                        A100 | {"gpu_flops_tf32": 5e13})
+    assert ext.wall_s == pytest.approx(ext.flops / 5e13)
+    config["extraction"]["precision"] = "bf16"
     ext = plan.job_cost(config, job("extract_losses", gpus=1, dataset="alpaca", proxy="small"), s, A100)
     assert ext.wall_s == pytest.approx(ext.flops / 1e14)
     ifd = plan.job_cost(config, job("extract_response_losses", gpus=1, dataset="alpaca", proxy="small", epoch="0"),
@@ -435,6 +440,8 @@ def test_paper_plan_runs_offline(clone):
     for rule in ("train_proxy", "extract_losses", "finetune_target", "evaluate"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {rule} |"))
         assert float(row.split("|")[6].strip().replace(",", "")) > 0, row
+    # the memory check (lpselect/memory.py): every GPU job of paper.yaml fits its row
+    assert "## Memory per job" in report and "Every GPU job fits its row." in report
 
 
 def test_a_missing_row_count_is_named_before_the_dry_run(tmp_path, capsys):
