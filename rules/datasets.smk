@@ -3,6 +3,7 @@
 # from their sources alone, so reading them here keeps the DAG acyclic
 DROP_LEAKED = study.defaulted(config, "evaluation")["drop_leaked"]
 
+
 # downloads (hub datasets) run where the network is, on the submitting host: compute nodes are often
 # offline, and preparing rows is light
 localrules:
