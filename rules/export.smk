@@ -58,8 +58,9 @@ rule inspect:
         csv="results/inspect/{dataset}/{selector}.csv",
     log:
         "results/logs/inspect/{dataset}/{selector}.log",
+    # the model env: it reads the tokenized split (datasets' format) for a conversation's scored tokens per round
     conda:
-        "../envs/light.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
