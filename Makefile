@@ -6,6 +6,7 @@ CORES ?= 2
 # `make plan`: the study to plan and how many training jobs run at once (for peak disk)
 CONFIG ?= config.yaml
 JOBS ?= 1
+TEST_WORKERS ?= 2
 
 .PHONY: install install-slurm install-models slurm-up run run-small run-methods plan test lint format report clean
 
@@ -63,8 +64,10 @@ report: install
 	$(BIN)/snakemake --report results/report.html
 
 # SLURM=yes: the real-SLURM tests must run (LPSELECT_REQUIRE_SLURM=1 turns their skip into a failure)
+# TEST_WORKERS: pytest-xdist processes (tests/conftest.py keeps each module that builds a shared model
+# in one process; most steps of a Snakemake test use one core, so two workers fill two cores)
 test: install install-slurm install-models slurm-up
-	$(if $(filter yes,$(SLURM)),LPSELECT_REQUIRE_SLURM=1 )$(BIN)/python -m pytest -q
+	$(if $(filter yes,$(SLURM)),LPSELECT_REQUIRE_SLURM=1 )$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(BIN)/snakemake --lint

@@ -10,6 +10,23 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), the tests of one group run in one worker:
+# modules whose module fixtures build a model once (the converted SmolLM2 folder is shared by two
+# modules), and the real-SLURM tests, which share one cluster. Every other test goes wherever a worker is free.
+XDIST_GROUPS = {
+    "test_packaged_models": "smollm2", "test_judge_serve": "smollm2", "test_slurm": "slurm",
+    **{m: m for m in ("test_chat", "test_distributed", "test_fsdp", "test_padding_free", "test_resume",
+                      "test_tokenized", "test_training_recipe", "test_truncation")},
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = XDIST_GROUPS.get(item.module.__name__.rsplit(".", 1)[-1])
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def snakemake_cmd(*args):
     return [sys.executable, "-m", "snakemake", *args]
 
