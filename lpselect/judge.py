@@ -25,6 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .metrics import POINTS
+from .metrics import combine as combine_by_rule
+
 log = logging.getLogger(__name__)
 
 PROMPT_VERSION = "pairwise-v1"  # part of every cache key: changing the prompt invalidates the cache
@@ -42,8 +45,6 @@ USER_TEMPLATE = (
 )
 VERDICT = re.compile(r"\[\[(A|B|tie)\]\]")
 ORDERS = ("ab", "ba")  # ab: the judged model is answer A; ba: it is answer B
-# points for the judged model, per order and verdict
-POINTS = {"ab": {"A": 1, "B": -1, "tie": 0}, "ba": {"A": -1, "B": 1, "tie": 0}}
 
 
 class JudgeCallError(RuntimeError):
@@ -89,9 +90,7 @@ JOB_TIE_RULE = "alpagasus"
 def combine(points_ab: int, points_ba: int) -> int:
     """+1 win / 0 tie / -1 loss of a prompt from the judged model's points in the two orders, under
     JOB_TIE_RULE: a win in one order and a tie in the other is a win; a win and a loss is a tie."""
-    from .metrics import combine as by_rule
-
-    return by_rule(points_ab, points_ba, JOB_TIE_RULE)
+    return combine_by_rule(points_ab, points_ba, JOB_TIE_RULE)
 
 
 class ChatClient:

@@ -80,6 +80,10 @@ def judged_summary(status: pd.Series, outcome: pd.Series, n_resamples: int, conf
     }
 
 
+# Points for the judged model per judge verdict, in each order it is shown (ab: it is answer A; ba: it
+# is answer B).
+POINTS = {"ab": {"A": 1, "B": -1, "tie": 0}, "ba": {"A": -1, "B": 1, "tie": 0}}
+
 # How the two orders' verdicts make one outcome per prompt (evaluation.tie_rule), and the words that
 # state it beside every win rate.
 TIE_RULES = {
@@ -103,8 +107,6 @@ def combine(points_ab: int, points_ba: int, tie_rule: str) -> int:
 def judged_outcomes(table: pd.DataFrame, tie_rule: str) -> pd.Series:
     """The per-prompt outcome of a judged table (judge.judge_pair's) under `tie_rule`, from its two
     verdicts: the judge's replies are read, never asked again; empty where status is not 'ok'."""
-    from .judge import POINTS
-
     out = pd.Series(pd.NA, index=table.index, dtype="Int64")
     for i in table.index[table["status"] == "ok"]:
         out[i] = combine(POINTS["ab"][table.at[i, "verdict_ab"]], POINTS["ba"][table.at[i, "verdict_ba"]], tie_rule)
@@ -219,8 +221,6 @@ def position_bias(verdict_ab, verdict_ba) -> dict:
     win in one order, a tie or a loss in the other; judge noise counts too), and
     `first_position_share`, the position bias proper: the share of the decisive verdicts (not ties)
     that chose the answer shown first (0.5: no preference for either position)."""
-    from .judge import POINTS
-
     ab, ba = pd.Series(list(verdict_ab), dtype=object), pd.Series(list(verdict_ba), dtype=object)
     valid = ab.isin(list(POINTS["ab"])) & ba.isin(list(POINTS["ba"]))
     ab, ba = ab[valid], ba[valid]

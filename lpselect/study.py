@@ -416,13 +416,14 @@ def response_sets(config: dict) -> list[str]:
 def pooled_sets(config: dict) -> list[str]:
     """The evaluation sets whose prompts the headline judge win rate pools (evaluation.pooled_sets):
     absent, every set but the held-out split (the protocol of the paper and its peers: the held-out
-    split is in-distribution), or the held-out split when it is the only set; `all`, every set."""
-    names = [s["name"] for s in eval_sets(config)]
+    split is in-distribution), or the held-out split when it is the only set; `all`, every set. Sorted by
+    name, as the sets' jobs are: reordering evaluation.eval_sets changes no job."""
+    names = sorted(s["name"] for s in eval_sets(config))
     chosen = config.get("evaluation", {}).get("pooled_sets")
     if chosen == "all":
         return names
     if chosen is not None:
-        return [n for n in names if n in chosen]  # the study's order
+        return [n for n in names if n in chosen]
     return [n for n in names if n != HELDOUT] or names
 
 

@@ -146,7 +146,8 @@ def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
     # the evaluation sets: 5 named ones prepared, answered by every evaluated model in its one evaluate
     # job (1,484, one model load each); one judge job per model compared with its full-data model (1,470)
     # for the five named sets; one compare job per (dataset, target)
-    for rule, n in (("prepare_eval_set", 5), ("evaluate", 1484), ("judge", 1470), ("compare", 14), ("total", 4970)):
+    for rule, n in (("prepare_eval_set", 5), ("evaluate", 1484), ("judge", 1470), ("compare", 14), ("leak_check", 2),
+                   ("total", 4972)):
         assert re.search(rf"^{rule}\s+{n}$", proc.stdout, re.M), rule
     assert not re.search(r"^responses\s", proc.stdout, re.M)
     calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""

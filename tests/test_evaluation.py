@@ -391,24 +391,24 @@ def test_the_headline_pools_the_named_sets_only(tmp_path):
                           "realized_fraction": [0.6]})
     config = {"evaluation": {"eval_sets": [{"name": "heldout"}, {"name": "vicuna", "path": "v.jsonl"},
                                            {"name": "koala", "path": "k.jsonl"}]}}
-    assert study.pooled_sets(config) == ["vicuna", "koala"]
-    assert study.pooled_sets({"evaluation": config["evaluation"] | {"pooled_sets": "all"}}) == ["heldout", "vicuna", "koala"]
+    assert study.pooled_sets(config) == ["koala", "vicuna"]  # by name: the order of eval_sets changes no job
+    assert study.pooled_sets({"evaluation": config["evaluation"] | {"pooled_sets": "all"}}) == ["heldout", "koala", "vicuna"]
     assert study.pooled_sets({"evaluation": config["evaluation"] | {"pooled_sets": ["koala", "heldout"]}}) == ["heldout", "koala"]
     assert study.pooled_sets({"evaluation": {"eval_sets": [{"name": "heldout"}]}}) == ["heldout"]  # the only set
     bootstrap = {"bootstrap": 100, "lc_bootstrap": 50, "confidence": 0.9, "seed": 0}
     table = aggregate.judged_table(judged, sizes, bootstrap, study.pooled_sets(config), "alpagasus").set_index("eval_set")
     assert table.loc["pooled", ["wins", "ties", "losses"]].tolist() == [1, 2, 2]  # vicuna and koala only
-    assert table.loc["pooled", "pooled_sets"] == "vicuna koala" and table.loc["heldout", "win_rate"] == 1.0
+    assert table.loc["pooled", "pooled_sets"] == "koala vicuna" and table.loc["heldout", "win_rate"] == 1.0
     (tmp_path / "m.json").write_text(json.dumps({"heldout_ppl": 3.0}))
     metrics_rows = aggregate.metrics_table([model], [tmp_path / "m.json"], sizes, table.reset_index())
     assert metrics_rows.loc[0, "judge_win_rate"] == pytest.approx(2 / 5)  # not the held-out split's 1.0
-    assert metrics_rows.loc[0, "judge_pooled_sets"] == "vicuna koala" and metrics_rows.loc[0, "judge_tie_rule"] == "alpagasus"
+    assert metrics_rows.loc[0, "judge_pooled_sets"] == "koala vicuna" and metrics_rows.loc[0, "judge_tie_rule"] == "alpagasus"
     everything = aggregate.judged_table(judged, sizes, bootstrap, ["heldout", "vicuna", "koala"], "alpagasus")
     assert everything.set_index("eval_set").loc["pooled", ["wins", "ties", "losses"]].tolist() == [5, 2, 2]
     strict = aggregate.judged_table(judged, sizes, bootstrap, ["vicuna", "koala"], "mt_bench").set_index("eval_set")
     assert strict.loc["vicuna", ["wins", "ties", "losses"]].tolist() == [0, 2, 1]
     assert strict.loc["pooled", "tie_rule"] == "mt_bench"
-    assert "pooled: vicuna, koala" in figures.judge_note(metrics_rows, "judge_")
+    assert "pooled: koala, vicuna" in figures.judge_note(metrics_rows, "judge_")
     assert "MT-Bench" in figures.judge_note(strict.reset_index())
 
 
