@@ -368,9 +368,9 @@ def test_the_start_script_refuses_where_a_slurm_daemon_it_did_not_start_runs(tmp
 def test_make_test_leaves_slurm_alone_unless_asked_and_ci_runs_the_readmes_command():
     """`make test` starts no SLURM (its slurm-up step only says so); `make test SLURM=yes`, the README's full
     form, starts one and requires its tests; .ci/run calls exactly that command."""
-    # run as from a shell: under `make test` the inherited MAKEFLAGS/MAKELEVEL make a sub-make print
-    # "Entering directory" lines
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    # run as from a shell: under `make test SLURM=yes` the inherited MAKEFLAGS/MAKELEVEL make a sub-make
+    # print "Entering directory" lines, and make exports the command line's SLURM=yes to its recipes
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "SLURM")}
     plain = subprocess.run(["make", "slurm-up"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
                            env=env)
     assert plain.stdout.startswith("slurm-up: no SLURM started") and not plain.stderr
