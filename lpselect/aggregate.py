@@ -13,21 +13,21 @@ import pandas as pd
 from scipy.stats import kendalltau, spearmanr, t
 
 from .fileio import parameter_count, read_jsonl, write_csv
-from .selection import Subset, full_reference_seed
+from .selection import Subset, budget_label, full_reference_seed
 
 log = logging.getLogger(__name__)
 
-SUBSET_FIELDS = ("method", "scheme", "chunks", "fraction", "part", "seed")
+SUBSET_FIELDS = ("method", "scheme", "chunks", "size", "fraction", "part", "seed")
 
 
 def describe(selector: str, subset: str) -> dict:
     """Columns that say what a trained model is: method, scheme, chunks, nominal fraction, part, seed,
     display name. The references are the full-data fine-tunes (full_seed<N>) and the untrained base."""
     if subset == "base":
-        return {"method": "base", "scheme": "", "chunks": 0, "fraction": 0.0, "part": "", "seed": None,
+        return {"method": "base", "scheme": "", "chunks": 0, "size": 0, "fraction": 0.0, "part": "", "seed": None,
                 "display": "base"}
     if full_reference_seed(subset) is not None:
-        return {"method": "full", "scheme": "", "chunks": 1, "fraction": 1.0, "part": "",
+        return {"method": "full", "scheme": "", "chunks": 1, "size": 0, "fraction": 1.0, "part": "",
                 "seed": full_reference_seed(subset), "display": "full"}
     s = Subset.parse(subset)
     return {f: getattr(s, f) for f in SUBSET_FIELDS} | {"display": s.display}
@@ -131,7 +131,7 @@ def with_sizes(table: pd.DataFrame, subset_sizes: pd.DataFrame) -> pd.DataFrame:
 
 
 # the columns that identify a trained model up to its seed
-SETTING = ["target", "selector", "display", "method", "scheme", "chunks", "fraction", "part"]
+SETTING = ["target", "selector", "display", "method", "scheme", "chunks", "size", "fraction", "part"]
 
 
 def seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -147,10 +147,15 @@ def seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float
     return mean, mean - half, mean + half
 
 
+def with_size(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of an older run (or drawn by hand) without the `size` column: every budget a share 1/k."""
+    return table if "size" in table else table.assign(size=0)
+
+
 def over_seeds(metrics: pd.DataFrame, columns) -> pd.DataFrame:
     """Per setting (a model up to its seed): number of seeds, mean realized fraction, and for every
     column its mean and 95% interval over seeds (`<col>`, `<col>_seed_lo`, `<col>_seed_hi`)."""
-    out = []
+    metrics, out = with_size(metrics), []
     for key, g in metrics.groupby(SETTING, dropna=False, sort=True):
         row = dict(zip(SETTING, key)) | {"n_seeds": g["seed"].nunique(dropna=False),
                                          "n_selected": g["n_selected"].mean() if "n_selected" in g else np.nan,
@@ -185,12 +190,14 @@ def paired_differences(metrics: pd.DataFrame, columns=None, confidence: float = 
     under the cluster scheme), or clust_rand when the study has no random subset under that scheme
     (s2l, named global)."""
     columns = [c for c in (columns or SEED_METRICS) if c in metrics and metrics[c].notna().any()]
+    metrics = with_size(metrics)
     random = metrics[metrics["method"] == "random"]
     models = metrics[~metrics["method"].isin(["random", "full", "base"])]
     out = []
     for key, group in models.groupby(SETTING, dropna=False, sort=True):
         setting = dict(zip(SETTING, key))
-        same_k = random[(random["target"] == setting["target"]) & (random["chunks"] == setting["chunks"])]
+        same_k = random[(random["target"] == setting["target"]) & (random["chunks"] == setting["chunks"])
+                        & (random["size"] == setting["size"])]
         scheme = setting["scheme"] if (same_k["scheme"] == setting["scheme"]).any() else "cluster"
         baseline = same_k[same_k["scheme"] == scheme]
         if baseline.empty:
@@ -350,8 +357,8 @@ def write_transfer(subset_paths: dict, score_paths: dict, ifd_paths: dict, out_c
         table = transfer_table(subset_paths, score_paths, ifd_paths, clusters_path)
     for r in table.drop_duplicates(["method", "model_a", "model_b"]).itertuples():
         log.info("%s: %s vs %s, Kendall tau %.3f", r.method, r.model_a, r.model_b, r.kendall_tau)
-    for r in table.groupby(["display", "part", "chunks", "model_a", "model_b"])[["overlap", "chance_overlap"]].mean().reset_index().itertuples():
-        log.info("%s %s 1/%d: %s vs %s, overlap %.3f (chance %.3f)", r.display, r.part, r.chunks, r.model_a,
+    for r in table.groupby(["display", "part", "chunks", "size", "model_a", "model_b"])[["overlap", "chance_overlap"]].mean().reset_index().itertuples():
+        log.info("%s %s %s: %s vs %s, overlap %.3f (chance %.3f)", r.display, r.part, budget_label(r.chunks, r.size), r.model_a,
                  r.model_b, r.overlap, r.chance_overlap)
     write_csv(out_csv, table)
 

@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .aggregate import METRIC_RANGES  # noqa: E402
+from .aggregate import METRIC_RANGES, with_size  # noqa: E402
+from .selection import budget_label  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
     summary = over_seeds(metrics[keep], names)
     hard = summary[(summary["part"] == "hard")]
     methods = sorted(hard["display"].unique(), key=lambda m: (m in ("clust_rand", "random"), m))
-    chunks = sorted(hard["chunks"].unique())
+    chunks = sorted(set(zip(hard["chunks"], hard["size"])))  # every budget: (k, 0) or (0, rows)
     targets = sorted(metrics["target"].unique())
     fig, axes = plt.subplots(len(names), len(targets), figsize=(max(5, 0.8 * len(methods)) * len(targets),
                              3.2 * len(names)), squeeze=False)
@@ -110,14 +111,14 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
         at = hard[hard["target"] == target]
         for row, name in enumerate(names):
             ax = axes[row, col]
-            for j, k in enumerate(chunks):
-                g = at[at["chunks"] == k].set_index("display").reindex(methods)
+            for j, (k, size) in enumerate(chunks):
+                g = at[(at["chunks"] == k) & (at["size"] == size)].set_index("display").reindex(methods)
                 x = np.arange(len(methods)) + (j - (len(chunks) - 1) / 2) * width
                 lo, hi = within_range(name, g[f"{name}_seed_lo"], g[f"{name}_seed_hi"])
                 err = np.vstack([g[name] - lo, hi - g[name]])
                 realized = g["realized_fraction"].mean()
                 ax.errorbar(x, g[name], yerr=np.where(np.isnan(err), 0, err), fmt="o", capsize=3,
-                            label=f"1/{int(k)} (realized {realized:.0%})")
+                            label=f"{budget_label(k, size)} (realized {realized:.0%})")
             full = metrics[(metrics["target"] == target) & (metrics["method"] == "full")][name]
             if len(full) and full.notna().any():
                 ax.axhline(full.mean(), color="k", ls="--", lw=1, label="full data")
@@ -152,9 +153,9 @@ def same_size(metrics: pd.DataFrame, **_):
     for col, target in enumerate(targets):
         at = sized[sized["target"] == target]
         at = at.assign(random=at["method"] == "random", own=at["selector"] == target, rank=at["part"].map(parts))
-        at = at.sort_values(["chunks", "random", "rank", "display", "own", "selector"])
+        at = at.sort_values(["chunks", "size", "random", "rank", "display", "own", "selector"])
         labels = [(r.display if r.random else f"{r.display} {r.part}\n" + ("own pick" if r.own else r.selector))
-                  + f"\n1/{int(r.chunks)} (" + (f"{r.n_selected:.0f} rows, " if pd.notna(getattr(r, "n_selected", np.nan)) else "")
+                  + f"\n{budget_label(r.chunks, r.size)} (" + (f"{r.n_selected:.0f} rows, " if pd.notna(getattr(r, "n_selected", np.nan)) else "")
                   + f"{r.realized_fraction:.0%})" for r in at.itertuples()]
         colors = ["grey" if r.random else {"hard": "C3", "mid": "C1", "easy": "C0"}[r.part] for r in at.itertuples()]
         for row, name in enumerate(names):
@@ -205,10 +206,11 @@ def transfer(transfer: pd.DataFrame, **_):
 def smallest_parity_fraction(metrics: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per (target, method, proxy): the smallest realized hard fraction whose win rate (mean over seeds)
     reaches 50%, and the largest fraction tried (NaN smallest fraction = never reached)."""
+    metrics = with_size(metrics)
     hard = metrics[(metrics["part"] == "hard") & ~metrics["method"].isin(["full", "base"])]
     out = []
     for (target, display, selector), g in hard.groupby(["target", "display", "selector"]):
-        by_k = g.groupby("chunks")[[column, "realized_fraction"]].mean().dropna()
+        by_k = g.groupby(["chunks", "size"])[[column, "realized_fraction"]].mean().dropna()
         rates = by_k.set_index("realized_fraction")[column].sort_index()
         reached = rates[rates >= 0.5]
         out.append({"target": target, "display": display, "selector": selector,
