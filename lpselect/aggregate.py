@@ -389,13 +389,18 @@ def write_tables(
     rows over `pooled_sets` and every outcome under `tie_rule` (judged_table)."""
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
-    write_csv(outputs["compute"], with_sizes(compute_table(target_ledgers, proxy_ledgers), sizes))
+    compute = with_sizes(compute_table(target_ledgers, proxy_ledgers), sizes)
+    write_csv(outputs["compute"], compute)
     judged_rows = judged_table(judged, sizes, bootstrap, pooled_sets, tie_rule) if judged is not None and bootstrap else None
     if "judged" in outputs:
         write_csv(outputs["judged"], judged_rows)
         write_csv(outputs["judged_seeds"], judged_over_seeds(judged_rows))
     metrics = metrics_table(models, metrics_paths, sizes, judged_rows, pairwise_paths)
     write_csv(outputs["metrics"], metrics)
+    if "worth" in outputs:
+        from .worth import worth_table
+
+        write_csv(outputs["worth"], worth_table(metrics, compute))
     write_csv(outputs["seeds"], over_seeds(metrics, SEED_METRICS))
     if "paired" in outputs:
         write_csv(outputs["paired"], paired_differences(metrics))
@@ -540,7 +545,8 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
 
     target_ledgers maps (target, selector, subset) to a ledger file, proxy_ledgers maps a proxy run
     (run_of) to the ledger files of its jobs (see selection_cost). A proxy's cost is counted in full for every subset
-    it selects, although in a study it is paid once and shared.
+    it selects, although in a study it is paid once and shared: the `_amortised` columns share it
+    among the targets the proxy serves (amortised).
     """
     full = {(t, describe(sel, sub)["seed"]): _ledger(p)
             for (t, sel, sub), p in target_ledgers.items() if full_reference_seed(sub) is not None}
@@ -556,4 +562,18 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
             row |= {f"target_{k}": own[k], f"selection_{k}": select[k], f"total_{k}": total,
                     f"full_{k}": reference[k], f"{k}_vs_full": total / reference[k]}
         rows.append(row | {"target_tokens": own["tokens"], "device": own["device"]})
-    return pd.DataFrame(rows)
+    return amortised(pd.DataFrame(rows))
+
+
+def amortised(table: pd.DataFrame) -> pd.DataFrame:
+    """compute_table with the selection's cost shared by the targets its proxy serves in the study
+    (a proxy trains and scores once, whatever the number of targets fine-tuned on its picks):
+    `selection_<k>_amortised`, `total_<k>_amortised` and `<k>_vs_full_amortised` for FLOPs and seconds."""
+    if table.empty:
+        return table
+    served = table.groupby("selector")["target"].transform("nunique")
+    for k in ("flops", "wall_s"):
+        table[f"selection_{k}_amortised"] = table[f"selection_{k}"] / served
+        table[f"total_{k}_amortised"] = table[f"target_{k}"] + table[f"selection_{k}_amortised"]
+        table[f"{k}_vs_full_amortised"] = table[f"total_{k}_amortised"] / table[f"full_{k}"]
+    return table.assign(targets_served=served)

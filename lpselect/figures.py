@@ -506,6 +506,54 @@ def compute_cost(compute: pd.DataFrame, **_):
     return fig
 
 
+def worth(metrics: pd.DataFrame, compute: pd.DataFrame, **_):
+    """Is a selection worth its cost (lpselect/worth.py), per target and metric: the metric against the
+    total compute (selection + fine-tune) relative to the full-data fine-tune, log axis. The random
+    frontier (grey line: mean over seeds, band: 95% interval) joins the base model (no fine-tune, drawn
+    at the left edge), the random subsets of every size and the full data at 1.0; a selection is a
+    filled point charged its proxy in full, an open one with the proxy shared by the targets it serves."""
+    from . import worth as w
+
+    names = [m for m in w.WORTH_METRICS if m in metrics and metrics[m].notna().any()]
+    if not names:
+        return _placeholder("no win rate or exact match in this study")
+    targets = sorted(metrics["target"].unique())
+    fig, axes = plt.subplots(len(names), len(targets), figsize=(6 * len(targets), 3.8 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        table = w.points(metrics, compute, name)
+        for col, target in enumerate(targets):
+            ax, at = axes[row, col], table[table["target"] == target]
+            positive = at.loc[at["x_amortised"] > 0, ["x_full", "x_amortised"]].to_numpy(dtype=float)
+            left = np.nanmin(positive) / 3 if positive.size and np.isfinite(positive).any() else 1e-2
+            right = max(1.5, np.nanmax(positive) * 1.5 if positive.size else 1.5)
+            x = np.geomspace(left, right, 200)
+            band = w.frontier_band(table, target, x)
+            ax.plot(x, band["mean"], color="grey", lw=1.5, label=f"random frontier ({w.random_sizes(table, target)} sizes)")
+            ax.fill_between(x, band["lo"], band["hi"], color="grey", alpha=0.2, lw=0)
+            base = at.loc[at["method"] == "base", "value"].dropna()
+            if len(base):
+                ax.plot([left], [base.mean()], marker="<", color="k", ls="", label="base (no fine-tune, at 0)")
+            full = at[at["method"] == "full"]["value"].mean()
+            ax.plot([1.0], [full], marker="*", color="k", ms=11, ls="", label="full data (1.0)")
+            picks = at[~at["method"].isin(["random", "full", "base"])]
+            for i, ((display, selector, part, chunks, size), g) in enumerate(
+                    picks.groupby(["display", "selector", "part", "chunks", "size"], sort=True)):
+                label = f"{display} {part} ({selector}), {budget_label(chunks, size)}"
+                mean, lo, hi = w.seed_interval(g["value"])
+                err = np.nan_to_num([[mean - lo], [hi - mean]])
+                color = f"C{i % 10}"
+                ax.errorbar([g["x_full"].mean()], [mean], yerr=err, fmt="o", color=color, capsize=3, label=label)
+                if not np.isclose(g["x_amortised"].mean(), g["x_full"].mean()):
+                    ax.plot([g["x_amortised"].mean()], [mean], marker="o", mfc="none", color=color, ls="")
+            ax.set_xscale("log")
+            ax.set_xlim(left / 1.3, right)
+            ax.set(xlabel="total compute / full-data fine-tune (FLOPs)", ylabel=METRICS[name], title=f"target {target}")
+            ax.legend(fontsize=6, loc="best")
+    fig.suptitle("worth its cost: selection + fine-tune against random subsets of every size "
+                 "(open points: the proxy shared by the targets it serves)", fontsize=9, wrap=True)
+    return fig
+
+
 FIGURES = {
     f.__name__: f
     for f in (
@@ -524,6 +572,7 @@ FIGURES = {
         transfer,
         judged_vs_fraction,
         judged_parity,
+        worth,
     )
 }
 

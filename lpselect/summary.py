@@ -146,6 +146,8 @@ def dataset_section(name: str, tables: dict, score_paths: dict, judge: dict | No
     lines += method_section(seeds, metric, next(iter(score_paths)), n_seeds)
     if "paired" in tables:
         lines += paired_section(pd.read_csv(tables["paired"]), [metric] + columns[1:])
+    if "worth" in tables:
+        lines += worth_section(pd.read_csv(tables["worth"]), metric)
     if "transfer" in tables:
         lines += transfer_section(pd.read_csv(tables["transfer"]))
     flags = [f"{int(subsets[c].astype(bool).sum())} {what}" for c, what in (
@@ -203,6 +205,62 @@ def paired_section(paired: pd.DataFrame, metrics: list[str]) -> list[str]:
     return ["Each selection minus the random baseline of the same size trained with the same seed "
             f"(tables/paired.csv; {interval}; above 0 the selection scores higher, which for heldout_ppl "
             "is worse):", ""] + table + clip_note(table, n_seeds)
+
+
+def _verdict(diff, lo, hi) -> str:
+    """Where a selection lies against the random frontier, and whether its interval says so."""
+    side = "above" if diff > 0 else "below"
+    if pd.isna(lo):
+        return f"{side} (one seed)"
+    return side if lo > 0 or hi < 0 else f"{side} (interval includes 0)"
+
+
+def _against(r) -> str:
+    """`<verdict-side> the random frontier by <mean [lo, hi]>` with the verdict's qualifier after it."""
+    verdict = _verdict(r["diff"], r["diff_lo"], r["diff_hi"])
+    side, _, note = verdict.partition(" (")
+    note = f" ({note}" if note else ""
+    return f"{side} the random frontier by {_interval(r['diff'], r['diff_lo'], r['diff_hi'], -1, 1)}{note}"
+
+
+def worth_section(worth: pd.DataFrame, metric: str) -> list[str]:
+    """Per selection (lpselect/worth.py): its total compute relative to the full-data fine-tune, charged
+    in full and amortised, and its `metric` minus the random frontier there, mean [95% interval over
+    seeds], with a verdict; a note where a target's frontier has random subsets at one size only."""
+    worth = worth[worth["metric"] == metric]
+    if worth.empty:
+        return []
+    worth = worth.assign(part=worth["part"].fillna(""))
+    lines = [f"Worth its cost (tables/worth.csv, figure worth): each selection's {metric} minus the random "
+             "frontier at its own total compute (the proxy epochs and scoring passes its method reads plus the "
+             "target's fine-tune, relative to the full-data fine-tune; the frontier joins the base model at 0, "
+             "the random subsets and the full data at 1.0), mean [95% interval over seeds]; charged in full = "
+             "the whole proxy cost on this target, amortised = shared by the targets the proxy serves:", ""]
+    rows, sentences = [], []
+    for key, g in worth.groupby(["target", "selector", "display", "part", "chunks", "size"], sort=True):
+        target, selector, display, part, chunks, size = key
+        model = display if selector == "none" else f"{display} ({selector})"
+        by = g.set_index("charge")
+        cells = []
+        for charge in ("full", "amortised"):
+            r = by.loc[charge]
+            cells += [f"{r['compute_vs_full']:.3g}x", _interval(r["diff"], r["diff_lo"], r["diff_hi"], -1, 1),
+                      _verdict(r["diff"], r["diff_lo"], r["diff_hi"])]
+        rows.append((target, model, part, budget_label(chunks, size), *cells))
+        r, a = by.loc["full"], by.loc["amortised"]
+        sentences.append(f"- {model} {part} {budget_label(chunks, size)} on {target}: at {r['compute_vs_full']:.3g}x "
+                         f"the full-data compute it lies {_against(r)}; with the proxy amortised "
+                         f"({a['compute_vs_full']:.3g}x), {_against(a)}.")
+    table = _table(("target", "model", "part", "budget", "compute, in full", "vs frontier", "verdict",
+                    "compute, amortised", "vs frontier", "verdict"), rows) + [""]
+    lines += table + sentences + [""] + clip_note(table, int(worth["n_seeds"].max()))
+    for target, n in worth.groupby("target")["random_sizes"].max().items():
+        if n < 2:
+            lines += [f"The random frontier of {target} has random subsets at {n} size{'s' if n != 1 else ''} only "
+                      "(beside the base model and the full data): it needs more sizes to say where a selection "
+                      "stands between them; add them with grid.sizes (row counts) or grid.fractions, with random in "
+                      "grid.methods.", ""]
+    return lines
 
 
 def transfer_section(transfer: pd.DataFrame) -> list[str]:

@@ -63,6 +63,7 @@ rule summary:
             "results/tables/{dataset}/rank_correlation.csv", dataset=DATASETS
         ),
         transfer=expand("results/tables/{dataset}/transfer.csv", dataset=DATASETS),
+        worth=expand("results/tables/{dataset}/worth.csv", dataset=DATASETS),
         # one table per proxy: the first seed's run
         scores=[
             path

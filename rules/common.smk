@@ -55,6 +55,8 @@ else:
         "rank_correlation",
         "compute",
         "model_sizes",
+        # every selection against the random frontier at its own total compute (lpselect/worth.py)
+        "worth",
     ]
     FIGURE_TABLES = {
         "metric_vs_fraction": ["metrics"],
@@ -68,6 +70,7 @@ else:
         "method_comparison": ["metrics"],
         "same_size": ["metrics"],
         "transfer": ["transfer"],
+        "worth": ["metrics", "compute"],
     }
     METHODS = study.method_settings(config)
     # the proxy checkpoint IFD is measured with (0 = the base model)
