@@ -529,26 +529,29 @@ def worth(metrics: pd.DataFrame, compute: pd.DataFrame, **_):
             x = np.geomspace(left, right, 200)
             band = w.frontier_band(table, target, x)
             ax.plot(x, band["mean"], color="grey", lw=1.5, label=f"random frontier ({w.random_sizes(table, target)} sizes)")
-            ax.fill_between(x, band["lo"], band["hi"], color="grey", alpha=0.2, lw=0)
+            ax.fill_between(x, *within_range(name, band["lo"], band["hi"]), color="grey", alpha=0.2, lw=0)
             base = at.loc[at["method"] == "base", "value"].dropna()
             if len(base):
                 ax.plot([left], [base.mean()], marker="<", color="k", ls="", label="base (no fine-tune, at 0)")
             full = at[at["method"] == "full"]["value"].mean()
             ax.plot([1.0], [full], marker="*", color="k", ms=11, ls="", label="full data (1.0)")
             picks = at[~at["method"].isin(["random", "full", "base"])]
-            for i, ((display, selector, part, chunks, size), g) in enumerate(
-                    picks.groupby(["display", "selector", "part", "chunks", "size"], sort=True)):
-                label = f"{display} {part} ({selector}), {budget_label(chunks, size)}"
+            labels = sorted({f"{d} {p} ({sel})" for d, p, sel in zip(picks["display"], picks["part"], picks["selector"])})
+            for (display, selector, part, _, _), g in picks.groupby(["display", "selector", "part", "chunks", "size"]):
+                label = f"{display} {part} ({selector})"  # one colour per pick; its budgets lie along x
+                color = f"C{labels.index(label) % 10}"
                 mean, lo, hi = w.seed_interval(g["value"])
+                lo, hi = within_range(name, lo, hi)
                 err = np.nan_to_num([[mean - lo], [hi - mean]])
-                color = f"C{i % 10}"
-                ax.errorbar([g["x_full"].mean()], [mean], yerr=err, fmt="o", color=color, capsize=3, label=label)
+                shown = label in ax.get_legend_handles_labels()[1]
+                ax.errorbar([g["x_full"].mean()], [mean], yerr=err, fmt="o", color=color, capsize=3,
+                            label=None if shown else label)
                 if not np.isclose(g["x_amortised"].mean(), g["x_full"].mean()):
                     ax.plot([g["x_amortised"].mean()], [mean], marker="o", mfc="none", color=color, ls="")
             ax.set_xscale("log")
             ax.set_xlim(left / 1.3, right)
             ax.set(xlabel="total compute / full-data fine-tune (FLOPs)", ylabel=METRICS[name], title=f"target {target}")
-            ax.legend(fontsize=6, loc="best")
+        axes[row, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("worth its cost: selection + fine-tune against random subsets of every size "
                  "(open points: the proxy shared by the targets it serves)", fontsize=9, wrap=True)
     return fig
