@@ -273,13 +273,15 @@ def dataset_sizes(config: dict, plan: dict, results=ROOT / "results", measured_t
 def subset_rows(dataset: str, selector: str, subset: str, train_rows: int,
                 results=ROOT / "results") -> tuple[float, bool]:
     """Rows a target fine-tune trains on: all for a full-data reference, the realized count once the
-    subset is selected, else the nominal 1/k (a lower bound). Returns (rows, realized)."""
+    subset is selected, else the nominal 1/k (a lower bound) or the row count of grid.sizes. Returns
+    (rows, realized)."""
     if full_reference_seed(subset) is not None:
         return float(train_rows), True
     path = Path(results) / "subsets" / dataset / selector / f"{subset}.json"
     if path.exists():
         return float(json.loads(path.read_text())["n_selected"]), True
-    return train_rows * Subset.parse(subset).fraction, False
+    nominal = Subset.parse(subset)
+    return float(nominal.size) if nominal.size else train_rows * nominal.fraction, False
 
 
 # --- cost of a job ---------------------------------------------------------------------------------

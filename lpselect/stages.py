@@ -316,8 +316,8 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, opti
     clusters = pd.read_csv(clusters_csv) if clusters_csv else None
     pool = pd.read_csv(pool_csv) if pool_csv else None
     chosen = selection.select(subset, ids, scores, clusters, pool_scores=pool, **(options or {}))
-    log.info("%s: %d of %d rows (%.3f, nominal %.3f)", subset_name, chosen["n_selected"], chosen["n_total"],
-             chosen["realized_fraction"], chosen["fraction"])
+    log.info("%s: %d of %d rows (%.3f, nominal %s)", subset_name, chosen["n_selected"], chosen["n_total"],
+             chosen["realized_fraction"], subset.budget)
     write_json(out_json, chosen)
 
 

@@ -267,3 +267,14 @@ def test_grid_sizes_add_subsets_named_by_the_count_beside_the_fractions():
     config["grid"]["sizes"] = [0]
     with pytest.raises(study.ConfigError, match=r"grid.sizes\[0\]"):
         study.validate_config(config)
+
+
+def test_the_select_stage_writes_a_row_count_subset(tmp_path):
+    rows = tmp_path / "train.jsonl"
+    write_jsonl(rows, [{"id": i, "instruction": "x", "input": "", "output": "y"} for i in IDS])
+    scores().to_csv(tmp_path / "scores.csv", index=False)
+    CLUSTER_TABLE.to_csv(tmp_path / "clusters.csv", index=False)
+    stages.select("lp1_cluster_n4_hard_seed42", rows, tmp_path / "scores.csv", tmp_path / "clusters.csv",
+                  tmp_path / "n4.json")
+    chosen = json.loads((tmp_path / "n4.json").read_text())
+    assert chosen["n_selected"] == 4 and chosen["size"] == 4 and chosen["chunks"] == 0
