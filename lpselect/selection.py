@@ -19,6 +19,8 @@ given, else ceil(N / k)). A subset is named by what determines its rows (method,
 so the "33%" fraction and the hard third are one subset, trained once. Every non-empty cluster gives at
 least one row, so realized sizes exceed the nominal 1/k: tables carry the realized size and figures plot
 it. Ties are broken by id, so a selection is a pure function of its inputs.
+A budget can also be a row count N (grid.sizes, named n<N>): each cluster then gives its share
+n_c * N / n_pool, rounded by largest remainders so that the counts sum to N exactly (apportion).
 """
 
 import logging
