@@ -456,3 +456,14 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     assert fake_judge.count - asked == 1 * 3 * 2  # the new set's one prompt, 3 models, 2 orders
     # (with the default temporary target checkpoints, a set added after the run fine-tunes the targets
     # again: a model must exist to answer it)
+
+
+def test_grid_sizes_add_a_subset_per_count_to_the_dag(workdir):
+    """grid.sizes beside grid.fractions: every method selects and fine-tunes once more per count, named n<N>."""
+    config = shrunken_config()
+    config["grid"]["sizes"] = [10]
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    counts = job_counts(out)
+    assert counts["select"] == 2 * 3 and counts["finetune_target"] == 2 * 3 + 1  # (lp1 x 2 proxies + clust_rand) x 2
+    assert "results/subsets/synth/m-a/lp1_cluster_n10_hard_seed42.json" in out
+    assert "results/subsets/synth/none/random_cluster_n10_hard_seed42.json" in out
