@@ -25,8 +25,9 @@ else:
     include: "rules/selection.smk"
     include: "rules/target.smk"
     include: "rules/evaluation.smk"
-    include: "rules/aggregate.smk"
+    # export.smk first: the summary (rules/aggregate.smk) reads its export_outputs()
     include: "rules/export.smk"
+    include: "rules/aggregate.smk"
 
 
 include: "rules/figures.smk"

@@ -403,27 +403,6 @@ def prepare_eval_set(spec: dict, out_jsonl) -> None:
     write_jsonl(out_jsonl, load_eval_set(spec))
 
 
-def responses(rows_path, generator: str, out_json, pred_csv=None, model_dir=None, cfg=None, template="alpaca") -> None:
-    """The model's responses in AlpacaEval's format: taken from evaluate's greedy generations when they
-    exist for these rows, otherwise generated here (batched, greedy, cfg['max_new_tokens'], prompts cut
-    to fit the model's context as evaluation.greedy_generate does)."""
-    from .responses import alpaca_eval_records
-
-    rows = read_jsonl(rows_path)
-    if pred_csv:
-        pred = pd.read_csv(pred_csv, keep_default_na=False)
-        if pred["id"].tolist() != [r["id"] for r in rows]:
-            raise ValueError(f"{pred_csv} and {rows_path} list different prompts")
-        outputs = pred["generation"].astype(str).tolist()
-    else:
-        from . import evaluation, models
-
-        model, tokenizer = models.load_model(model_dir, dtype=evaluation.weights_dtype(cfg))
-        outputs = evaluation.greedy_generate(model, tokenizer, rows, cfg["batch_size"], cfg["max_new_tokens"], template)
-    log.info("%s: %d responses", generator, len(outputs))
-    write_json(out_json, alpaca_eval_records(rows, outputs, generator))
-
-
 def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_csv) -> None:
     """Pairwise LLM judgement of a model's responses against the full-data model's (one evaluation set),
     both orders: the per-prompt table (`out_csv`) and its summary (`out_json`, metrics.judge_summary)."""

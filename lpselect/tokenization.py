@@ -19,20 +19,21 @@ IGNORE_INDEX = -100  # the label value torch's cross-entropy skips
 
 def _longest_fitting(encode, n: int, budget: int) -> list[int] | None:
     """encode(k) for the largest k <= n found whose ids number at most `budget`, or None when not even
-    encode(0) fits. Binary search on k: token counts grow with the characters kept, and where they
-    locally do not, a slightly shorter cut is kept (every returned encoding was checked)."""
-    best = encode(0)
-    if len(best) > budget:
+    encode(0) fits (_longest_prefix's binary search on k: token counts grow with the characters kept,
+    and where they locally do not, a slightly shorter cut is kept; the returned encoding was checked)."""
+    if len(encode(0)) > budget:
         return None
+    return encode(_longest_prefix(lambda k: len(encode(k)) <= budget, n))
+
+
+def _longest_prefix(ok, n: int) -> int:
+    """The largest k <= n found with ok(k) (ok(0) assumed): the module's one binary search (k: characters
+    or turns kept)."""
     lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        ids = encode(mid)
-        if len(ids) <= budget:
-            lo, best = mid, ids
-        else:
-            hi = mid - 1
-    return best
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
 
 
 def _assistant_spans(tokenizer, turns: list[dict], text: str, last_only: bool, cut: set) -> list[tuple[int, int, int]]:
@@ -167,15 +168,6 @@ def encode_chat_row(row: dict, tokenizer, max_length: int, last_only: bool = Fal
             else:
                 ids, labels, round_tokens = _chat_example(tokenizer, fitted[0], last_only, fitted[1])
     return {"id": row["id"], "input_ids": ids, "labels": labels, "truncated": truncated, "round_tokens": round_tokens}
-
-
-def _longest_prefix(ok, n: int) -> int:
-    """The largest k <= n with ok(k) (ok(0) assumed; binary search)."""
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
-    return lo
 
 
 def encode_chat_prompt(row: dict, tokenizer, max_tokens: int | None = None) -> tuple[list, bool]:
