@@ -11,6 +11,7 @@ if not config:
 
 
 include: "rules/common.smk"
+include: "rules/common_export.smk"
 
 
 if DUMPS_STUDY:
@@ -25,9 +26,8 @@ else:
     include: "rules/selection.smk"
     include: "rules/target.smk"
     include: "rules/evaluation.smk"
-    # export.smk first: the summary (rules/aggregate.smk) reads its export_outputs()
-    include: "rules/export.smk"
     include: "rules/aggregate.smk"
+    include: "rules/export.smk"
 
 
 include: "rules/figures.smk"

@@ -201,7 +201,7 @@ def final_outputs():
         outputs.append("results/dumps-summary.md")
     else:
         outputs += ["results/summary.md"] + diagnostic_outputs()
-        outputs += export_outputs()  # rules/export.smk
+        outputs += export_outputs()  # rules/common_export.smk
         outputs += [
             f"results/responses/{d}/{e}/{t}/{sel}/{sub}.json"
             for d in DATASETS
