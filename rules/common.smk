@@ -1,4 +1,4 @@
-# What every rule file shares: the config (validated), the grid, wildcard constraints, resources and the
+# What the files of rules/ share: the config (validated), the grid, wildcard constraints, resources and the
 # input functions of the study's rules. Just over 400 lines: the input functions read one another and the
 # grid, so they stay together; the export's are in common_export.smk.
 import re
