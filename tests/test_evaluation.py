@@ -166,8 +166,9 @@ def test_long_prompts_are_cut_to_fit_the_models_context(tmp_path, tiny_tokenizer
     models.save_model(model, tiny_tokenizer, tmp_path / "opt")
     write_jsonl(tmp_path / "rows.jsonl", rows)
     cfg = {"batch_size": 2, "generate": False, "max_new_tokens": 16}
-    stages.evaluate(tmp_path / "opt", tmp_path / "rows.jsonl", cfg, 128, "alpaca", tmp_path / "p.csv", tmp_path / "m.json",
-                    responses={"long": (tmp_path / "rows.jsonl", tmp_path / "r.json")}, generator="opt/none/base")
+    stages.evaluate(tmp_path / "opt", tmp_path / "rows.jsonl", cfg, 128, "alpaca", tmp_path / "p.csv",
+                    tmp_path / "m.json", responses={"long": (tmp_path / "rows.jsonl", tmp_path / "r.json")},
+                    generator="opt/none/base")
     answers = json.loads((tmp_path / "r.json").read_text())
     assert len(answers) == 2 and all(isinstance(r["output"], str) for r in answers)
 

@@ -12,9 +12,6 @@ from .dryrun import dry_run
 from .render import render
 from .sizes import dataset_sizes
 
-# the first line of the package's docstring, as before the split
-DESCRIPTION = "A study's cost before anything is submitted: jobs per rule, GPU-hours, peak disk and judge calls."
-
 
 def memory_check(config: dict, results: Path) -> tuple[str, bool]:
     """GPU and host memory per job against resources.by_model_size, as a report and whether every row fits
@@ -24,7 +21,8 @@ def memory_check(config: dict, results: Path) -> tuple[str, bool]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lpselect.plan", description=DESCRIPTION)
+    summary = sys.modules[__package__].__doc__.split("\n\n")[0]  # the package's first line
+    parser = argparse.ArgumentParser(prog="python -m lpselect.plan", description=summary)
     parser.add_argument("config", nargs="?", default="config.yaml", help="the study config (default config.yaml)")
     parser.add_argument("--jobs", type=int, default=1, help="training jobs running at once (for peak disk)")
     parser.add_argument("--all", action="store_true", help="plan every job (--forceall), not only those still to run")
