@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.stats import kendalltau, spearmanr, t
 
 from .fileio import parameter_count, read_jsonl, write_csv
-from .selection import Subset, budget_label, full_reference_seed
+from .selection import Subset, budget_label, full_reference_seed, hardest_rows
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +417,7 @@ SEED_METRICS = ("judge_win_rate", "win_rate", "exact_match", "rouge_l", "heldout
 def hardest_ids(scores: pd.DataFrame, fraction: float, column: str = "lp1") -> set:
     """The round(fraction * N) rows with the lowest score (ties by id): the global hard subset."""
     n = max(1, round(fraction * len(scores)))
-    return set(scores.sort_values([column, "id"], kind="stable")["id"].head(n))
+    return set(scores["id"].to_numpy()[hardest_rows(scores[column].to_numpy(), scores["id"])[:n]])
 
 
 def hardest_overlap(score_paths: dict, fractions, column: str = "lp1") -> pd.DataFrame:

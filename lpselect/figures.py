@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .aggregate import METRIC_RANGES, with_size  # noqa: E402
-from .selection import budget_label  # noqa: E402
+from .selection import budget_label, hardest_rows  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -421,7 +421,7 @@ def trajectories(scores: dict, share: float = 0.1, **_):
     for ax, (model, table) in zip(axes, scores.items()):
         epochs = sorted(int(c[1:]) for c in table if c[0] == "p" and c[1:].isdigit())
         n = max(1, int(len(table) * share))
-        ranked = table.sort_values(["lp1", "id"])
+        ranked = table.iloc[hardest_rows(table["lp1"].to_numpy(), table["id"])]
         parts = (("all samples", table, "k"), (f"hardest {share:.0%}", ranked.head(n), "C3"),
                  (f"easiest {share:.0%}", ranked.tail(n), "C0"))
         for label, part, color in parts:

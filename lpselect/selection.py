@@ -195,6 +195,14 @@ def hardest_first_ranks(key: np.ndarray, ids, candidates: np.ndarray, groups: np
     return out
 
 
+def hardest_rows(key, ids) -> np.ndarray:
+    """Positions of every row of a table, hardest first: hardest_first over one group of all rows (the
+    hardest p% of a score table in the transfer overlap and the trajectories figure)."""
+    n = len(key)
+    ones, one_group = np.ones(n, dtype=bool), np.zeros(n, dtype=int)
+    return hardest_first(np.asarray(key), ids, ones, one_group).get(0, np.array([], dtype=int))
+
+
 def largest_tie_share(values: np.ndarray) -> float:
     """Share of the rows that hold the most common value."""
     if not len(values):

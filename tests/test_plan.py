@@ -1,4 +1,4 @@
-"""The cost plan (lpselect/plan.py): formulas on hand-made jobs, and the plan of real dry runs."""
+"""The cost plan (lpselect/plan/): formulas on hand-made jobs, and the plan of real dry runs."""
 
 import json
 import os
@@ -159,7 +159,7 @@ def test_padding_factor_of_random_and_length_grouped_batches():
 
 
 def test_padding_factor_comes_from_the_plan_or_the_tokenized_rows(tmp_path):
-    from lpselect import tokenization
+    from lpselect import tokenized
 
     config = hub_config(rows={"alpaca": 1500})
     config["plan"]["padding_factor"] = {"alpaca": 1.4}  # padded batches' factor: flattened ones compute none
@@ -171,7 +171,7 @@ def test_padding_factor_comes_from_the_plan_or_the_tokenized_rows(tmp_path):
     assert got.padding["alpaca"] == 1.0 and "plan.padding_factor sets it" in " ".join(got.notes)
     examples = [{"id": str(i), "input_ids": [1] * n, "labels": [1] * n, "truncated": False}
                 for i, n in enumerate([10, 100] * 20)]
-    tokenization.save_examples(examples, tmp_path / "tokenized/alpaca/small")
+    tokenized.save_examples(examples, tmp_path / "tokenized/alpaca/small")
     got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
     lengths = [10, 100] * 20
     assert got.padding["alpaca"] == pytest.approx(plan.padding_factor(lengths, config["training"]["batch_size"]))

@@ -278,3 +278,19 @@ def test_the_select_stage_writes_a_row_count_subset(tmp_path):
                   tmp_path / "n4.json")
     chosen = json.loads((tmp_path / "n4.json").read_text())
     assert chosen["n_selected"] == 4 and chosen["size"] == 4 and chosen["chunks"] == 0
+
+
+def test_one_hardest_first_order_for_the_overlap_and_the_trajectories():
+    """selection.hardest_rows is hardest_first over one group of every row: ascending score, ties by id,
+    unscored rows last; aggregate's hardest p% (the transfer overlap) is its head."""
+    from lpselect.selection import hardest_first, hardest_rows
+
+    ids = pd.Series(["c", "a", "d", "b", "e"])
+    key = np.array([0.5, 0.5, np.nan, 0.1, 0.5])
+    order = hardest_rows(key, ids)
+    assert ids[order].tolist() == ["b", "a", "c", "e", "d"]
+    assert order.tolist() == hardest_first(key, ids, np.ones(5, dtype=bool), np.zeros(5, dtype=int))[0].tolist()
+    assert hardest_rows(np.array([]), pd.Series([], dtype=object)).tolist() == []
+    table = pd.DataFrame({"id": ids, "lp1": key})
+    assert aggregate.hardest_ids(table, 0.4) == {"b", "a"}  # round(0.4 * 5) = 2 rows
+    assert aggregate.hardest_ids(table, 0.6) == {"b", "a", "c"}  # the tie at 0.5 broken by id

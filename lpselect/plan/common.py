@@ -1,0 +1,22 @@
+"""What every part of the plan shares: the repository root, the rules it costs, its error and settings."""
+
+from pathlib import Path
+
+from .. import study
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+TRAIN_RULES = ("train_proxy", "finetune_target")
+EXTRACT_RULES = ("extract_losses", "extract_response_losses")
+GENERATE_RULES = ("evaluate",)
+COSTED_RULES = TRAIN_RULES + EXTRACT_RULES + GENERATE_RULES
+
+
+class PlanError(ValueError):
+    """The plan lacks a number it needs; the message names the config key that gives it."""
+
+
+def settings(config: dict) -> dict:
+    """The config's `plan` block over the schema's defaults (the schema holds them)."""
+    return study.defaulted(config, "plan")
+
