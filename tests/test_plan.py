@@ -411,6 +411,9 @@ def test_default_plan_counts_match_snakemakes_dry_run(clone):
     assert rules["train_proxy"]["flops"] > 0 and rules["extract_losses"]["flops"] > 0
     assert rules["finetune_target"]["flops"] > 0 and rules["evaluate"]["flops"] > 0
     assert "predict" not in rules and "responses" not in rules  # evaluate writes them: its generations are them
+    # the report lists rules in the workflow's order, whatever order the dry run printed the jobs in
+    assert list(plan.per_rule(got.costs[::-1])) == list(rules)
+    assert list(rules)[:2] == ["prepare_dataset", "build_tokenizer"]
     assert got.disk["existing"] == 0 and 0 < got.disk["temporary"] < got.disk["kept"]
     report = plan.render(got)
     assert "| **total** | **" + f"{sum(expected.values()):,}" in report

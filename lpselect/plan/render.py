@@ -1,14 +1,16 @@
 """The plan as a Markdown report: compute per rule, peak disk, judge calls and the assumptions behind them."""
 
 from .build import Plan
-from .common import GENERATE_RULES
+from .common import GENERATE_RULES, rule_order
 from .cost import Cost
 from .disk import CHECKPOINT_FOLDERS
 
 def per_rule(costs: list[Cost]) -> dict:
-    """{rule: totals} in the order rules first appear."""
+    """{rule: totals} in the order the workflow defines its rules (a fixed order: the same plan renders
+    the same report)."""
     out = {}
-    for c in costs:
+    position = rule_order()
+    for c in sorted(costs, key=lambda c: position.get(c.rule, len(position))):
         r = out.setdefault(c.rule, {"jobs": 0, "gpus": set(), "tokens": 0.0, "flops": 0.0, "gpu_hours": 0.0,
                                     "longest_h": 0.0, "over_limit": 0, "nominal": 0, "idle_gpu_jobs": 0})
         r["jobs"] += 1
