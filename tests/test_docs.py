@@ -44,7 +44,11 @@ PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md"] + sorted(
 PLACEHOLDERS = {"<study>": "real-small", "<account>": "lab", "<partition>": "debug"}
 # modules quick enough to run for real (reading a config, writing a small file)
 RUN_FOR_REAL = {"lpselect.chat_example", "lpselect.memory", "lpselect.schema_doc"}
-ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
+# as from a user's shell: under `make test` the inherited MAKEFLAGS/MAKELEVEL (and the SLURM=yes make exports)
+# would change what `make -n` prints
+ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "SLURM")} | {
+    "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
+MKDOCS = ROOT / ".venv/bin/mkdocs"
 
 
 def shell_commands(text: str) -> list[str]:
@@ -102,7 +106,8 @@ def run(args, cwd, timeout=300):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
-    run([str(ROOT / ".venv/bin/mkdocs"), "build", "--strict", "--site-dir", str(out)], ROOT)
+    assert MKDOCS.exists(), "mkdocs is not installed: `make install-docs` (requirements-docs.txt)"
+    run([str(MKDOCS), "build", "--strict", "--site-dir", str(out)], ROOT)
     return out
 
 
@@ -126,7 +131,7 @@ def test_a_broken_link_fails_the_strict_build(tmp_path):
     for page in ["index.md", "getting-started.md"]:
         (docs / page).write_text("# x\n\nsee [nowhere](missing.md)\n" if page == "index.md" else "# y\n")
     (tmp_path / "mkdocs.yml").write_text("site_name: t\nstrict: true\nnav: [index.md, getting-started.md]\n")
-    done = subprocess.run([str(ROOT / ".venv/bin/mkdocs"), "build", "--strict"], cwd=tmp_path, env=ENV,
+    done = subprocess.run([str(MKDOCS), "build", "--strict"], cwd=tmp_path, env=ENV,
                           capture_output=True, text=True)
     assert done.returncode != 0 and "missing.md" in done.stderr
 
@@ -193,7 +198,9 @@ def check_python(words: list[str], cwd) -> None:
         module = words[2]
         spec = importlib.util.find_spec(module)
         assert spec and spec.origin, f"no module {module}"
-        source, args = Path(spec.origin).read_text(), words[3:]
+        # a package (`python -m` runs its __main__) defines its options in any of its modules
+        files = sorted(Path(spec.origin).parent.glob("*.py")) if spec.submodule_search_locations else [Path(spec.origin)]
+        source, args = "\n".join(f.read_text() for f in files), words[3:]
         if module in RUN_FOR_REAL:
             run([str(ROOT / ".venv/bin/python"), *words[1:]], cwd)
     else:
