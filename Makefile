@@ -8,7 +8,7 @@ CONFIG ?= config.yaml
 JOBS ?= 1
 TEST_WORKERS ?= 2
 
-.PHONY: install install-slurm install-models slurm-up run run-small run-methods plan test lint format report clean
+.PHONY: install install-slurm install-models install-docs slurm-up run run-small run-methods plan test lint format report docs clean
 
 $(BIN)/snakemake: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ $(VENV)/.models-installed: $(BIN)/snakemake requirements-models.txt
 
 install-models: $(VENV)/.models-installed
 
+# the documentation site's tools (mkdocs, mkdocs-material); tests/test_docs.py builds the site
+$(VENV)/.docs-installed: $(BIN)/snakemake requirements-docs.txt
+	$(BIN)/pip install --quiet -r requirements-docs.txt
+	touch $@
+
+install-docs: $(VENV)/.docs-installed
+
+# the documentation site (docs/, mkdocs.yml) into site/; the configuration reference is rendered from the schema
+docs: install-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 run: install
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/default
 
@@ -66,7 +77,7 @@ report: install
 # SLURM=yes: the real-SLURM tests must run (LPSELECT_REQUIRE_SLURM=1 turns their skip into a failure)
 # TEST_WORKERS: pytest-xdist processes (tests/conftest.py keeps each module that builds a shared model
 # in one process; most steps of a Snakemake test use one core, so two workers fill two cores)
-test: install install-slurm install-models slurm-up
+test: install install-slurm install-models install-docs slurm-up
 	$(if $(filter yes,$(SLURM)),LPSELECT_REQUIRE_SLURM=1 )$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install

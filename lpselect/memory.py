@@ -299,7 +299,7 @@ def render(found: list[Need], config: dict) -> str:
             f"less plan.gpu_memory_reserve_gb ({plan['gpu_memory_reserve_gb']:g}); host: the row's mem_mb "
             f"(MiB), {plan['rank_host_overhead_gb']:g} GiB per rank besides the model (plan.rank_host_overhead_gb). "
             "The budget's terms: lpselect/memory.py. A row's GPUs must be that size: pin the card "
-            "(README, cluster section).",
+            "(docs/cluster.md).",
             "", f"FSDP training with training.sync_each_batch {str(_sync(config)).lower()}: "
             + ("every micro-batch is reduce-scattered (sharded float32 gradients only)." if _sync(config) else
                "micro-batches but the last keep unsharded bf16 gradients of the whole model (2 B/parameter).")]
