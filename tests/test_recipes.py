@@ -3,6 +3,8 @@ what a recipe reruns (real Snakemake runs of a shrunken study's proxy chain), an
 hand-made transfer rows."""
 
 import copy
+import json
+import re
 import time
 
 import pandas as pd
@@ -16,7 +18,7 @@ from lpselect.study import ConfigError
 
 def recipe_config(**overrides) -> dict:
     config = shrunken_config()
-    config["models"]["m-a-lr"] = {"from": "m-a", "training": {"learning_rate": 1.0e-3} | overrides}
+    config["models"]["m-a-lr"] = {"from": "m-a", "training": {"learning_rate": 3.0e-3} | overrides}
     config["grid"]["diagnostic_models"] = ["m-a-lr"]
     return config
 
@@ -50,7 +52,7 @@ def test_a_recipe_trains_its_base_with_its_overrides():
     assert study.base_model(config, "m-a-lr") == "m-a" and study.model_spec(config, "m-a-lr") == config["models"]["m-a"]
     assert study.model_parameters(config, "m-a-lr") == study.model_parameters(config, "m-a")
     base, recipe = study.proxy_hp(config, "m-a"), study.proxy_hp(config, "m-a-lr")
-    assert recipe == base | {"learning_rate": 1.0e-3} and "seed" not in recipe
+    assert recipe == base | {"learning_rate": 3.0e-3} and "seed" not in recipe
     assert "gradient_checkpointing" not in recipe  # a knob: no result changes, so no rerun
     assert study.training_knobs(config, "m-a-lr")["gradient_checkpointing"] is True
     assert study.training_knobs(config, "m-a")["gradient_checkpointing"] is False
@@ -65,31 +67,26 @@ def test_a_recipe_trains_its_base_with_its_overrides():
 
 
 def test_a_recipe_reruns_nothing_of_its_base_and_a_changed_override_only_its_own_chain(workdir):
-    """Real runs: the base proxy's chain, then the recipe's (its jobs alone: no second model preparation or
-    tokenization), then an override changed: only the recipe's train, extract and score rerun."""
+    """Real runs of the proxies' training: the base's chain, then the recipe added (its training alone: no
+    second model preparation or tokenization), then an override changed: only the recipe's training reruns."""
     config = recipe_config()
+    config["fresh_models"]["warmup"]["epochs"] = 0  # no warm-up: the recipe's chain is what is tested
+    ledgers = [f"results/ledger/train_proxy/synth/{m}.json" for m in ("m-a", "m-a-lr")]
     start = time.monotonic()
-    run_snakemake(workdir, config, "--cores", "2", "results/scores/synth/m-a.csv")
-    scores = ["results/scores/synth/m-a.csv", "results/scores/synth/m-a-lr.csv"]
-    planned = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2", *scores).stdout)
-    assert planned == {"train_proxy": 1, "extract_losses": 1, "score": 1}
-    run_snakemake(workdir, config, "--cores", "2", *scores)
+    run_snakemake(workdir, config, "--cores", "2", ledgers[0])
+    proc = run_snakemake(workdir, config, "--cores", "2", *ledgers)
+    assert job_counts(proc.stdout + proc.stderr) == {"train_proxy": 1}
     results = workdir / "results"
     assert not (results / "models/m-a-lr").exists() and not (results / "tokenized/synth/m-a-lr").exists()
-    a, b = (pd.read_csv(results / p) for p in scores)
-    assert list(a["id"]) == list(b["id"]) and not a["lp1"].equals(b["lp1"])  # the same rows, another training
+    curves = [json.loads((results / f"loss_curves/train_proxy/synth/{m}.json").read_text()) for m in ("m-a", "m-a-lr")]
+    assert curves[0] != curves[1]  # the same rows and seed, another learning rate
 
     changed = copy.deepcopy(config)
     changed["models"]["m-a-lr"]["training"]["learning_rate"] = 2.0e-3
-    dry = run_snakemake(workdir, changed, "-n", "--cores", "2", *scores).stdout
-    assert job_counts(dry) == {"train_proxy": 1, "extract_losses": 1, "score": 1}
-    assert "results/ledger/train_proxy/synth/m-a-lr.json" in dry and "train_proxy/synth/m-a.json" not in dry
-    # a knob of the recipe (no result changes) reruns nothing
-    knob = copy.deepcopy(config)
-    knob["models"]["m-a-lr"]["training"]["gradient_checkpointing"] = True
-    proc = run_snakemake(workdir, knob, "-n", "--cores", "2", *scores)
-    assert "Nothing to be done" in proc.stdout + proc.stderr
-    print(f"\nrecipe chain: {time.monotonic() - start:.0f} s")
+    dry = run_snakemake(workdir, changed, "-n", "--cores", "2", *ledgers).stdout
+    assert job_counts(dry) == {"train_proxy": 1} and "reason: Params have changed" in dry
+    assert re.findall(r"wildcards: .*proxy=([\w-]+)", dry) == ["m-a-lr"]
+    print(f"\nrecipe runs: {time.monotonic() - start:.0f} s")
 
 
 def transfer_rows() -> pd.DataFrame:
