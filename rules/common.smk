@@ -179,7 +179,9 @@ def fresh_only(value):
     """A prepare_model param that only a fresh model uses (None for the others, so that changing it
     does not rerun a pretrained copy or a GGUF conversion)."""
     return lambda wildcards: (
-        value if study.model_spec(config, wildcards.model)["source"] == "fresh" else None
+        value
+        if study.model_spec(config, wildcards.model)["source"] == "fresh"
+        else None
     )
 
 
