@@ -77,6 +77,9 @@ def _check_recipes(config: dict, schema: dict) -> None:
                               f"{models[base]['from']!r}); derive from {models[base]['from']!r} with both overrides")
         for key, value in spec["training"].items():
             _check_override(name, key, value, keys)
+        if "seed" in spec["training"] and defaulted(config, "grid")["proxy_seeds"]:
+            raise ConfigError(f"config key models.{name}.training.seed: grid.proxy_seeds trains every proxy once "
+                              "per grid seed, with that seed; drop one or the other")
     for i, name in enumerate(config["grid"]["targets"]):
         if "from" in models.get(name, {}):
             raise ConfigError(f"config key grid.targets[{i}]: {name!r} is a proxy recipe (models.{name}.from); "
