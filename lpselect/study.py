@@ -63,6 +63,7 @@ def _check_recipes(config: dict, schema: dict) -> None:
     """A proxy recipe (models.<name>.from) derives from a plain model, overrides real training keys
     with valid values, and trains only as a scoring model (a target fine-tunes with the training section)."""
     models, keys = config["models"], schema["properties"]["training"]["properties"]
+    defs = {"$defs": schema.get("$defs", {})}  # the keys' schemas refer to the shared definitions
     for name, spec in models.items():
         if "from" not in spec:
             if "training" in spec:
@@ -76,7 +77,7 @@ def _check_recipes(config: dict, schema: dict) -> None:
             raise ConfigError(f"config key models.{name}.from: {base!r} is itself a recipe (from "
                               f"{models[base]['from']!r}); derive from {models[base]['from']!r} with both overrides")
         for key, value in spec["training"].items():
-            _check_override(name, key, value, keys)
+            _check_override(name, key, value, keys, defs)
         if "seed" in spec["training"] and defaulted(config, "grid")["proxy_seeds"]:
             raise ConfigError(f"config key models.{name}.training.seed: grid.proxy_seeds trains every proxy once "
                               "per grid seed, with that seed; drop one or the other")
@@ -86,7 +87,7 @@ def _check_recipes(config: dict, schema: dict) -> None:
                               f"a target fine-tunes with the training section: name {models[name]['from']!r}")
 
 
-def _check_override(name: str, key: str, value, keys: dict) -> None:
+def _check_override(name: str, key: str, value, keys: dict, defs: dict) -> None:
     where = f"config key models.{name}.training.{key}"
     if key == "epochs":
         # every run's LP(1) reads the same epochs 0..n: the rules' outputs are the study's epoch list
@@ -98,7 +99,7 @@ def _check_override(name: str, key: str, value, keys: dict) -> None:
         schema = keys[key]
     else:
         raise ConfigError(f"{where}: not a training key (one of seed, {', '.join(k for k in keys if k != 'epochs')})")
-    error = next(iter(jsonschema.Draft202012Validator(schema).iter_errors(value)), None)
+    error = next(iter(jsonschema.Draft202012Validator(defs | schema).iter_errors(value)), None)
     if error:
         raise ConfigError(f"{where}: {error.message}")
 
@@ -274,13 +275,15 @@ def _check_chat_templates(config: dict) -> None:
 def _check_batch(config: dict) -> None:
     """Every model must reach training.global_batch_size with whole accumulation steps on the GPU
     count its resources row gives it (one process per GPU), so no job fails after it has started."""
-    hp = config["training"]
     for name in dict.fromkeys(scoring_models(config["grid"]) + config["grid"]["targets"]):
+        hp = config["training"] | recipe_training(config, name)  # a proxy recipe's own batch sizes
+        key = f"models.{name}.training" if recipe_training(config, name).keys() & {"batch_size", "global_batch_size"} \
+            else "training"
         gpus = size_resources(config, name, "train")["gpus"]
         per_step = hp["batch_size"] * max(1, gpus)
         if hp["global_batch_size"] % per_step:
             raise ConfigError(
-                f"config key training.global_batch_size: {hp['global_batch_size']} is not a multiple of "
+                f"config key {key}.global_batch_size: {hp['global_batch_size']} is not a multiple of "
                 f"training.batch_size x processes = {hp['batch_size']} x {max(1, gpus)} for model {name!r} "
                 f"({gpus} GPUs in resources.by_model_size)"
             )

@@ -34,9 +34,13 @@ def recipe_config(**overrides) -> dict:
     (lambda c: c["models"]["m-a-lr"]["training"].update({"learning_rate": -1}),
      "models.m-a-lr.training.learning_rate: -1 is less than or equal to the minimum of 0"),
     (lambda c: c["models"]["m-a-lr"]["training"].update({"seed": -1}), "models.m-a-lr.training.seed: -1 is less"),
+    (lambda c: c["models"]["m-a-lr"]["training"].update({"batch_size": 0}),
+     "models.m-a-lr.training.batch_size: 0 is less than the minimum of 1"),
     (lambda c: c["models"]["m-a"].update({"training": {"seed": 1}}), "models.m-a.training: only a proxy recipe"),
     (lambda c: (c["models"]["m-a-lr"]["training"].update({"seed": 1}), c["grid"].update({"proxy_seeds": True})),
      "models.m-a-lr.training.seed: grid.proxy_seeds trains every proxy once per grid seed"),
+    (lambda c: c["models"]["m-a-lr"]["training"].update({"global_batch_size": 12}),
+     "models.m-a-lr.training.global_batch_size: 12 is not a multiple of training.batch_size x processes = 8 x 1"),
     (lambda c: c["models"]["m-a-lr"].update({"source": "fresh"}), "config key models.m-a-lr: 'source' is not one of"),
 ])
 def test_a_bad_recipe_is_one_error_naming_the_key(change, message):
