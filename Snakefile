@@ -11,6 +11,7 @@ if not config:
 
 
 include: "rules/common.smk"
+include: "rules/common_export.smk"
 
 
 if DUMPS_STUDY:

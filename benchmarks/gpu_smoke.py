@@ -218,10 +218,10 @@ def agreement(work: Path, device) -> list[dict]:
     """bf16 (and, on CUDA, tf32) extraction against fp32 on the same rows and model."""
     from benchmarks.precision import agreement as agree
     from benchmarks.precision import perplexities
-    from lpselect import models, tokenization
+    from lpselect import models, tokenized
 
     model, tokenizer = models.load_model(work / "model", device=device)
-    examples = tokenization.extraction_examples(work / "tokenized", tokenizer)
+    examples = tokenized.extraction_examples(work / "tokenized", tokenizer)
     fp32 = perplexities(model, examples, tokenizer.pad_token_id, "fp32")
     out = []
     for precision in ("bf16", "tf32") if device.type == "cuda" else ("bf16",):

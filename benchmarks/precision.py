@@ -21,6 +21,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import common  # noqa: E402
 from lpselect import losses  # noqa: E402
+from lpselect.selection import hardest_rows  # noqa: E402
 from lpselect.tokenization import encode_rows  # noqa: E402
 
 
@@ -28,7 +29,8 @@ def agreement(reference, other, share: float = 0.1) -> dict:
     """Spearman of two perplexity columns and the overlap (|A & B| / k) of their k = share x n highest."""
     reference, other = np.asarray(reference), np.asarray(other)
     k = max(1, round(share * len(reference)))
-    hard_ref, hard_other = set(np.argsort(-reference)[:k]), set(np.argsort(-other)[:k])
+    rows = np.arange(len(reference))  # the highest perplexity first (selection's order, ties by row)
+    hard_ref, hard_other = set(hardest_rows(-reference, rows)[:k]), set(hardest_rows(-other, rows)[:k])
     return {"spearman": float(spearmanr(reference, other).statistic), "hardest_share": share, "k": k,
             "hardest_overlap": len(hard_ref & hard_other) / k,
             "median_rel_diff": float(np.median(np.abs(other - reference) / reference))}

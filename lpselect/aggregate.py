@@ -13,21 +13,21 @@ import pandas as pd
 from scipy.stats import kendalltau, spearmanr, t
 
 from .fileio import parameter_count, read_jsonl, write_csv
-from .selection import Subset, full_reference_seed
+from .selection import Subset, budget_label, full_reference_seed, hardest_rows
 
 log = logging.getLogger(__name__)
 
-SUBSET_FIELDS = ("method", "scheme", "chunks", "fraction", "part", "seed")
+SUBSET_FIELDS = ("method", "scheme", "chunks", "size", "fraction", "part", "seed")
 
 
 def describe(selector: str, subset: str) -> dict:
     """Columns that say what a trained model is: method, scheme, chunks, nominal fraction, part, seed,
     display name. The references are the full-data fine-tunes (full_seed<N>) and the untrained base."""
     if subset == "base":
-        return {"method": "base", "scheme": "", "chunks": 0, "fraction": 0.0, "part": "", "seed": None,
+        return {"method": "base", "scheme": "", "chunks": 0, "size": 0, "fraction": 0.0, "part": "", "seed": None,
                 "display": "base"}
     if full_reference_seed(subset) is not None:
-        return {"method": "full", "scheme": "", "chunks": 1, "fraction": 1.0, "part": "",
+        return {"method": "full", "scheme": "", "chunks": 1, "size": 0, "fraction": 1.0, "part": "",
                 "seed": full_reference_seed(subset), "display": "full"}
     s = Subset.parse(subset)
     return {f: getattr(s, f) for f in SUBSET_FIELDS} | {"display": s.display}
@@ -131,7 +131,7 @@ def with_sizes(table: pd.DataFrame, subset_sizes: pd.DataFrame) -> pd.DataFrame:
 
 
 # the columns that identify a trained model up to its seed
-SETTING = ["target", "selector", "display", "method", "scheme", "chunks", "fraction", "part"]
+SETTING = ["target", "selector", "display", "method", "scheme", "chunks", "size", "fraction", "part"]
 
 
 def seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -147,10 +147,15 @@ def seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float
     return mean, mean - half, mean + half
 
 
+def with_size(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of an older run (or drawn by hand) without the `size` column: every budget a share 1/k."""
+    return table if "size" in table else table.assign(size=0)
+
+
 def over_seeds(metrics: pd.DataFrame, columns) -> pd.DataFrame:
     """Per setting (a model up to its seed): number of seeds, mean realized fraction, and for every
     column its mean and 95% interval over seeds (`<col>`, `<col>_seed_lo`, `<col>_seed_hi`)."""
-    out = []
+    metrics, out = with_size(metrics), []
     for key, g in metrics.groupby(SETTING, dropna=False, sort=True):
         row = dict(zip(SETTING, key)) | {"n_seeds": g["seed"].nunique(dropna=False),
                                          "n_selected": g["n_selected"].mean() if "n_selected" in g else np.nan,
@@ -185,12 +190,14 @@ def paired_differences(metrics: pd.DataFrame, columns=None, confidence: float = 
     under the cluster scheme), or clust_rand when the study has no random subset under that scheme
     (s2l, named global)."""
     columns = [c for c in (columns or SEED_METRICS) if c in metrics and metrics[c].notna().any()]
+    metrics = with_size(metrics)
     random = metrics[metrics["method"] == "random"]
     models = metrics[~metrics["method"].isin(["random", "full", "base"])]
     out = []
     for key, group in models.groupby(SETTING, dropna=False, sort=True):
         setting = dict(zip(SETTING, key))
-        same_k = random[(random["target"] == setting["target"]) & (random["chunks"] == setting["chunks"])]
+        same_k = random[(random["target"] == setting["target"]) & (random["chunks"] == setting["chunks"])
+                        & (random["size"] == setting["size"])]
         scheme = setting["scheme"] if (same_k["scheme"] == setting["scheme"]).any() else "cluster"
         baseline = same_k[same_k["scheme"] == scheme]
         if baseline.empty:
@@ -350,8 +357,8 @@ def write_transfer(subset_paths: dict, score_paths: dict, ifd_paths: dict, out_c
         table = transfer_table(subset_paths, score_paths, ifd_paths, clusters_path)
     for r in table.drop_duplicates(["method", "model_a", "model_b"]).itertuples():
         log.info("%s: %s vs %s, Kendall tau %.3f", r.method, r.model_a, r.model_b, r.kendall_tau)
-    for r in table.groupby(["display", "part", "chunks", "model_a", "model_b"])[["overlap", "chance_overlap"]].mean().reset_index().itertuples():
-        log.info("%s %s 1/%d: %s vs %s, overlap %.3f (chance %.3f)", r.display, r.part, r.chunks, r.model_a,
+    for r in table.groupby(["display", "part", "chunks", "size", "model_a", "model_b"])[["overlap", "chance_overlap"]].mean().reset_index().itertuples():
+        log.info("%s %s %s: %s vs %s, overlap %.3f (chance %.3f)", r.display, r.part, budget_label(r.chunks, r.size), r.model_a,
                  r.model_b, r.overlap, r.chance_overlap)
     write_csv(out_csv, table)
 
@@ -382,13 +389,18 @@ def write_tables(
     rows over `pooled_sets` and every outcome under `tie_rule` (judged_table)."""
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
-    write_csv(outputs["compute"], with_sizes(compute_table(target_ledgers, proxy_ledgers), sizes))
+    compute = with_sizes(compute_table(target_ledgers, proxy_ledgers), sizes)
+    write_csv(outputs["compute"], compute)
     judged_rows = judged_table(judged, sizes, bootstrap, pooled_sets, tie_rule) if judged is not None and bootstrap else None
     if "judged" in outputs:
         write_csv(outputs["judged"], judged_rows)
         write_csv(outputs["judged_seeds"], judged_over_seeds(judged_rows))
     metrics = metrics_table(models, metrics_paths, sizes, judged_rows, pairwise_paths)
     write_csv(outputs["metrics"], metrics)
+    if "worth" in outputs:
+        from .worth import worth_table
+
+        write_csv(outputs["worth"], worth_table(metrics, compute))
     write_csv(outputs["seeds"], over_seeds(metrics, SEED_METRICS))
     if "paired" in outputs:
         write_csv(outputs["paired"], paired_differences(metrics))
@@ -405,7 +417,7 @@ SEED_METRICS = ("judge_win_rate", "win_rate", "exact_match", "rouge_l", "heldout
 def hardest_ids(scores: pd.DataFrame, fraction: float, column: str = "lp1") -> set:
     """The round(fraction * N) rows with the lowest score (ties by id): the global hard subset."""
     n = max(1, round(fraction * len(scores)))
-    return set(scores.sort_values([column, "id"], kind="stable")["id"].head(n))
+    return set(scores["id"].to_numpy()[hardest_rows(scores[column].to_numpy(), scores["id"])[:n]])
 
 
 def hardest_overlap(score_paths: dict, fractions, column: str = "lp1") -> pd.DataFrame:
@@ -533,7 +545,8 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
 
     target_ledgers maps (target, selector, subset) to a ledger file, proxy_ledgers maps a proxy run
     (run_of) to the ledger files of its jobs (see selection_cost). A proxy's cost is counted in full for every subset
-    it selects, although in a study it is paid once and shared.
+    it selects, although in a study it is paid once and shared: the `_amortised` columns share it
+    among the targets the proxy serves (amortised).
     """
     full = {(t, describe(sel, sub)["seed"]): _ledger(p)
             for (t, sel, sub), p in target_ledgers.items() if full_reference_seed(sub) is not None}
@@ -549,4 +562,18 @@ def compute_table(target_ledgers: dict, proxy_ledgers: dict) -> pd.DataFrame:
             row |= {f"target_{k}": own[k], f"selection_{k}": select[k], f"total_{k}": total,
                     f"full_{k}": reference[k], f"{k}_vs_full": total / reference[k]}
         rows.append(row | {"target_tokens": own["tokens"], "device": own["device"]})
-    return pd.DataFrame(rows)
+    return amortised(pd.DataFrame(rows))
+
+
+def amortised(table: pd.DataFrame) -> pd.DataFrame:
+    """compute_table with the selection's cost shared by the targets its proxy serves in the study
+    (a proxy trains and scores once, whatever the number of targets fine-tuned on its picks):
+    `selection_<k>_amortised`, `total_<k>_amortised` and `<k>_vs_full_amortised` for FLOPs and seconds."""
+    if table.empty:
+        return table
+    served = table.groupby("selector")["target"].transform("nunique")
+    for k in ("flops", "wall_s"):
+        table[f"selection_{k}_amortised"] = table[f"selection_{k}"] / served
+        table[f"total_{k}_amortised"] = table[f"target_{k}"] + table[f"selection_{k}_amortised"]
+        table[f"{k}_vs_full_amortised"] = table[f"total_{k}_amortised"] / table[f"full_{k}"]
+    return table.assign(targets_served=served)

@@ -55,7 +55,7 @@ def _log_stream():
 
 
 def _train(model_dir, tokenized_dir, subset_path, hp, seed, state_dir, epochs_to_keep):
-    from . import models, tokenization, training
+    from . import models, tokenized, training
 
     # the training arguments first: they start the process group. Every rank then reads the model as
     # float32 on the CPU: transformers 5.24 reads the weights on every rank even with FSDP's
@@ -65,16 +65,16 @@ def _train(model_dir, tokenized_dir, subset_path, hp, seed, state_dir, epochs_to
     training.training_arguments(hp, Path(state_dir) / "checkpoints", seed)
     model, _ = models.load_model(model_dir, device="cpu")
     tokenizer = models.load_tokenizer(model_dir)
-    examples = tokenization.training_examples(tokenized_dir, subset_path)
+    examples = tokenized.training_examples(tokenized_dir, subset_path)
     training.train(model, tokenizer, examples, hp, state_dir, seed, epochs_to_keep)
 
 
 def _extract(model_dir, tokenized_dir, cfg, part_prefix, response_only=False):
-    from . import losses, models, tokenization
+    from . import losses, models, tokenized
 
     rank, world = rank_and_world()
     model, tokenizer = models.load_model(model_dir)
-    examples = tokenization.extraction_examples(tokenized_dir, tokenizer, response_only)
+    examples = tokenized.extraction_examples(tokenized_dir, tokenizer, response_only)
     frame = losses.per_sample_losses(
         model, examples, pad_id=tokenizer.pad_token_id, desc=f"{model_dir} rank {rank}", rank=rank, world=world,
         **losses.extraction_options(cfg),

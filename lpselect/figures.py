@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .aggregate import METRIC_RANGES  # noqa: E402
+from .aggregate import METRIC_RANGES, with_size  # noqa: E402
+from .selection import budget_label, hardest_rows  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
     summary = over_seeds(metrics[keep], names)
     hard = summary[(summary["part"] == "hard")]
     methods = sorted(hard["display"].unique(), key=lambda m: (m in ("clust_rand", "random"), m))
-    chunks = sorted(hard["chunks"].unique())
+    chunks = sorted(set(zip(hard["chunks"], hard["size"])))  # every budget: (k, 0) or (0, rows)
     targets = sorted(metrics["target"].unique())
     fig, axes = plt.subplots(len(names), len(targets), figsize=(max(5, 0.8 * len(methods)) * len(targets),
                              3.2 * len(names)), squeeze=False)
@@ -110,14 +111,14 @@ def method_comparison(metrics: pd.DataFrame, proxy: str | None = None, **_):
         at = hard[hard["target"] == target]
         for row, name in enumerate(names):
             ax = axes[row, col]
-            for j, k in enumerate(chunks):
-                g = at[at["chunks"] == k].set_index("display").reindex(methods)
+            for j, (k, size) in enumerate(chunks):
+                g = at[(at["chunks"] == k) & (at["size"] == size)].set_index("display").reindex(methods)
                 x = np.arange(len(methods)) + (j - (len(chunks) - 1) / 2) * width
                 lo, hi = within_range(name, g[f"{name}_seed_lo"], g[f"{name}_seed_hi"])
                 err = np.vstack([g[name] - lo, hi - g[name]])
                 realized = g["realized_fraction"].mean()
                 ax.errorbar(x, g[name], yerr=np.where(np.isnan(err), 0, err), fmt="o", capsize=3,
-                            label=f"1/{int(k)} (realized {realized:.0%})")
+                            label=f"{budget_label(k, size)} (realized {realized:.0%})")
             full = metrics[(metrics["target"] == target) & (metrics["method"] == "full")][name]
             if len(full) and full.notna().any():
                 ax.axhline(full.mean(), color="k", ls="--", lw=1, label="full data")
@@ -152,9 +153,9 @@ def same_size(metrics: pd.DataFrame, **_):
     for col, target in enumerate(targets):
         at = sized[sized["target"] == target]
         at = at.assign(random=at["method"] == "random", own=at["selector"] == target, rank=at["part"].map(parts))
-        at = at.sort_values(["chunks", "random", "rank", "display", "own", "selector"])
+        at = at.sort_values(["chunks", "size", "random", "rank", "display", "own", "selector"])
         labels = [(r.display if r.random else f"{r.display} {r.part}\n" + ("own pick" if r.own else r.selector))
-                  + f"\n1/{int(r.chunks)} (" + (f"{r.n_selected:.0f} rows, " if pd.notna(getattr(r, "n_selected", np.nan)) else "")
+                  + f"\n{budget_label(r.chunks, r.size)} (" + (f"{r.n_selected:.0f} rows, " if pd.notna(getattr(r, "n_selected", np.nan)) else "")
                   + f"{r.realized_fraction:.0%})" for r in at.itertuples()]
         colors = ["grey" if r.random else {"hard": "C3", "mid": "C1", "easy": "C0"}[r.part] for r in at.itertuples()]
         for row, name in enumerate(names):
@@ -233,10 +234,11 @@ def robustness(robustness: pd.DataFrame, **_):
 def smallest_parity_fraction(metrics: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per (target, method, proxy): the smallest realized hard fraction whose win rate (mean over seeds)
     reaches 50%, and the largest fraction tried (NaN smallest fraction = never reached)."""
+    metrics = with_size(metrics)
     hard = metrics[(metrics["part"] == "hard") & ~metrics["method"].isin(["full", "base"])]
     out = []
     for (target, display, selector), g in hard.groupby(["target", "display", "selector"]):
-        by_k = g.groupby("chunks")[[column, "realized_fraction"]].mean().dropna()
+        by_k = g.groupby(["chunks", "size"])[[column, "realized_fraction"]].mean().dropna()
         rates = by_k.set_index("realized_fraction")[column].sort_index()
         reached = rates[rates >= 0.5]
         out.append({"target": target, "display": display, "selector": selector,
@@ -447,7 +449,7 @@ def trajectories(scores: dict, share: float = 0.1, **_):
     for ax, (model, table) in zip(axes, scores.items()):
         epochs = sorted(int(c[1:]) for c in table if c[0] == "p" and c[1:].isdigit())
         n = max(1, int(len(table) * share))
-        ranked = table.sort_values(["lp1", "id"])
+        ranked = table.iloc[hardest_rows(table["lp1"].to_numpy(), table["id"])]
         parts = (("all samples", table, "k"), (f"hardest {share:.0%}", ranked.head(n), "C3"),
                  (f"easiest {share:.0%}", ranked.tail(n), "C0"))
         for label, part, color in parts:
@@ -532,6 +534,57 @@ def compute_cost(compute: pd.DataFrame, **_):
     return fig
 
 
+def worth(metrics: pd.DataFrame, compute: pd.DataFrame, **_):
+    """Is a selection worth its cost (lpselect/worth.py), per target and metric: the metric against the
+    total compute (selection + fine-tune) relative to the full-data fine-tune, log axis. The random
+    frontier (grey line: mean over seeds, band: 95% interval) joins the base model (no fine-tune, drawn
+    at the left edge), the random subsets of every size and the full data at 1.0; a selection is a
+    filled point charged its proxy in full, an open one with the proxy shared by the targets it serves."""
+    from . import worth as w
+
+    names = [m for m in w.WORTH_METRICS if m in metrics and metrics[m].notna().any()]
+    if not names:
+        return _placeholder("no win rate or exact match in this study")
+    targets = sorted(metrics["target"].unique())
+    fig, axes = plt.subplots(len(names), len(targets), figsize=(6 * len(targets), 3.8 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        table = w.points(metrics, compute, name)
+        for col, target in enumerate(targets):
+            ax, at = axes[row, col], table[table["target"] == target]
+            positive = at.loc[at["x_amortised"] > 0, ["x_full", "x_amortised"]].to_numpy(dtype=float)
+            left = np.nanmin(positive) / 3 if positive.size and np.isfinite(positive).any() else 1e-2
+            right = max(1.5, np.nanmax(positive) * 1.5 if positive.size else 1.5)
+            x = np.geomspace(left, right, 200)
+            band = w.frontier_band(table, target, x)
+            ax.plot(x, band["mean"], color="grey", lw=1.5, label=f"random frontier ({w.random_sizes(table, target)} sizes)")
+            ax.fill_between(x, *within_range(name, band["lo"], band["hi"]), color="grey", alpha=0.2, lw=0)
+            base = at.loc[at["method"] == "base", "value"].dropna()
+            if len(base):
+                ax.plot([left], [base.mean()], marker="<", color="k", ls="", label="base (no fine-tune, at 0)")
+            full = at[at["method"] == "full"]["value"].mean()
+            ax.plot([1.0], [full], marker="*", color="k", ms=11, ls="", label="full data (1.0)")
+            picks = at[~at["method"].isin(["random", "full", "base"])]
+            labels = sorted({f"{d} {p} ({sel})" for d, p, sel in zip(picks["display"], picks["part"], picks["selector"])})
+            for (display, selector, part, _, _), g in picks.groupby(["display", "selector", "part", "chunks", "size"]):
+                label = f"{display} {part} ({selector})"  # one colour per pick; its budgets lie along x
+                color = f"C{labels.index(label) % 10}"
+                mean, lo, hi = w.seed_interval(g["value"])
+                lo, hi = within_range(name, lo, hi)
+                err = np.nan_to_num([[mean - lo], [hi - mean]])
+                shown = label in ax.get_legend_handles_labels()[1]
+                ax.errorbar([g["x_full"].mean()], [mean], yerr=err, fmt="o", color=color, capsize=3,
+                            label=None if shown else label)
+                if not np.isclose(g["x_amortised"].mean(), g["x_full"].mean()):
+                    ax.plot([g["x_amortised"].mean()], [mean], marker="o", mfc="none", color=color, ls="")
+            ax.set_xscale("log")
+            ax.set_xlim(left / 1.3, right)
+            ax.set(xlabel="total compute / full-data fine-tune (FLOPs)", ylabel=METRICS[name], title=f"target {target}")
+        axes[row, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle("worth its cost: selection + fine-tune against random subsets of every size "
+                 "(open points: the proxy shared by the targets it serves)", fontsize=9, wrap=True)
+    return fig
+
+
 FIGURES = {
     f.__name__: f
     for f in (
@@ -551,6 +604,7 @@ FIGURES = {
         robustness,
         judged_vs_fraction,
         judged_parity,
+        worth,
     )
 }
 

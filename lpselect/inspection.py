@@ -117,7 +117,7 @@ def method_table(method: str, rows: list[dict], scores: pd.DataFrame, values: pd
                  duplicated: np.ndarray, n: int = N_SHOWN, left_out=(), round_tokens: dict | None = None) -> pd.DataFrame:
     """The n hardest and n easiest rows by `method` in the selection's own order (selection.hardest_first
     over the scorable rows less `left_out`, a subset's rows it could not pick: IFD's filter), one line each;
-    `round_tokens`: per id, the scored tokens of each round its window kept (tokenization.round_tokens)."""
+    `round_tokens`: per id, the scored tokens of each round its window kept (tokenized.round_tokens)."""
     p_columns = sorted((c for c in scores if re.fullmatch(r"p\d+", c)), key=lambda c: int(c[1:]))
     ok = values.notna().to_numpy() & scores.get("scorable", pd.Series(True, index=scores.index)).astype(bool).to_numpy()
     ok &= ~scores["id"].isin(list(left_out)).to_numpy()
@@ -163,7 +163,7 @@ def inspect_selector(dataset: str, selector: str, rows_path, scores_csv, ifd_csv
                      methods: list[str], out_md, out_csv, tokenized_dir=None) -> None:
     """The inspection of one scoring model's picks (`methods`: the grid's score methods it ranks by;
     `tokenized_dir`: the training split as its tokenizer encoded it, for what drives a conversation's score)."""
-    from .tokenization import round_tokens as read_round_tokens
+    from .tokenized import round_tokens as read_round_tokens
 
     rows = read_jsonl(rows_path)
     per_round = read_round_tokens(tokenized_dir) if tokenized_dir else None

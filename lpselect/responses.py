@@ -15,16 +15,12 @@ from .prompts import user_text
 log = logging.getLogger(__name__)
 
 
-def prompt_text(row: dict) -> str:
-    """The instruction as AlpacaEval shows it: the instruction, then the input when there is one (a
-    chat row's instruction is its conversation before the last assistant turn)."""
-    return user_text(row)
-
-
 def alpaca_eval_records(rows: list[dict], outputs: list[str], generator: str) -> list[dict]:
+    """The instruction as AlpacaEval shows it (prompts.user_text: the instruction, then the input when
+    there is one; a chat row's conversation before the last assistant turn), the output, the generator."""
     if len(rows) != len(outputs):
         raise ValueError(f"{len(rows)} prompts but {len(outputs)} responses")
-    return [{"instruction": prompt_text(r), "output": out, "generator": generator} for r, out in zip(rows, outputs)]
+    return [{"instruction": user_text(r), "output": out, "generator": generator} for r, out in zip(rows, outputs)]
 
 
 def _nested(obj, path: str, where: str):

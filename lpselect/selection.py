@@ -19,6 +19,8 @@ given, else ceil(N / k)). A subset is named by what determines its rows (method,
 so the "33%" fraction and the hard third are one subset, trained once. Every non-empty cluster gives at
 least one row, so realized sizes exceed the nominal 1/k: tables carry the realized size and figures plot
 it. Ties are broken by id, so a selection is a pure function of its inputs.
+A budget can also be a row count N (grid.sizes, named n<N>): each cluster then gives its share
+n_c * N / n_pool, rounded by largest remainders so that the counts sum to N exactly (apportion).
 """
 
 import logging
@@ -38,7 +40,8 @@ METHODS = (*HARDEST_FIRST, "s2l")
 PROXY_FREE = ("random", "length")
 SCHEMES = ("cluster", "global")
 PARTS = ("hard", "mid", "easy")
-_SUBSET_RE = rf"({'|'.join(METHODS)})_(cluster|global)_k([0-9]+)_(hard|mid|easy)_seed([0-9]+)"
+# the budget: k<chunks> (the first of k chunks per cluster) or n<rows> (grid.sizes: a row count)
+_SUBSET_RE = rf"({'|'.join(METHODS)})_(cluster|global)_(k|n)([0-9]+)_(hard|mid|easy)_seed([0-9]+)"
 SUBSET_PATTERN = re.sub(r"\((?!\?)", "(?:", _SUBSET_RE)  # the same, without capture groups (wildcards)
 # the models every target is compared with: the full-data fine-tune (one per seed) and the untrained base
 REFERENCE_PATTERN = r"full_seed[0-9]+|base"
@@ -82,6 +85,11 @@ class Subset:
     chunks: int  # k: each cluster (or the whole set) is split into k chunks
     part: str
     seed: int
+    size: int = 0  # a row count (grid.sizes; chunks is then 0), or 0 for a share 1/k
+
+    @classmethod
+    def from_size(cls, method: str, scheme: str, size: int, part: str, seed: int) -> "Subset":
+        return cls(method, scheme, 0, part, seed, size)
 
     @classmethod
     def from_fraction(cls, method: str, scheme: str, fraction: float, part: str, seed: int) -> "Subset":
@@ -89,12 +97,18 @@ class Subset:
 
     @property
     def name(self) -> str:
-        return f"{self.method}_{self.scheme}_k{self.chunks}_{self.part}_seed{self.seed}"
+        budget = f"n{self.size}" if self.size else f"k{self.chunks}"
+        return f"{self.method}_{self.scheme}_{budget}_{self.part}_seed{self.seed}"
 
     @property
     def fraction(self) -> float:
-        """The nominal share 1/k (the realized one is larger under the cluster scheme)."""
-        return 1 / self.chunks
+        """The nominal share 1/k (the realized one is larger under the cluster scheme); NaN for a row
+        count, whose share depends on the pool."""
+        return 1 / self.chunks if self.chunks else float("nan")
+
+    @property
+    def budget(self) -> str:
+        return budget_label(self.chunks, self.size)
 
     @property
     def display(self) -> str:
@@ -108,14 +122,32 @@ class Subset:
         m = re.fullmatch(_SUBSET_RE, name)
         if not m:
             raise ValueError(f"not a subset name: {name!r}")
-        method, scheme, k, part, seed = m.groups()
-        return cls(method, scheme, int(k), part, int(seed))
+        method, scheme, unit, n, part, seed = m.groups()
+        if unit == "n":
+            return cls.from_size(method, scheme, int(n), part, int(seed))
+        return cls(method, scheme, int(n), part, int(seed))
+
+
+def budget_label(chunks, size=0) -> str:
+    """How tables and figures name a budget: 1/k, or the row count of grid.sizes."""
+    return f"{int(size)} rows" if size and size == size else f"1/{int(chunks)}"
 
 
 def part_count(n: int, k: int) -> int:
     """The rows every part of k takes from a group of n pool rows: ceil(n / k), the size of
     numpy.array_split's first chunk (the official code's hard part)."""
     return -(-n // k)
+
+
+def apportion(group_sizes, total: int) -> np.ndarray:
+    """The per-cluster rule scaled to a row count: each group's share n_c * total / n of the `total`
+    rows, floored, the rows left over going to the largest remainders (ties: the earlier group), so
+    the counts sum to `total` exactly (Hamilton's method)."""
+    sizes = np.asarray(group_sizes, dtype=np.int64)
+    counts, remainders = np.divmod(sizes * total, max(1, int(sizes.sum())))  # integers: ties are exact
+    left = int(total - counts.sum())
+    counts[np.argsort(-remainders, kind="stable")[:left]] += 1
+    return counts
 
 
 def part_rows(order: np.ndarray, count: int, part: str) -> np.ndarray:
@@ -161,6 +193,14 @@ def hardest_first_ranks(key: np.ndarray, ids, candidates: np.ndarray, groups: np
     for order in hardest_first(key, ids, candidates, groups).values():
         out[order] = np.arange(1, len(order) + 1)
     return out
+
+
+def hardest_rows(key, ids) -> np.ndarray:
+    """Positions of every row of a table, hardest first: hardest_first over one group of all rows (the
+    hardest p% of a score table in the transfer overlap and the trajectories figure)."""
+    n = len(key)
+    ones, one_group = np.ones(n, dtype=bool), np.zeros(n, dtype=int)
+    return hardest_first(np.asarray(key), ids, ones, one_group).get(0, np.array([], dtype=int))
 
 
 def largest_tie_share(values: np.ndarray) -> float:
@@ -220,10 +260,15 @@ def select(subset: Subset, ids, scores: pd.DataFrame | None, clusters: pd.DataFr
         kept = candidates & (np.nan_to_num(scores["ifd"].to_numpy(dtype=float), nan=np.inf) < 1)
         n_filtered, candidates = int(candidates.sum() - kept.sum()), kept
     k = subset.chunks
+    if subset.size > len(pool):
+        raise ValueError(f"{subset.name}: grid.sizes asks for {subset.size} rows, more than the {len(pool)} rows "
+                         f"of the selection's pool ({len(ids)} rows, {len(ids) - len(pool)} unscorable); "
+                         "lower it or use grid.fractions")
     cluster_of = np.asarray(clusters["cluster"]) if clusters is not None else np.zeros(len(ids), dtype=int)
     groups = cluster_of if subset.scheme == "cluster" else np.zeros(len(ids), dtype=int)
     if subset.method == "s2l":
-        budget = sum(part_count(int((cluster_of[pool] == g).sum()), k) for g in np.unique(cluster_of[pool]))
+        budget = subset.size or sum(part_count(int((cluster_of[pool] == g).sum()), k)
+                                    for g in np.unique(cluster_of[pool]))
         rows = np.flatnonzero(candidates)
         trajectories = log_trajectories(scores)
         picked = rows[trajectory_sample(trajectories[rows], budget, s2l_clusters, subset.seed)]
@@ -235,8 +280,9 @@ def select(subset: Subset, ids, scores: pd.DataFrame | None, clusters: pd.DataFr
             bad = ids[rows[~np.isfinite(key[rows])]].tolist()[:5]
             raise ValueError(f"{subset.method} is NaN or infinite for samples {bad}")
         chosen, orders = [], hardest_first(key, ids, candidates, groups)
-        for g in np.unique(groups[pool]):
-            count = part_count(int((groups[pool] == g).sum()), k)
+        labels, in_group = np.unique(groups[pool], return_counts=True)
+        counts = apportion(in_group, subset.size) if subset.size else [part_count(int(n), k) for n in in_group]
+        for g, count in zip(labels, counts):
             order = orders.get(g, np.array([], dtype=int))
             chosen.append(part_rows(order, min(count, len(order)), subset.part))
         picked = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
@@ -247,7 +293,7 @@ def select(subset: Subset, ids, scores: pd.DataFrame | None, clusters: pd.DataFr
         "method": subset.method,
         "scheme": subset.scheme,
         "chunks": k,
-        "fraction": round(subset.fraction, 6),
+        "fraction": round(subset.fraction, 6) if subset.chunks else None,
         "part": subset.part,
         "seed": subset.seed,
         "n_total": len(ids),
@@ -256,12 +302,14 @@ def select(subset: Subset, ids, scores: pd.DataFrame | None, clusters: pd.DataFr
         "n_filtered": n_filtered,
         "n_selected": len(picked),
         "realized_fraction": round(realized, 6),
-        "oversized": bool(realized > OVERSIZE_RATIO * subset.fraction),
+        "oversized": bool(subset.chunks and realized > OVERSIZE_RATIO * subset.fraction),
         "degenerate_scores": bool(tie_share > DEGENERATE_TIE_SHARE),
         "ids": ids[picked].tolist(),
         # the rows it could not pick (unscorable, filtered): what a random draw of the same counts would skip
         "left_out": ids[~candidates].tolist(),
     }
+    if subset.size:  # only count subsets carry the key: the share subsets' files stay as they were
+        out["size"] = subset.size
     if n_unscorable:
         log.warning("%s: %d unscorable samples left out of the ranking", subset.name, n_unscorable)
     if n_filtered:

@@ -3,6 +3,11 @@
 The Snakemake scripts in workflow_scripts/ only unpack `snakemake.*` and call these, so every stage
 can be run and tested without Snakemake. Outputs are written atomically or published at the end, so a
 failed stage leaves nothing behind.
+
+Longer than 400 lines on purpose: it is the one index from a rule to its code, a short function per
+stage (27, in the order of the workflow: data, models, proxy, selection, evaluation, judge, dumps), each
+handing its work to the module of its concern (data, training, losses, selection, evaluation, judge,
+dumps). Split by rule file it would only mirror rules/ without separating any concern.
 """
 
 import json
@@ -16,7 +21,7 @@ import pandas as pd
 
 from . import data, scoring, selection, synthetic
 from .fileio import parameter_count, read_jsonl, write_csv, write_json, write_jsonl
-from .tokenization import extraction_examples, training_examples  # the examples a job (or each rank) reads
+from .tokenized import extraction_examples, training_examples  # the examples a job (or each rank) reads
 
 # torch, transformers and scikit-learn are imported inside the stages that need them: light jobs
 # (select, score, ifd) then start in a fraction of a second, which matters over hundreds of jobs.
@@ -142,11 +147,11 @@ def _warm_up(model, tokenizer, warmup: dict, hp: dict, seed: int, max_length: in
 def tokenize(tokenizer_dir, rows_path, max_length: int, template: str, out_dir) -> None:
     """The training split encoded once for one tokenizer (encode_rows: ids, input_ids, labels,
     truncated), saved as a Hugging Face dataset folder that every training and extraction job reads."""
-    from . import models, tokenization
+    from . import models, tokenization, tokenized
 
     tokenizer = models.load_tokenizer(tokenizer_dir)
     examples = tokenization.encode_rows(read_jsonl(rows_path), tokenizer, max_length, template)
-    tokenization.save_examples(examples, out_dir)
+    tokenized.save_examples(examples, out_dir)
     log.info("%s: %d examples, %d tokens", out_dir, len(examples), sum(len(e["input_ids"]) for e in examples))
 
 
@@ -316,8 +321,8 @@ def select(subset_name: str, rows_path, scores_csv, clusters_csv, out_json, opti
     clusters = pd.read_csv(clusters_csv) if clusters_csv else None
     pool = pd.read_csv(pool_csv) if pool_csv else None
     chosen = selection.select(subset, ids, scores, clusters, pool_scores=pool, **(options or {}))
-    log.info("%s: %d of %d rows (%.3f, nominal %.3f)", subset_name, chosen["n_selected"], chosen["n_total"],
-             chosen["realized_fraction"], chosen["fraction"])
+    log.info("%s: %d of %d rows (%.3f, nominal %s)", subset_name, chosen["n_selected"], chosen["n_total"],
+             chosen["realized_fraction"], subset.budget)
     write_json(out_json, chosen)
 
 
@@ -401,27 +406,6 @@ def prepare_eval_set(spec: dict, out_jsonl) -> None:
     from .responses import load_eval_set
 
     write_jsonl(out_jsonl, load_eval_set(spec))
-
-
-def responses(rows_path, generator: str, out_json, pred_csv=None, model_dir=None, cfg=None, template="alpaca") -> None:
-    """The model's responses in AlpacaEval's format: taken from evaluate's greedy generations when they
-    exist for these rows, otherwise generated here (batched, greedy, cfg['max_new_tokens'], prompts cut
-    to fit the model's context as evaluation.greedy_generate does)."""
-    from .responses import alpaca_eval_records
-
-    rows = read_jsonl(rows_path)
-    if pred_csv:
-        pred = pd.read_csv(pred_csv, keep_default_na=False)
-        if pred["id"].tolist() != [r["id"] for r in rows]:
-            raise ValueError(f"{pred_csv} and {rows_path} list different prompts")
-        outputs = pred["generation"].astype(str).tolist()
-    else:
-        from . import evaluation, models
-
-        model, tokenizer = models.load_model(model_dir, dtype=evaluation.weights_dtype(cfg))
-        outputs = evaluation.greedy_generate(model, tokenizer, rows, cfg["batch_size"], cfg["max_new_tokens"], template)
-    log.info("%s: %d responses", generator, len(outputs))
-    write_json(out_json, alpaca_eval_records(rows, outputs, generator))
 
 
 def judge(responses_json, reference_json, cfg: dict, cache_path, out_json, out_csv) -> None:

@@ -385,15 +385,20 @@ def schemes(grid: dict, method: str) -> list[str]:
     return ["global"] if method == "s2l" else list(grid["schemes"])
 
 
+def budgets(grid: dict) -> list[tuple[int, int]]:
+    """(chunks, size) of every budget: a share 1/k of grid.fractions, or a row count of grid.sizes."""
+    return [(chunks_for(f), 0) for f in grid["fractions"]] + [(0, n) for n in grid.get("sizes", [])]
+
+
 def subsets(grid: dict) -> list[tuple[str, str]]:
     """Every (selector, subset name) of the grid. Names say what determines the rows, so a fraction
     and a third that select the same rows are one."""
     out = set()
-    for method, fraction, seed in product(grid["methods"], grid["fractions"], grid["seeds"]):
+    for method, (chunks, size), seed in product(grid["methods"], budgets(grid), grid["seeds"]):
         # random has no easy end: its other parts would be more random draws of the same size
         parts = ["hard"] if method == "random" else grid.get("parts", ["hard"])
         for scheme, selector, part in product(schemes(grid, method), selectors(grid, method), parts):
-            out.add((selector, Subset.from_fraction(method, scheme, fraction, part, seed).name))
+            out.add((selector, Subset(method, scheme, chunks, part, seed, size).name))
     for method, scheme, part, seed in product(grid["thirds"], grid["schemes"], PARTS, grid["seeds"]):
         out.update((sel, Subset(method, scheme, 3, part, seed).name) for sel in selectors(grid, method))
     return sorted(out)
@@ -433,7 +438,7 @@ def figures(config: dict, dataset: str) -> list[str]:
     proxy, the gain over random both lp1 and random, the composition a generated dataset (the only kind
     with known difficulty levels), the judged figures a judge."""
     grid = config["grid"]
-    ks = {chunks_for(f) for f in grid["fractions"]}
+    ks = {chunks_for(f) for f in grid["fractions"]} | {f"n{n}" for n in grid.get("sizes", [])}
     methods, parts = set(grid["methods"]), set(grid.get("parts", ["hard"]))
     trained = proxy_epochs(config) >= 1
     several = len(scoring_models(grid)) >= 2
@@ -447,6 +452,8 @@ def figures(config: dict, dataset: str) -> list[str]:
         "compute_cost": True,
         "fraction_to_parity": len(ks) >= 2,
         "thirds": bool(grid["thirds"]) or (3 in ks and parts >= set(PARTS)),
+        # total compute (selection and fine-tune) against the random frontier
+        "worth": True,
         "method_comparison": len(methods) >= 2,
         "same_size": True,
         "transfer": several,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .aggregate import METRIC_RANGES, t_critical
+from .aggregate import METRIC_RANGES, t_critical, with_size
+from .selection import budget_label
 from .figures import headline_win_rate
 
 # task metrics shown beside the win rate, where a study has them
@@ -131,9 +132,10 @@ def dataset_section(name: str, tables: dict, score_paths: dict, judge: dict | No
               "those rows / all rows.", ""]
     if judge and metric == "judge_win_rate":
         lines += judge_lines(judge)
-    order = seeds.sort_values(["target", "method", "selector", "part", "chunks"], key=lambda c: c.astype(str))
+    seeds = with_size(seeds)
+    order = seeds.sort_values(["target", "method", "selector", "part", "chunks", "size"], key=lambda c: c.astype(str))
     rows = [(r["target"], r["display"] if r["selector"] == "none" else f"{r['display']} ({r['selector']})",
-             r["part"], "" if r["method"] in ("full", "base") else f"1/{int(r['chunks'])}", _rows(r.get("n_selected")),
+             r["part"], "" if r["method"] in ("full", "base") else budget_label(r["chunks"], r["size"]), _rows(r.get("n_selected")),
              f"{r['realized_fraction']:.3f}", *(_value(r, c) for c in columns)) for _, r in order.iterrows()]
     table = _table(("target", "model", "part", "nominal", "rows", "realized", *columns), rows) + [""]
     lines += table + clip_note(table, n_seeds)
@@ -145,6 +147,8 @@ def dataset_section(name: str, tables: dict, score_paths: dict, judge: dict | No
     lines += method_section(seeds, metric, next(iter(score_paths)), n_seeds)
     if "paired" in tables:
         lines += paired_section(pd.read_csv(tables["paired"]), [metric] + columns[1:])
+    if "worth" in tables:
+        lines += worth_section(pd.read_csv(tables["worth"]), metric)
     if "transfer" in tables:
         lines += transfer_section(pd.read_csv(tables["transfer"]))
     if "robustness" in tables:
@@ -166,13 +170,14 @@ def method_section(seeds: pd.DataFrame, metric: str, proxy: str, n_seeds: int) -
     if hard.empty:
         return []
     hard = hard.assign(label=[d if sel == "none" else f"{d} ({sel})" for d, sel in zip(hard["display"], hard["selector"])])
-    columns = sorted({(t, int(k)) for t, k in zip(hard["target"], hard["chunks"])})
+    hard = with_size(hard)
+    columns = sorted({(t, int(k), int(n)) for t, k, n in zip(hard["target"], hard["chunks"], hard["size"])})
     rows = []
     for label, g in hard.groupby("label", sort=True):
-        cells = {(r["target"], int(r["chunks"])): f"{_value(r, metric)} at {_rows(r.get('n_selected'))} rows "
+        cells = {(r["target"], int(r["chunks"]), int(r["size"])): f"{_value(r, metric)} at {_rows(r.get('n_selected'))} rows "
                  f"({r['realized_fraction']:.2f})" for _, r in g.iterrows()}
         rows.append((label, *(cells.get(c, "") for c in columns)))
-    table = _table(("method", *(f"{t}, 1/{k}" for t, k in columns)), rows) + [""]
+    table = _table(("method", *(f"{t}, {budget_label(k, n)}" for t, k, n in columns)), rows) + [""]
     return [f"Selection methods at the same budget ({metric} of each hard subset vs the full-data model, "
             f"{'mean [95% interval] over ' + str(n_seeds) + ' seeds' if n_seeds > 1 else 'one seed'}, "
             "at its realized size; clust_rand / random is the random baseline of the first proxy's budget):",
@@ -185,10 +190,10 @@ def paired_section(paired: pd.DataFrame, metrics: list[str]) -> list[str]:
     paired = paired[paired["metric"].isin(metrics)]
     if paired.empty:
         return []
-    paired = paired.assign(part=paired["part"].fillna(""))
+    paired = with_size(paired.assign(part=paired["part"].fillna("")))
     rows = []
-    for key, g in paired.groupby(["target", "selector", "display", "part", "chunks"], sort=True):
-        target, selector, display, part, chunks = key
+    for key, g in paired.groupby(["target", "selector", "display", "part", "chunks", "size"], sort=True):
+        target, selector, display, part, chunks, size = key
         by_metric = g.set_index("metric")
         cells = []
         for m in metrics:
@@ -197,7 +202,7 @@ def paired_section(paired: pd.DataFrame, metrics: list[str]) -> list[str]:
                 continue
             r = by_metric.loc[m]
             cells.append(_interval(r["mean_diff"], r["diff_lo"], r["diff_hi"], r["range_lo"], r["range_hi"]))
-        rows.append((target, display if selector == "none" else f"{display} ({selector})", part, f"1/{int(chunks)}",
+        rows.append((target, display if selector == "none" else f"{display} ({selector})", part, budget_label(chunks, size),
                      g["baseline"].iloc[0], int(g["n_seeds"].max()), *cells))
     n_seeds = int(paired["n_seeds"].max())
     table = _table(("target", "model", "part", "nominal", "baseline", "seeds", *metrics), rows) + [""]
@@ -207,14 +212,70 @@ def paired_section(paired: pd.DataFrame, metrics: list[str]) -> list[str]:
             "is worse):", ""] + table + clip_note(table, n_seeds)
 
 
+def _verdict(diff, lo, hi) -> str:
+    """Where a selection lies against the random frontier, and whether its interval says so."""
+    side = "above" if diff > 0 else "below"
+    if pd.isna(lo):
+        return f"{side} (one seed)"
+    return side if lo > 0 or hi < 0 else f"{side} (interval includes 0)"
+
+
+def _against(r) -> str:
+    """`<verdict-side> the random frontier by <mean [lo, hi]>` with the verdict's qualifier after it."""
+    verdict = _verdict(r["diff"], r["diff_lo"], r["diff_hi"])
+    side, _, note = verdict.partition(" (")
+    note = f" ({note}" if note else ""
+    return f"{side} the random frontier by {_interval(r['diff'], r['diff_lo'], r['diff_hi'], -1, 1)}{note}"
+
+
+def worth_section(worth: pd.DataFrame, metric: str) -> list[str]:
+    """Per selection (lpselect/worth.py): its total compute relative to the full-data fine-tune, charged
+    in full and amortised, and its `metric` minus the random frontier there, mean [95% interval over
+    seeds], with a verdict; a note where a target's frontier has random subsets at one size only."""
+    worth = worth[worth["metric"] == metric]
+    if worth.empty:
+        return []
+    worth = worth.assign(part=worth["part"].fillna(""))
+    lines = [f"Worth its cost (tables/worth.csv, figure worth): each selection's {metric} minus the random "
+             "frontier at its own total compute (the proxy epochs and scoring passes its method reads plus the "
+             "target's fine-tune, relative to the full-data fine-tune; the frontier joins the base model at 0, "
+             "the random subsets and the full data at 1.0), mean [95% interval over seeds]; charged in full = "
+             "the whole proxy cost on this target, amortised = shared by the targets the proxy serves:", ""]
+    rows, sentences = [], []
+    for key, g in worth.groupby(["target", "selector", "display", "part", "chunks", "size"], sort=True):
+        target, selector, display, part, chunks, size = key
+        model = display if selector == "none" else f"{display} ({selector})"
+        by = g.set_index("charge")
+        cells = []
+        for charge in ("full", "amortised"):
+            r = by.loc[charge]
+            cells += [f"{r['compute_vs_full']:.3g}x", _interval(r["diff"], r["diff_lo"], r["diff_hi"], -1, 1),
+                      _verdict(r["diff"], r["diff_lo"], r["diff_hi"])]
+        rows.append((target, model, part, budget_label(chunks, size), *cells))
+        r, a = by.loc["full"], by.loc["amortised"]
+        sentences.append(f"- {model} {part} {budget_label(chunks, size)} on {target}: at {r['compute_vs_full']:.3g}x "
+                         f"the full-data compute it lies {_against(r)}; with the proxy amortised "
+                         f"({a['compute_vs_full']:.3g}x), {_against(a)}.")
+    table = _table(("target", "model", "part", "budget", "compute, in full", "vs frontier", "verdict",
+                    "compute, amortised", "vs frontier", "verdict"), rows) + [""]
+    lines += table + sentences + [""] + clip_note(table, int(worth["n_seeds"].max()))
+    for target, n in worth.groupby("target")["random_sizes"].max().items():
+        if n < 2:
+            lines += [f"The random frontier of {target} has random subsets at {n} size{'s' if n != 1 else ''} only "
+                      "(beside the base model and the full data): it needs more sizes to say where a selection "
+                      "stands between them; add them with grid.sizes (row counts) or grid.fractions, with random in "
+                      "grid.methods.", ""]
+    return lines
+
+
 def transfer_section(transfer: pd.DataFrame) -> list[str]:
     """Per method, part and pair of proxies: Kendall tau, the sizes and the overlap of their selections
     per share (mean over seeds), each part on its own row."""
     if transfer.empty:
         return []
-    g = transfer.groupby(["display", "part", "model_a", "model_b", "chunks"], sort=True)[
+    g = with_size(transfer).groupby(["display", "part", "model_a", "model_b", "chunks", "size"], sort=True)[
         ["kendall_tau", "n_a", "n_b", "overlap", "chance_overlap"]].mean().reset_index()
-    rows = [(r.display, r.part, r.model_a, r.model_b, f"1/{r.chunks}", f"{_rows(r.n_a)} / {_rows(r.n_b)}",
+    rows = [(r.display, r.part, r.model_a, r.model_b, budget_label(r.chunks, r.size), f"{_rows(r.n_a)} / {_rows(r.n_b)}",
              "" if pd.isna(r.kendall_tau) else f"{r.kendall_tau:.3f}", f"{r.overlap:.3f}", f"{r.chance_overlap:.3f}")
             for r in g.itertuples()]
     return ["Transfer diagnostic (`snakemake diagnostic`, no fine-tune): agreement of two models' selections "

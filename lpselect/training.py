@@ -278,7 +278,7 @@ PACKAGE = Path(__file__).resolve().parent
 # the modules whose code makes a training or loss-extraction job's result; code_version adds the lpselect
 # modules they import at module level. Not stages: it imports selection, scoring and the rest, so an edit
 # to those (or to the judge's stage) would discard every in-progress fine-tune's state
-CODE_ROOTS = ("training", "losses", "models", "tokenization", "distributed", "prompts")
+CODE_ROOTS = ("training", "losses", "models", "tokenization", "tokenized", "distributed", "prompts")
 
 
 def _module_imports(path: Path) -> set[str]:

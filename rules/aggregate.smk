@@ -69,6 +69,7 @@ rule summary:
             "results/tables/{dataset}/robustness.csv",
             dataset=DATASETS if len(RECIPES) >= 2 else [],
         ),
+        worth=expand("results/tables/{dataset}/worth.csv", dataset=DATASETS),
         # one table per proxy: the first seed's run
         scores=[
             path

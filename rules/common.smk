@@ -1,3 +1,6 @@
+# What the files of rules/ share: the config (validated), the grid, wildcard constraints, resources and the
+# input functions of the study's rules. Just over 400 lines: the input functions read one another and the
+# grid, so they stay together; the export's are in common_export.smk.
 import re
 import sys
 from pathlib import Path
@@ -55,6 +58,8 @@ else:
         "rank_correlation",
         "compute",
         "model_sizes",
+        # every selection against the random frontier at its own total compute (lpselect/worth.py)
+        "worth",
     ]
     FIGURE_TABLES = {
         "metric_vs_fraction": ["metrics"],
@@ -69,6 +74,7 @@ else:
         "same_size": ["metrics"],
         "transfer": ["transfer"],
         "robustness": ["robustness"],
+        "worth": ["metrics", "compute"],
     }
     # proxy recipes (models.<name>.from): {model: base, settings, seed} for the robustness table
     RECIPES = study.recipes(config)
@@ -206,7 +212,7 @@ def final_outputs():
         outputs.append("results/dumps-summary.md")
     else:
         outputs += ["results/summary.md"] + diagnostic_outputs()
-        outputs += export_outputs()
+        outputs += export_outputs()  # rules/common_export.smk
         outputs += [
             f"results/responses/{d}/{e}/{t}/{sel}/{sub}.json"
             for d in DATASETS
@@ -433,68 +439,3 @@ def aggregate_inputs(wildcards):
             for e, t, sel, sub in judged_models()
         ],
     }
-
-
-# --- the result as data: exported subsets and what each proxy picked (rules/export.smk) ---------------
-
-INSPECTED_METHODS = ("lp1", "lp_app", "ppl0", "ifd")
-
-
-def export_inputs(wildcards):
-    """What a subset's export reads: the subset, its rows and scores, and the clusters (always: the
-    export names every row's cluster)."""
-    inputs = subset_inputs(wildcards)
-    inputs["clusters"] = f"results/clusters/{wildcards.dataset}.csv"
-    inputs["subset"] = (
-        f"results/subsets/{wildcards.dataset}/{wildcards.selector}/{wildcards.subset}.json"
-    )
-    return inputs
-
-
-def inspected_methods():
-    """The grid's methods that rank rows by a proxy's score (the inspection's tables)."""
-    return [m for m in INSPECTED_METHODS if m in GRID["methods"] + GRID["thirds"]]
-
-
-def inspect_inputs(wildcards):
-    """A proxy's scores and picks; with grid.proxy_seeds, those of its first seed's run."""
-    d, proxy = wildcards.dataset, wildcards.selector
-    run = study.proxy_run(config, GRID["seeds"][0])
-    return {
-        "rows": f"results/datasets/{d}/train.jsonl",
-        "scores": f"results/scores/{d}/{proxy}{run}.csv",
-        "ifd": (
-            [f"results/ifd/{d}/{proxy}{run}.csv"] if "ifd" in GRID["methods"] else []
-        ),
-        "clusters": f"results/clusters/{d}.csv",
-        "subsets": [
-            f"results/subsets/{d}/{sel}/{sub}.json"
-            for sel, sub in study.subsets(GRID)
-            if sel == proxy and (not run or Subset.parse(sub).seed == GRID["seeds"][0])
-        ],
-        # the scored tokens per round: what drives a conversation's score
-        "tokenized": f"results/tokenized/{d}/{tokenizer_name(proxy)}",
-    }
-
-
-def export_outputs():
-    """Every subset exported (JSONL; parquet too for a parquet input) and every proxy's picks
-    inspected: what `snakemake select_only` makes, without fine-tuning anything."""
-    outputs = []
-    for d in DATASETS:
-        spec = config["datasets"][d]
-        exts = ["jsonl"] + (
-            ["parquet"] if str(spec.get("path", "")).endswith(".parquet") else []
-        )
-        outputs += [
-            f"results/export/{d}/{sel}/{sub}.{ext}"
-            for sel, sub in study.subsets(GRID)
-            for ext in exts
-        ]
-        if inspected_methods():
-            outputs += expand(
-                "results/inspect/{dataset}/{proxy}.md",
-                dataset=d,
-                proxy=GRID["proxies"],
-            )
-    return outputs

@@ -1,7 +1,7 @@
 # The result as data: every subset's rows in the input's own format with id, score, cluster and rank
 # columns (results/export/), and per proxy a table of the hardest and easiest rows it found and what
 # each cluster lost (results/inspect/). `snakemake --cores 2 select_only` makes them without training
-# any target.
+# any target. Their input functions: rules/common_export.smk.
 localrules:
     export_subset,
     export_parquet,

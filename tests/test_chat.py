@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lpselect import evaluation, models, synthetic, tokenization
+from lpselect import evaluation, models, synthetic, tokenized
 from lpselect.chat_example import chat_rows
 from lpselect.data import DatasetError, EmptyFieldError, load_local_rows
 from lpselect.prompts import ChatTemplateError
@@ -266,7 +266,7 @@ def test_the_tokenize_job_keeps_going_over_long_conversations(tmp_path, chatml, 
     """The tokenize stage on a 40-round conversation and a single round whose system prompt alone is over
     64 tokens: the job succeeds, the first is cut to its last rounds, the second is unscorable (no labels,
     NaN loss) and counted in the log."""
-    from lpselect import stages, tokenization
+    from lpselect import stages, tokenized
     from lpselect.fileio import write_jsonl
     from lpselect.losses import per_sample_losses
 
@@ -274,7 +274,7 @@ def test_the_tokenize_job_keeps_going_over_long_conversations(tmp_path, chatml, 
     chatml.save_pretrained(tmp_path / "tok")
     with caplog.at_level(logging.INFO, logger="lpselect"):
         stages.tokenize(tmp_path / "tok", tmp_path / "rows.jsonl", 64, "chat", tmp_path / "out")
-    cut, unscorable = tokenization.load_examples(tmp_path / "out")
+    cut, unscorable = tokenized.load_examples(tmp_path / "out")
     assert cut["truncated"] and len(cut["round_tokens"]) == 1 and sum(cut["round_tokens"]) > 0
     assert unscorable["truncated"] and unscorable["round_tokens"] == [] and set(unscorable["labels"]) == {IGNORE_INDEX}
     assert "2 of 2 rows truncated to 64 tokens" in caplog.text and "1 left without a response token" in caplog.text
@@ -428,7 +428,7 @@ def test_the_inspection_shows_the_round_that_drives_a_conversations_score(tmp_pa
     write_jsonl(tmp_path / "train.jsonl", rows)
     chatml.save_pretrained(tmp_path / "tok")
     stages.tokenize(tmp_path / "tok", tmp_path / "train.jsonl", 1024, "chat", tmp_path / "tokenized")
-    per_round = tokenization.round_tokens(tmp_path / "tokenized")
+    per_round = tokenized.round_tokens(tmp_path / "tokenized")
     first, _, cut = (per_round[r["id"]] for r in rows)
     assert len(first) == 2 and first[0] > 10 * first[1] and len(cut) < 40
     prompt, response = main_round(rows[0], first)

@@ -147,7 +147,7 @@ def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
     # job (1,484, one model load each); one judge job per model compared with its full-data model (1,470)
     # for the five named sets; one compare job per (dataset, target)
     for rule, n in (("prepare_eval_set", 5), ("evaluate", 1484), ("judge", 1470), ("compare", 14), ("leak_check", 2),
-                   ("total", 4972)):
+                   ("total", 4974)):  # 4,972 + the worth figure of each of the 2 datasets
         assert re.search(rf"^{rule}\s+{n}$", proc.stdout, re.M), rule
     assert not re.search(r"^responses\s", proc.stdout, re.M)
     calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from lpselect import models, stages, synthetic, tokenization
+from lpselect import models, stages, synthetic, tokenized
 from lpselect.fileio import write_jsonl
 
 HP = {"epochs": 2, "learning_rate": 3e-3, "lr_scheduler": "cosine", "warmup_ratio": 0.03, "weight_decay": 0.0,
@@ -71,7 +71,7 @@ def test_two_rank_response_only_extraction_equals_one_process(base):
 
 def test_two_rank_data_parallel_training_publishes_every_epoch(base):
     outputs = {1: base / "proxy/epoch-1", 2: base / "proxy/epoch-2"}
-    ids = [e["id"] for e in tokenization.training_examples(base / "tokenized")][::2]  # a subset: the ranks select it
+    ids = [e["id"] for e in tokenized.training_examples(base / "tokenized")][::2]  # a subset: the ranks select it
     (base / "subset.json").write_text(json.dumps({"ids": ids}))
     stages.train_model(base / "base", base / "tokenized", base / "subset.json", HP, 42, outputs, base / "state",
                        base / "train.json", processes=2)

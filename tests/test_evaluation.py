@@ -38,21 +38,6 @@ def test_named_eval_set_from_local_files(tmp_path):
         load_eval_set({"name": "bad", "path": str(path)})
 
 
-def test_responses_from_predictions_and_from_the_model(tmp_path, tiny_model, tiny_tokenizer):
-    rows = [{"id": f"r{i}", "instruction": f"Add {i} and 1", "input": "", "output": str(i + 1)} for i in range(3)]
-    write_jsonl(tmp_path / "rows.jsonl", rows)
-    pd.DataFrame({"id": ["r0", "r1", "r2"], "generation": ["1", "2", "NA"]}).to_csv(tmp_path / "p.csv", index=False)
-    stages.responses(tmp_path / "rows.jsonl", "t/none/full", tmp_path / "a.json", pred_csv=tmp_path / "p.csv")
-    out = json.loads((tmp_path / "a.json").read_text())
-    assert [r["output"] for r in out] == ["1", "2", "NA"] and out[0]["generator"] == "t/none/full"
-
-    models.save_model(tiny_model, tiny_tokenizer, tmp_path / "model")
-    cfg = {"batch_size": 2, "max_new_tokens": 3}
-    stages.responses(tmp_path / "rows.jsonl", "t/none/base", tmp_path / "b.json", model_dir=tmp_path / "model", cfg=cfg)
-    out = json.loads((tmp_path / "b.json").read_text())
-    assert len(out) == 3 and all(isinstance(r["output"], str) for r in out)
-
-
 def test_rouge_l_in_the_metrics(tmp_path):
     assert metrics.rouge_l(["the cat sat", "", "42"], ["the cat sat", "x", "42"]) == [1.0, 0.0, 1.0]
     pred = pd.DataFrame({"id": ["a", "b"], "loss": [1.0, 2.0], "n_tokens": [2, 2], "generation": ["one two", "x"],
@@ -177,12 +162,15 @@ def test_long_prompts_are_cut_to_fit_the_models_context(tmp_path, tiny_tokenizer
     assert prompt.startswith("Below is an instruction that describes a task") and prompt.endswith("### Response:")
     assert long_input.startswith(prompt.split("### Input:\n")[1].removesuffix("\n\n### Response:"))
 
-    # the responses stage goes the same way (from a saved folder)
+    # evaluate's answers to an evaluation set go the same way (from a saved folder)
     models.save_model(model, tiny_tokenizer, tmp_path / "opt")
     write_jsonl(tmp_path / "rows.jsonl", rows)
-    cfg = {"batch_size": 2, "max_new_tokens": 16}
-    stages.responses(tmp_path / "rows.jsonl", "opt/none/base", tmp_path / "r.json", model_dir=tmp_path / "opt", cfg=cfg)
-    assert len(json.loads((tmp_path / "r.json").read_text())) == 2
+    cfg = {"batch_size": 2, "generate": False, "max_new_tokens": 16}
+    stages.evaluate(tmp_path / "opt", tmp_path / "rows.jsonl", cfg, 128, "alpaca", tmp_path / "p.csv",
+                    tmp_path / "m.json", responses={"long": (tmp_path / "rows.jsonl", tmp_path / "r.json")},
+                    generator="opt/none/base")
+    answers = json.loads((tmp_path / "r.json").read_text())
+    assert len(answers) == 2 and all(isinstance(r["output"], str) for r in answers)
 
 
 def test_held_out_rows_without_a_response_token_are_counted_not_averaged(tmp_path):
@@ -255,6 +243,7 @@ def test_one_evaluate_job_answers_every_evaluation_set_with_one_model_load(tmp_p
     answers = {name: json.loads(path.read_text()) for name, path in out.items()}
     assert [r["instruction"] for r in answers["vicuna"]] == [f"Name {i} colors" for i in range(5)]
     assert len(answers["heldout"]) == 3 and {r["generator"] for r in answers["vicuna"]} == {"t/m/s"}
+    assert all(isinstance(r["output"], str) for rows_ in answers.values() for r in rows_)
     # generated here (evaluation.generate is off): the held-out rows too; the ledger counts every set's decoding
     entry = json.loads((tmp_path / "ledger.json").read_text())
     assert 2 + 3 <= entry["decode_steps"] <= (2 + 3) * 3 and entry["decode_tokens"] <= (3 + 5) * 3

@@ -230,7 +230,7 @@ def test_a_sources_own_ids_are_kept_apart_from_the_workflows(tmp_path, tiny_toke
     """Alpaca rows with int and repeated ids: the workflow's ids stay {prefix}-{row}, the source's is kept
     as source_id (repeats counted), the rows tokenize and load for a fine-tune, and the export writes the
     source's id back as it was."""
-    from lpselect.tokenization import training_examples
+    from lpselect.tokenized import training_examples
 
     source = [{"id": 1, "instruction": f"Question {i}?", "input": "", "output": f"Answer {i}."} for i in range(3)]
     source += [{"id": 7, "instruction": "Seven?", "output": "Yes."}, {"instruction": "No id?", "output": "None."},

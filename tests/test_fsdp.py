@@ -69,7 +69,7 @@ def base(tmp_path_factory):
 def unsharded(root, kind):
     """The reference: one process, the same global batch (2 micro-batches of 2), the response-only loss."""
     model, tokenizer = models.load_model(root / kind, device="cpu")
-    from lpselect.tokenization import training_examples
+    from lpselect.tokenized import training_examples
 
     training.train(model, tokenizer, training_examples(root / f"{kind}.tokenized"), HP, root / f"{kind}.single",
                    42, epochs_to_keep=[1, 2])

@@ -9,7 +9,8 @@ import torch
 
 from lpselect import data, losses, models, stages
 from lpselect.fileio import write_jsonl
-from lpselect.tokenization import IGNORE_INDEX, encode_rows, load_examples, response_only
+from lpselect.tokenization import IGNORE_INDEX, encode_rows, response_only
+from lpselect.tokenized import load_examples
 
 from conftest import SHARED
 

@@ -1,4 +1,4 @@
-"""The cost plan (lpselect/plan.py): formulas on hand-made jobs, and the plan of real dry runs."""
+"""The cost plan (lpselect/plan/): formulas on hand-made jobs, and the plan of real dry runs."""
 
 import json
 import os
@@ -159,7 +159,7 @@ def test_padding_factor_of_random_and_length_grouped_batches():
 
 
 def test_padding_factor_comes_from_the_plan_or_the_tokenized_rows(tmp_path):
-    from lpselect import tokenization
+    from lpselect import tokenized
 
     config = hub_config(rows={"alpaca": 1500})
     config["plan"]["padding_factor"] = {"alpaca": 1.4}  # padded batches' factor: flattened ones compute none
@@ -171,7 +171,7 @@ def test_padding_factor_comes_from_the_plan_or_the_tokenized_rows(tmp_path):
     assert got.padding["alpaca"] == 1.0 and "plan.padding_factor sets it" in " ".join(got.notes)
     examples = [{"id": str(i), "input_ids": [1] * n, "labels": [1] * n, "truncated": False}
                 for i, n in enumerate([10, 100] * 20)]
-    tokenization.save_examples(examples, tmp_path / "tokenized/alpaca/small")
+    tokenized.save_examples(examples, tmp_path / "tokenized/alpaca/small")
     got = plan.dataset_sizes(config, plan.settings(config), tmp_path)
     lengths = [10, 100] * 20
     assert got.padding["alpaca"] == pytest.approx(plan.padding_factor(lengths, config["training"]["batch_size"]))
@@ -411,6 +411,9 @@ def test_default_plan_counts_match_snakemakes_dry_run(clone):
     assert rules["train_proxy"]["flops"] > 0 and rules["extract_losses"]["flops"] > 0
     assert rules["finetune_target"]["flops"] > 0 and rules["evaluate"]["flops"] > 0
     assert "predict" not in rules and "responses" not in rules  # evaluate writes them: its generations are them
+    # the report lists rules in the workflow's order, whatever order the dry run printed the jobs in
+    assert list(plan.per_rule(got.costs[::-1])) == list(rules)
+    assert list(rules)[:2] == ["prepare_dataset", "build_tokenizer"]
     assert got.disk["existing"] == 0 and 0 < got.disk["temporary"] < got.disk["kept"]
     report = plan.render(got)
     assert "| **total** | **" + f"{sum(expected.values()):,}" in report

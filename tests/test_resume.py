@@ -155,7 +155,7 @@ def test_the_code_version_covers_the_training_modules_and_what_they_import(tmp_p
     package = tmp_path / "lpselect"
     shutil.copytree(training.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
     before = training.code_version(package)
-    assert {"training", "losses", "tokenization", "prompts", "models", "distributed"} <= set(before)
+    assert {"training", "losses", "tokenization", "tokenized", "prompts", "models", "distributed"} <= set(before)
     # tables, figures, the selection and the judge: no restart
     assert not {"figures", "summary", "aggregate", "plan", "stages", "selection", "scoring", "judge"} & set(before)
     with open(package / "prompts.py", "a") as f:  # imported by tokenization, imported by losses
@@ -214,7 +214,7 @@ def test_no_resume_checkpoint_is_written_after_the_last_kept_epoch(small):
     """The last epoch's folder is the job's result (publish moves it); a Trainer checkpoint of it
     would be written (a 13B one is ~156 GB) only to be thrown away."""
     from lpselect import training
-    from lpselect.tokenization import training_examples
+    from lpselect.tokenized import training_examples
 
     model, tokenizer = models.load_model(small / "base", device="cpu")
     training.train(model, tokenizer, training_examples(small / "rows.tokenized"), SMALL_HP | {"epochs": 2},
@@ -228,7 +228,7 @@ def test_a_checkpoint_cut_by_a_kill_is_removed_and_the_complete_one_before_it_re
     with truncated files: the rerun resumes from checkpoint-6 (the last complete one), removes
     checkpoint-12 and ends where an uninterrupted run ends."""
     from lpselect import training
-    from lpselect.tokenization import training_examples
+    from lpselect.tokenized import training_examples
 
     examples, hp = training_examples(small / "rows.tokenized"), SMALL_HP | {"epochs": 3}
 

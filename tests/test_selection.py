@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from lpselect import aggregate, stages, study
+from lpselect import aggregate, selection, stages, study
 from lpselect.fileio import write_jsonl
 from lpselect.selection import Subset, select
 
@@ -229,3 +229,68 @@ def test_every_table_of_trained_models_carries_the_realized_size(tmp_path):
     assert table["n_selected"].tolist() == [6, 6, 10, 0]
     seeds = aggregate.over_seeds(table.reset_index(), ["heldout_ppl"]).set_index("part")
     assert seeds.loc["easy", "n_selected"] == 6
+
+
+def test_a_row_count_selects_exactly_that_many_rows_by_the_per_cluster_rule():
+    """grid.sizes: N rows, each cluster its share n_c x N / n (largest remainders); 5 of 7 + 3 rows is
+    3.5 + 1.5: the tied remainder goes to the earlier cluster, 4 + 1."""
+    hard = select(Subset.from_size("lp1", "cluster", 5, "hard", 0), IDS, scores(), CLUSTER_TABLE)
+    assert hard["subset"] == "lp1_cluster_n5_hard_seed0" and hard["n_selected"] == 5 and hard["size"] == 5
+    assert hard["ids"] == ["s01", "s02", "s03", "s05", "s08"]  # the 4 hardest of cluster 0, the hardest of 1
+    easy = select(Subset.from_size("lp1", "cluster", 5, "easy", 0), IDS, scores(), CLUSTER_TABLE)
+    assert easy["ids"] == ["s00", "s02", "s04", "s06", "s07"] and easy["fraction"] is None
+    for n in range(1, 11):  # every count, every method: exactly n rows
+        assert select(Subset.from_size("random", "cluster", n, "hard", 3), IDS, None, CLUSTER_TABLE)["n_selected"] == n
+        assert select(Subset.from_size("lp1", "global", n, "hard", 0), IDS, scores(), None)["n_selected"] == n
+    assert selection.apportion([700, 200, 100], 10).tolist() == [7, 2, 1]
+    assert selection.apportion([7, 3], 5).tolist() == [4, 1] and selection.apportion([6, 3, 1], 4).tolist() == [3, 1, 0]
+    s = Subset.from_size("lp1", "cluster", 1000, "hard", 42)
+    assert s.name == "lp1_cluster_n1000_hard_seed42" and Subset.parse(s.name) == s and s.budget == "1000 rows"
+    assert Subset("lp1", "cluster", 2, "hard", 42).name == "lp1_cluster_k2_hard_seed42"  # shares keep their names
+
+
+def test_a_row_count_above_the_pool_is_refused_naming_grid_sizes():
+    table = scores().assign(scorable=[True] * 8 + [False] * 2)
+    with pytest.raises(ValueError, match=r"lp1_cluster_n9_hard_seed0: grid.sizes asks for 9 rows, more than the 8"):
+        select(Subset.from_size("lp1", "cluster", 9, "hard", 0), IDS, table, CLUSTER_TABLE)
+    assert select(Subset.from_size("lp1", "cluster", 8, "hard", 0), IDS, table, CLUSTER_TABLE)["n_selected"] == 8
+
+
+def test_grid_sizes_add_subsets_named_by_the_count_beside_the_fractions():
+    grid = {"methods": ["lp1", "random"], "schemes": ["cluster"], "fractions": [0.5], "sizes": [3, 1000],
+            "seeds": [1], "thirds": [], "proxies": ["p"], "references": ["full"]}
+    assert study.subsets(grid) == [("none", "random_cluster_k2_hard_seed1"), ("none", "random_cluster_n1000_hard_seed1"),
+                                   ("none", "random_cluster_n3_hard_seed1"), ("p", "lp1_cluster_k2_hard_seed1"),
+                                   ("p", "lp1_cluster_n1000_hard_seed1"), ("p", "lp1_cluster_n3_hard_seed1")]
+    assert aggregate.describe("p", "lp1_cluster_n1000_hard_seed1")["size"] == 1000
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["grid"]["sizes"] = [0]
+    with pytest.raises(study.ConfigError, match=r"grid.sizes\[0\]"):
+        study.validate_config(config)
+
+
+def test_the_select_stage_writes_a_row_count_subset(tmp_path):
+    rows = tmp_path / "train.jsonl"
+    write_jsonl(rows, [{"id": i, "instruction": "x", "input": "", "output": "y"} for i in IDS])
+    scores().to_csv(tmp_path / "scores.csv", index=False)
+    CLUSTER_TABLE.to_csv(tmp_path / "clusters.csv", index=False)
+    stages.select("lp1_cluster_n4_hard_seed42", rows, tmp_path / "scores.csv", tmp_path / "clusters.csv",
+                  tmp_path / "n4.json")
+    chosen = json.loads((tmp_path / "n4.json").read_text())
+    assert chosen["n_selected"] == 4 and chosen["size"] == 4 and chosen["chunks"] == 0
+
+
+def test_one_hardest_first_order_for_the_overlap_and_the_trajectories():
+    """selection.hardest_rows is hardest_first over one group of every row: ascending score, ties by id,
+    unscored rows last; aggregate's hardest p% (the transfer overlap) is its head."""
+    from lpselect.selection import hardest_first, hardest_rows
+
+    ids = pd.Series(["c", "a", "d", "b", "e"])
+    key = np.array([0.5, 0.5, np.nan, 0.1, 0.5])
+    order = hardest_rows(key, ids)
+    assert ids[order].tolist() == ["b", "a", "c", "e", "d"]
+    assert order.tolist() == hardest_first(key, ids, np.ones(5, dtype=bool), np.zeros(5, dtype=int))[0].tolist()
+    assert hardest_rows(np.array([]), pd.Series([], dtype=object)).tolist() == []
+    table = pd.DataFrame({"id": ids, "lp1": key})
+    assert aggregate.hardest_ids(table, 0.4) == {"b", "a"}  # round(0.4 * 5) = 2 rows
+    assert aggregate.hardest_ids(table, 0.6) == {"b", "a", "c"}  # the tie at 0.5 broken by id

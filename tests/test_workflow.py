@@ -45,7 +45,7 @@ def test_default_dry_run_lists_the_whole_dag(workdir):
     assert counts["compare"] == 1  # one per (dataset, target): each model but the full-data ones vs its seed's full
     assert "predict" not in counts and "responses" not in counts  # evaluate writes them: its generations are them
     # the figures it has data for: one fraction and no thirds, so no curve over the fraction, parity or thirds
-    assert counts["figure"] == 8 and counts["aggregate"] == 1 and counts["transfer"] == 1
+    assert counts["figure"] == 9 and counts["aggregate"] == 1 and counts["transfer"] == 1
     assert "judge" not in counts  # no judge configured by default
 
 
@@ -241,7 +241,8 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     for table in ("metrics", "seeds", "paired", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
     figures = ("transfer_heatmap", "rank_correlation", "trajectories", "composition", "compute_cost",
-               "method_comparison", "same_size", "transfer", "judged_vs_fraction")  # a judge: its win rates
+               "method_comparison", "same_size", "transfer", "judged_vs_fraction",  # a judge: its win rates
+               "worth")
     for figure in figures:
         assert (results / f"figures/synth/{figure}.png").stat().st_size > 1000
         assert (results / f"figures/synth/{figure}.pdf").exists()
@@ -266,6 +267,24 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert (judged["judge_winning_score"] <= judged["judge_winning_score_hi"]).all()
     assert metrics.loc[metrics["method"] == "full", "judge_win_rate"].isna().all()
     summary = (results / "summary.md").read_text()
+    # the compute of every trained subset, hand-summed from the ledger files it comes from
+    compute = pd.read_csv(results / "tables/synth/compute.csv").set_index(["selector", "subset"])
+    ledger = lambda *parts: json.loads((results / "ledger" / "/".join(parts)).with_suffix(".json").read_text())  # noqa: E731
+    lp1 = compute.loc[("m-a", "lp1_cluster_k2_hard_seed42")]
+    selection = ledger("train_proxy/synth/m-a")["flops"] + sum(
+        ledger(f"extract_losses/synth/m-a/epoch-{e}")["flops"] for e in range(3))  # 2 epochs, 3 scoring passes
+    own = ledger("finetune_target/synth/m-b/m-a/lp1_cluster_k2_hard_seed42")["flops"]
+    full = ledger("finetune_target/synth/m-b/none/full_seed42")["flops"]
+    assert lp1["selection_flops"] == pytest.approx(selection) and lp1["target_flops"] == own
+    assert lp1["flops_vs_full"] == pytest.approx((own + selection) / full)
+    assert lp1["flops_vs_full_amortised"] == lp1["flops_vs_full"]  # one target: nothing to share
+    rand = compute.loc[("none", "random_cluster_k2_hard_seed42")]
+    assert rand["selection_flops"] == 0 and rand["flops_vs_full"] == pytest.approx(
+        ledger("finetune_target/synth/m-b/none/random_cluster_k2_hard_seed42")["flops"] / full)
+    worth = pd.read_csv(results / "tables/synth/worth.csv")
+    assert set(worth["method"]) == {"lp1"} and set(worth["charge"]) == {"full", "amortised"}
+    assert "it lies above the random frontier" in summary or "it lies below the random frontier" in summary
+    assert "random subsets at 1 size only" in summary and "grid.sizes" in summary
     assert "Machine: " in summary and "| m-b | lp1 (m-a) | hard | 1/2 |" in summary
     assert "one seed: no interval over seeds" in summary
     assert "No prompt of heldout appears in the training rows" in summary  # the leak check
@@ -437,3 +456,14 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     assert fake_judge.count - asked == 1 * 3 * 2  # the new set's one prompt, 3 models, 2 orders
     # (with the default temporary target checkpoints, a set added after the run fine-tunes the targets
     # again: a model must exist to answer it)
+
+
+def test_grid_sizes_add_a_subset_per_count_to_the_dag(workdir):
+    """grid.sizes beside grid.fractions: every method selects and fine-tunes once more per count, named n<N>."""
+    config = shrunken_config()
+    config["grid"]["sizes"] = [10]
+    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    counts = job_counts(out)
+    assert counts["select"] == 2 * 3 and counts["finetune_target"] == 2 * 3 + 1  # (lp1 x 2 proxies + clust_rand) x 2
+    assert "results/subsets/synth/m-a/lp1_cluster_n10_hard_seed42.json" in out
+    assert "results/subsets/synth/none/random_cluster_n10_hard_seed42.json" in out

@@ -3,7 +3,7 @@ from lpselect.summary import write_summary
 
 inp, datasets, proxies = snakemake.input, snakemake.params.datasets, snakemake.params.proxies
 tables = {
-    d: {name: inp[name][i] for name in ("stats", "leaks", "seeds", "paired", "subsets", "rank_correlation", "transfer")}
+    d: {name: inp[name][i] for name in ("stats", "leaks", "seeds", "paired", "subsets", "rank_correlation", "transfer", "worth")}
     for i, d in enumerate(datasets)
 }
 for i, d in enumerate(datasets[: len(inp.robustness)]):  # proxy recipes, where the study has them
