@@ -211,10 +211,14 @@ def robustness(robustness: pd.DataFrame, **_):
 
     if robustness.empty:
         return _placeholder("the robustness table needs two or more recipes of one base model (models.<name>.from)")
-    panels = list(dict.fromkeys(zip(robustness["display"], robustness["part"], robustness["chunks"])))
+    from .selection import budget_label
+
+    keys = ["display", "part", "chunks", "size"]
+    panels = list(dict.fromkeys(robustness[keys].itertuples(index=False, name=None)))
     fig, axes = _panel_grid(len(panels), width=3.6, height=3.4, ncols=4)
-    for ax, (method, part, k) in zip(axes, panels):
-        at = robustness[(robustness["display"] == method) & (robustness["part"] == part) & (robustness["chunks"] == k)]
+    for ax, panel in zip(axes, panels):
+        at = robustness[(robustness[keys] == pd.Series(panel, index=keys)).all(axis=1)]
+        method, part, k, size = panel
         kinds = [c for c in COMPARISONS if c in set(at["comparison"])]
         for x, kind in enumerate(kinds):
             g = at[at["comparison"] == kind]
@@ -225,7 +229,7 @@ def robustness(robustness: pd.DataFrame, **_):
             ax.text(x, 1.0, "" if np.isnan(tau) else f"tau {tau:.2f}", ha="center", va="top", fontsize=7)
         labels = {"recipes": "across\nrecipes", "seeds": "across\nseeds", "target": "vs target"}
         ax.set_xticks(range(len(kinds)), [labels[c] for c in kinds], fontsize=8)
-        ax.set(ylabel="overlap of the selections", ylim=(0, 1.05), title=f"{method}, {part} 1/{k}")
+        ax.set(ylabel="overlap of the selections", ylim=(0, 1.05), title=f"{method}, {part} {budget_label(k, size)}")
     fig.text(0.01, 0.005, "dot: a pair of runs (and seed); bar: mean; dotted: overlap of two random draws of the "
              "same per-cluster counts; tau: mean Kendall tau of the method's score", fontsize=7)
     return fig

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import SUBSET_FIELDS
+from .selection import budget_label
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def robustness_table(transfer: pd.DataFrame, recipes: dict, targets) -> pd.DataF
 def summarized(table: pd.DataFrame) -> pd.DataFrame:
     """Per method, part, k, base and comparison: the mean, lowest and highest overlap and tau over pairs
     (and grid seeds), and the mean chance overlap."""
-    keys = ["display", "method", "part", "chunks", "base", "comparison"]
+    keys = ["display", "method", "part", "chunks", "size", "base", "comparison"]
     g = table.groupby(keys, sort=True)
     out = g.agg(pairs=("overlap", "size"), overlap=("overlap", "mean"), overlap_lo=("overlap", "min"),
                 overlap_hi=("overlap", "max"), chance=("chance_overlap", "mean"), tau=("kendall_tau", "mean"),
@@ -85,13 +86,13 @@ def sentence(table: pd.DataFrame, recipes: dict, method: str = "lp1") -> list[st
     its recipes, against across two seeds of one recipe (or why that is missing)."""
     lines = []
     at = summarized(table[(table["method"] == method) & (table["part"] == "hard")]) if len(table) else table
-    for (base, chunks), g in (at.groupby(["base", "chunks"]) if len(at) else []):
+    for (base, chunks, size), g in (at.groupby(["base", "chunks", "size"]) if len(at) else []):
         by = g.set_index("comparison")
         if "recipes" not in by.index:
             continue
         r = by.loc["recipes"]
         varied = " and ".join(_values(recipes, base, k) for k in varied_settings(recipes, base)) or "recipes"
-        share = SHARES.get(int(chunks), f"1/{int(chunks)}")
+        share = f"{int(size)} rows" if size else SHARES.get(int(chunks), f"1/{int(chunks)}")
         text = (f"{r['display']} from {base} keeps {r['overlap']:.2f} [{r['overlap_lo']:.2f}, {r['overlap_hi']:.2f}] "
                 f"of its hardest {share} across {varied} (chance {r['chance']:.2f}; Kendall tau {r['tau']:.2f})")
         if "seeds" in by.index:
@@ -112,7 +113,7 @@ def summary_lines(table: pd.DataFrame, recipes: dict) -> list[str]:
     if table.empty:
         return []
     s = summarized(table)
-    rows = [f"| {r.display} | {r.part} | 1/{int(r.chunks)} | {r.base} | {r.comparison} | {r.pairs} | "
+    rows = [f"| {r.display} | {r.part} | {budget_label(r.chunks, r.size)} | {r.base} | {r.comparison} | {r.pairs} | "
             f"{r.overlap:.3f} [{r.overlap_lo:.3f}, {r.overlap_hi:.3f}] | {r.chance:.3f} | "
             + ("" if np.isnan(r.tau) else f"{r.tau:.3f} [{r.tau_lo:.3f}, {r.tau_hi:.3f}]") + " |"
             for r in s.itertuples()]

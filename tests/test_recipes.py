@@ -99,7 +99,7 @@ def transfer_rows() -> pd.DataFrame:
     """Hand-made transfer rows: lp1's hard half (k = 2) of seed 1 for every pair of four runs."""
     pairs = {("a", "a-s2"): (0.9, 0.8), ("a", "a-lr"): (0.5, 0.6), ("a-lr", "a-s2"): (0.3, 0.4),
              ("a", "b"): (0.2, 0.55), ("a-lr", "b"): (0.1, 0.5)}
-    return pd.DataFrame([{"method": "lp1", "scheme": "cluster", "chunks": 2, "fraction": 0.5, "part": "hard", "seed": 1,
+    return pd.DataFrame([{"method": "lp1", "scheme": "cluster", "chunks": 2, "size": 0, "fraction": 0.5, "part": "hard", "seed": 1,
                           "subset": "lp1_cluster_k2_hard_seed1", "display": "lp1", "model_a": a, "model_b": b,
                           "kendall_tau": tau, "n_a": 10, "n_b": 10, "realized_fraction": 0.5, "overlap": ov,
                           "chance_overlap": 0.5} for (a, b), (tau, ov) in pairs.items()])
@@ -152,3 +152,10 @@ def test_the_robustness_config_validates():
     assert rates == [1.0e-5, 5.0e-5, 1.0e-4] and {r["seed"] for r in recipes.values()} == {42, 7}
     assert len(recipes) == 6 and config["grid"]["proxies"] == ["smollm2-135m"]
     assert config["grid"]["methods"] == study.load_config(ROOT / "configs/methods.yaml")["grid"]["methods"]
+
+
+def test_a_row_count_budget_is_named_by_its_count():
+    rows = transfer_rows().assign(chunks=0, size=30, fraction=0.0, subset="lp1_cluster_n30_hard_seed1")
+    table = robustness.robustness_table(rows, RECIPES, targets=[])
+    assert "of its hardest 30 rows across learning_rate" in robustness.sentence(table, RECIPES)[0]
+    assert any(line.startswith("| lp1 | hard | 30 rows | a | recipes |") for line in robustness.summary_lines(table, RECIPES))
