@@ -203,6 +203,38 @@ def transfer(transfer: pd.DataFrame, **_):
     return fig
 
 
+def robustness(robustness: pd.DataFrame, **_):
+    """Proxy recipes (lpselect.robustness): per method and part, the overlap of two selections across a
+    base model's recipes, across two seeds of one recipe (the noise floor) and against the target's own
+    selection; a dot per pair and seed, a bar at the mean, a dash at the chance overlap, tau per column."""
+    from .robustness import COMPARISONS
+
+    if robustness.empty:
+        return _placeholder("the robustness table needs two or more recipes of one base model (models.<name>.from)")
+    from .selection import budget_label
+
+    keys = ["display", "part", "chunks", "size"]
+    panels = list(dict.fromkeys(robustness[keys].itertuples(index=False, name=None)))
+    fig, axes = _panel_grid(len(panels), width=3.6, height=3.4, ncols=4)
+    for ax, panel in zip(axes, panels):
+        at = robustness[(robustness[keys] == pd.Series(panel, index=keys)).all(axis=1)]
+        method, part, k, size = panel
+        kinds = [c for c in COMPARISONS if c in set(at["comparison"])]
+        for x, kind in enumerate(kinds):
+            g = at[at["comparison"] == kind]
+            ax.scatter(np.full(len(g), x) + np.linspace(-0.15, 0.15, len(g)), g["overlap"], s=14, alpha=0.7)
+            ax.bar(x, g["overlap"].mean(), width=0.6, alpha=0.25, color="grey")
+            ax.plot([x - 0.3, x + 0.3], [g["chance_overlap"].mean()] * 2, ls=":", color="black")
+            tau = g["kendall_tau"].mean()
+            ax.text(x, 1.0, "" if np.isnan(tau) else f"tau {tau:.2f}", ha="center", va="top", fontsize=7)
+        labels = {"recipes": "across\nrecipes", "seeds": "across\nseeds", "target": "vs target"}
+        ax.set_xticks(range(len(kinds)), [labels[c] for c in kinds], fontsize=8)
+        ax.set(ylabel="overlap of the selections", ylim=(0, 1.05), title=f"{method}, {part} {budget_label(k, size)}")
+    fig.text(0.01, 0.005, "dot: a pair of runs (and seed); bar: mean; dotted: overlap of two random draws of the "
+             "same per-cluster counts; tau: mean Kendall tau of the method's score", fontsize=7)
+    return fig
+
+
 def smallest_parity_fraction(metrics: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per (target, method, proxy): the smallest realized hard fraction whose win rate (mean over seeds)
     reaches 50%, and the largest fraction tried (NaN smallest fraction = never reached)."""
@@ -573,6 +605,7 @@ FIGURES = {
         method_comparison,
         same_size,
         transfer,
+        robustness,
         judged_vs_fraction,
         judged_parity,
         worth,

@@ -89,8 +89,8 @@ def shape(config: dict, model: str, parameters: float, results=Path("results")) 
     """The model's sizes: its prepared config.json, a fresh model's spec, a known hub id, else estimated
     from the parameter count (layers = (N / (12 x 128^2))^(1/3), h = 128 layers; context max_length +
     evaluation.max_new_tokens)."""
-    spec = config["models"][model]
-    prepared = Path(results) / "models" / model / "config.json"
+    spec = study.model_spec(config, model)
+    prepared = Path(results) / "models" / study.base_model(config, model) / "config.json"
     if prepared.exists():
         return _from_config_json(prepared, parameters)
     if spec["source"] == "fresh":
@@ -240,7 +240,7 @@ def needs(config: dict, results=Path("results"), parameters=None) -> list[Need]:
         overhead = plan["rank_host_overhead_gb"] * GIB
         # checkpoint pages: training reads the base model (a pretrained one in its own dtype), extraction and
         # generation the largest of it and the float32 epochs / targets
-        base = plan["hub_bytes_per_parameter"] if config["models"][model]["source"] == "pretrained" else 4
+        base = plan["hub_bytes_per_parameter"] if study.model_spec(config, model)["source"] == "pretrained" else 4
         files = {"train": base * n, "extract": 4 * n, "generate": 4 * n}
         fsdp = bool(training.get("fsdp"))
         sync = _sync(config)

@@ -45,6 +45,8 @@ def validate_config(config: dict, schema_path=SCHEMA) -> None:
             raise ConfigError(f"config key {_key(err.path)}: a set needs exactly one of path or hub "
                               f"(the held-out split, name {HELDOUT}, takes neither)")
         raise ConfigError(f"config key {_key(err.path)}: {err.message}{WHY.get((tuple(err.path), err.validator), '')}")
+    if "dumps" not in config:
+        _check_recipes(config, schema)
     _check_references(config)
 
 
@@ -55,6 +57,91 @@ WHY = {
         "for a one-epoch signal use grid.methods [lp_app] = (P_0 - P_1) / P_0: the proxy then trains only the "
         "first epoch of its n-epoch schedule"),
 }
+
+
+def _check_recipes(config: dict, schema: dict) -> None:
+    """A proxy recipe (models.<name>.from) derives from a plain model, overrides real training keys
+    with valid values, and trains only as a scoring model (a target fine-tunes with the training section)."""
+    models, keys = config["models"], schema["properties"]["training"]["properties"]
+    defs = {"$defs": schema.get("$defs", {})}  # the keys' schemas refer to the shared definitions
+    for name, spec in models.items():
+        if "from" not in spec:
+            if "training" in spec:
+                raise ConfigError(f"config key models.{name}.training: only a proxy recipe has training overrides; "
+                                  f"write `{name}: {{from: <model>, training: {{...}}}}`")
+            continue
+        base = spec["from"]
+        if base not in models:
+            raise ConfigError(f"config key models.{name}.from: unknown model {base!r} (not under models)")
+        if "from" in models[base]:
+            raise ConfigError(f"config key models.{name}.from: {base!r} is itself a recipe (from "
+                              f"{models[base]['from']!r}); derive from {models[base]['from']!r} with both overrides")
+        for key, value in spec["training"].items():
+            _check_override(name, key, value, keys, defs)
+        if "seed" in spec["training"] and defaulted(config, "grid")["proxy_seeds"]:
+            raise ConfigError(f"config key models.{name}.training.seed: grid.proxy_seeds trains every proxy once "
+                              "per grid seed, with that seed; drop one or the other")
+    for i, name in enumerate(config["grid"]["targets"]):
+        if "from" in models.get(name, {}):
+            raise ConfigError(f"config key grid.targets[{i}]: {name!r} is a proxy recipe (models.{name}.from); "
+                              f"a target fine-tunes with the training section: name {models[name]['from']!r}")
+
+
+def _check_override(name: str, key: str, value, keys: dict, defs: dict) -> None:
+    where = f"config key models.{name}.training.{key}"
+    if key == "epochs":
+        # every run's LP(1) reads the same epochs 0..n: the rules' outputs are the study's epoch list
+        raise ConfigError(f"{where}: a recipe trains the study's training.epochs schedule (every proxy's "
+                          "LP(1) reads the same epochs); vary the epochs between studies")
+    if key == "seed":
+        schema = {"type": "integer", "minimum": 0}
+    elif key in keys:
+        schema = keys[key]
+    else:
+        raise ConfigError(f"{where}: not a training key (one of seed, {', '.join(k for k in keys if k != 'epochs')})")
+    error = next(iter(jsonschema.Draft202012Validator(defs | schema).iter_errors(value)), None)
+    if error:
+        raise ConfigError(f"{where}: {error.message}")
+
+
+def base_model(config: dict, name: str) -> str:
+    """The model whose prepared folder and tokenization a model uses: a recipe's `from`, else itself."""
+    return config["models"][name].get("from", name)
+
+
+def model_spec(config: dict, name: str) -> dict:
+    """A model's source spec (a recipe's is its base model's)."""
+    return config["models"][base_model(config, name)]
+
+
+def recipe_training(config: dict, name: str) -> dict:
+    """A recipe's training overrides (empty for a plain model); `seed` among them replaces the run's seed."""
+    return config["models"][name].get("training", {})
+
+
+def proxy_hp(config: dict, name: str) -> dict:
+    """The training settings that change a proxy's result (train_proxy's params): the study's with
+    the model's recipe overrides; the knobs among them go to training_knobs instead."""
+    overrides = {k: v for k, v in recipe_training(config, name).items()
+                 if k != "seed" and k not in NOT_RESULTS["training"]}
+    return result_settings(config, "training") | overrides
+
+
+def recipe_seed(config: dict, name: str, seed: int) -> int:
+    """A proxy run's training seed: the recipe's own `seed` override, else the run's."""
+    return recipe_training(config, name).get("seed", seed)
+
+
+def recipes(config: dict) -> dict:
+    """{model: {base, settings, seed}} of every scoring model whose base has a proxy recipe (the base
+    model included: the study's own recipe): what the robustness table compares. `settings` are the
+    training settings that change the result, without the seed; two runs with equal settings are two
+    seeds of one recipe."""
+    models = scoring_models(config["grid"])
+    bases = {base_model(config, m) for m in models if "from" in config["models"][m]}
+    return {m: {"base": base_model(config, m), "settings": proxy_hp(config, m),
+                "seed": recipe_seed(config, m, config["seed"])}
+            for m in models if base_model(config, m) in bases}
 
 
 def _check_renamed(config: dict) -> None:
@@ -104,12 +191,12 @@ def _check_references(config: dict) -> None:
     for i, method in enumerate(grid["thirds"]):
         if method == "random":
             raise ConfigError(f"config key grid.thirds[{i}]: thirds need a score method, not 'random'")
-    fresh = [m for m, spec in models.items() if spec["source"] == "fresh"]
+    fresh = [m for m, spec in models.items() if spec.get("source") == "fresh"]
     if fresh and "fresh_models" not in config:
         raise ConfigError(f"config key fresh_models is missing (needed by fresh model {fresh[0]!r})")
     if fresh and config["fresh_models"]["tokenizer_dataset"] not in datasets:
         raise ConfigError("config key fresh_models.tokenizer_dataset: must name a dataset under datasets")
-    if models.get("fresh", {"source": "fresh"})["source"] != "fresh":
+    if models.get("fresh", {"source": "fresh"}).get("source") != "fresh":
         raise ConfigError("config key models.fresh: the name 'fresh' is reserved for the fresh models' shared "
                           "tokenizer (results/tokenized/<dataset>/fresh); rename the model")
     ifd_epoch = method_settings(config)["ifd"]["epoch"]
@@ -174,7 +261,7 @@ def _check_chat_templates(config: dict) -> None:
     if not config["prompt_template"].startswith("chat"):
         return
     for name, spec in config["models"].items():
-        folder = Path(spec.get("path", "")) if spec["source"] == "pretrained" else None
+        folder = Path(spec.get("path", "")) if spec.get("source") == "pretrained" else None
         if folder is None or not (folder / "tokenizer_config.json").is_file():
             continue
         has = (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file() or bool(
@@ -188,13 +275,15 @@ def _check_chat_templates(config: dict) -> None:
 def _check_batch(config: dict) -> None:
     """Every model must reach training.global_batch_size with whole accumulation steps on the GPU
     count its resources row gives it (one process per GPU), so no job fails after it has started."""
-    hp = config["training"]
     for name in dict.fromkeys(scoring_models(config["grid"]) + config["grid"]["targets"]):
+        hp = config["training"] | recipe_training(config, name)  # a proxy recipe's own batch sizes
+        key = f"models.{name}.training" if recipe_training(config, name).keys() & {"batch_size", "global_batch_size"} \
+            else "training"
         gpus = size_resources(config, name, "train")["gpus"]
         per_step = hp["batch_size"] * max(1, gpus)
         if hp["global_batch_size"] % per_step:
             raise ConfigError(
-                f"config key training.global_batch_size: {hp['global_batch_size']} is not a multiple of "
+                f"config key {key}.global_batch_size: {hp['global_batch_size']} is not a multiple of "
                 f"training.batch_size x processes = {hp['batch_size']} x {max(1, gpus)} for model {name!r} "
                 f"({gpus} GPUs in resources.by_model_size)"
             )
@@ -371,6 +460,8 @@ def figures(config: dict, dataset: str) -> list[str]:
         # with an LLM judge: its win rates per evaluation set; parity needs a curve over the fraction
         "judged_vs_fraction": judged,
         "judged_parity": judged and len(ks) >= 2,
+        # proxy recipes (models.<name>.from) against each other, across seeds and against the target
+        "robustness": len(recipes(config)) >= 2,
     }
     return [name for name, drawn in has_data.items() if drawn]
 
@@ -466,6 +557,7 @@ def training_knobs(config: dict, model: str) -> dict:
     row's gradient_checkpointing overrides the training section's."""
     row = size_resources(config, model, "train")
     knobs = {k: v for k, v in defaulted(config, "training").items() if k in NOT_RESULTS["training"]}
+    knobs |= {k: v for k, v in recipe_training(config, model).items() if k in NOT_RESULTS["training"]}
     return knobs | {k: row[k] for k in ("gradient_checkpointing",) if k in row}
 
 
@@ -501,7 +593,7 @@ def n_clusters(config: dict, dataset: str) -> int:
 
 def model_parameters(config: dict, name: str) -> float | None:
     """A model's parameter count: declared (`parameters`), or estimated for a fresh decoder."""
-    spec = config["models"][name]
+    spec = model_spec(config, name)
     if "parameters" in spec:
         return float(spec["parameters"])
     if spec["source"] != "fresh":

@@ -102,7 +102,8 @@ def judge_lines(judge: dict) -> list[str]:
             f"{TIE_RULES[judge['tie_rule']]} (evaluation.tie_rule).", ""]
 
 
-def dataset_section(name: str, tables: dict, score_paths: dict, judge: dict | None = None) -> list[str]:
+def dataset_section(name: str, tables: dict, score_paths: dict, judge: dict | None = None,
+                    recipes: dict | None = None) -> list[str]:
     stats = json.loads(Path(tables["stats"]).read_text())
     seeds, subsets = pd.read_csv(tables["seeds"]), pd.read_csv(tables["subsets"])
     seeds["part"] = seeds["part"].fillna("")  # the references have none
@@ -150,6 +151,10 @@ def dataset_section(name: str, tables: dict, score_paths: dict, judge: dict | No
         lines += worth_section(pd.read_csv(tables["worth"]), metric)
     if "transfer" in tables:
         lines += transfer_section(pd.read_csv(tables["transfer"]))
+    if "robustness" in tables:
+        from .robustness import summary_lines
+
+        lines += summary_lines(pd.read_csv(tables["robustness"]), recipes or {})
     flags = [f"{int(subsets[c].astype(bool).sum())} {what}" for c, what in (
         ("oversized", "over 1.5x their nominal fraction"), ("degenerate_scores", "ranked by a degenerate score"))
         if c in subsets]
@@ -279,7 +284,8 @@ def transfer_section(transfer: pd.DataFrame) -> list[str]:
         ("method", "part", "model a", "model b", "nominal", "rows a / b", "Kendall tau", "overlap", "chance"), rows) + [""]
 
 
-def write_summary(datasets: dict, score_paths: dict, out_md, inspections=(), judge: dict | None = None) -> None:
+def write_summary(datasets: dict, score_paths: dict, out_md, inspections=(), judge: dict | None = None,
+                  recipes: dict | None = None) -> None:
     """`datasets` maps a dataset to its table paths (stats, leaks, seeds, subsets, rank_correlation),
     `score_paths` a dataset to {proxy: score table}; `inspections`: the inspect rule's markdown tables
     (what each proxy picked), appended; `judge`: the judge's pooled sets and tie rule (judge_lines)."""
@@ -287,7 +293,7 @@ def write_summary(datasets: dict, score_paths: dict, out_md, inspections=(), jud
 
     lines = ["# Study summary", "", f"Machine: {machine()}.", ""]
     for name, tables in datasets.items():
-        lines += dataset_section(name, tables, score_paths[name], judge)
+        lines += dataset_section(name, tables, score_paths[name], judge, recipes)
     if inspections:
         lines += ["## What was picked", ""] + [Path(p).read_text() for p in inspections]
     write_text(out_md, "\n".join(lines))

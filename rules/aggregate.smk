@@ -3,6 +3,7 @@ localrules:
     aggregate,
     summary,
     transfer,
+    robustness,
 
 
 rule aggregate:
@@ -63,6 +64,11 @@ rule summary:
             "results/tables/{dataset}/rank_correlation.csv", dataset=DATASETS
         ),
         transfer=expand("results/tables/{dataset}/transfer.csv", dataset=DATASETS),
+        # proxy recipes against each other, where the study has them
+        robustness=expand(
+            "results/tables/{dataset}/robustness.csv",
+            dataset=DATASETS if len(RECIPES) >= 2 else [],
+        ),
         worth=expand("results/tables/{dataset}/worth.csv", dataset=DATASETS),
         # one table per proxy: the first seed's run
         scores=[
@@ -84,6 +90,7 @@ rule summary:
     params:
         datasets=DATASETS,
         proxies=GRID["proxies"],
+        recipes=RECIPES,
         # what the headline judge win rate is: the sets it pools and the tie rule
         judge=(
             {
@@ -127,6 +134,27 @@ rule transfer:
         ifd_proxies=ifd_runs(),
     script:
         "../workflow_scripts/transfer.py"
+
+
+# Proxy recipes: the transfer diagnostic's pairs of one base model's recipes, of two seeds of one recipe
+# and of a recipe with the target (lpselect.robustness)
+rule robustness:
+    input:
+        "results/tables/{dataset}/transfer.csv",
+    output:
+        "results/tables/{dataset}/robustness.csv",
+    log:
+        "results/logs/robustness/{dataset}.log",
+    conda:
+        "../envs/light.yaml"
+    resources:
+        mem_mb=light("mem_mb"),
+        runtime=light("runtime"),
+    params:
+        recipes=RECIPES,
+        targets=GRID["targets"],
+    script:
+        "../workflow_scripts/robustness.py"
 
 
 rule diagnostic:

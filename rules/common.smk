@@ -73,8 +73,11 @@ else:
         "method_comparison": ["metrics"],
         "same_size": ["metrics"],
         "transfer": ["transfer"],
+        "robustness": ["robustness"],
         "worth": ["metrics", "compute"],
     }
+    # proxy recipes (models.<name>.from): {model: base, settings, seed} for the robustness table
+    RECIPES = study.recipes(config)
     METHODS = study.method_settings(config)
     # the proxy checkpoint IFD is measured with (0 = the base model)
     IFD_EPOCH = METHODS["ifd"]["epoch"]
@@ -168,7 +171,7 @@ def fresh_only_gpu(resource, cpu_value):
     pretrained or packaged one is copied on the CPU (cpu_value: no GPU, no GPU model)"""
     return lambda wildcards, attempt: (
         resource(wildcards, attempt)
-        if config["models"][wildcards.model]["source"] == "fresh"
+        if study.model_spec(config, wildcards.model)["source"] == "fresh"
         else cpu_value
     )
 
@@ -182,7 +185,9 @@ def fresh_only(value):
     """A prepare_model param that only a fresh model uses (None for the others, so that changing it
     does not rerun a pretrained copy or a GGUF conversion)."""
     return lambda wildcards: (
-        value if config["models"][wildcards.model]["source"] == "fresh" else None
+        value
+        if study.model_spec(config, wildcards.model)["source"] == "fresh"
+        else None
     )
 
 
@@ -220,10 +225,14 @@ def final_outputs():
 def diagnostic_outputs():
     """The transfer diagnostic (no target fine-tune): table per dataset, and figure where two or more
     models score the rows."""
-    return expand("results/tables/{dataset}/transfer.csv", dataset=DATASETS) + [
-        f"results/figures/{d}/transfer.{ext}"
+    tables = ["transfer"] + (["robustness"] if len(RECIPES) >= 2 else [])
+    return expand(
+        "results/tables/{dataset}/{table}.csv", dataset=DATASETS, table=tables
+    ) + [
+        f"results/figures/{d}/{figure}.{ext}"
         for d in DATASETS
-        if "transfer" in FIGURES_OF[d]
+        for figure in ("transfer", "robustness")
+        if figure in FIGURES_OF[d]
         for ext in FORMATS
     ]
 
@@ -248,9 +257,14 @@ def figure_inputs(wildcards):
     return inputs
 
 
+def base_model_dir(wildcards):
+    """The prepared model a proxy trains from: its own, or a recipe's base model's (converted once)."""
+    return f"results/models/{study.base_model(config, wildcards.proxy)}"
+
+
 def proxy_epoch_dir(dataset, proxy, epoch, run=""):
     if int(epoch) == 0:
-        return f"results/models/{proxy}"
+        return f"results/models/{study.base_model(config, proxy)}"
     return f"results/proxies/{dataset}/{proxy}{run}/epoch-{epoch}"
 
 
@@ -266,14 +280,16 @@ def fresh_tokenizer_dir():
 
 
 def fresh_tokenizer_input(wildcards):
-    if config["models"][wildcards.model]["source"] == "fresh":
+    if study.model_spec(config, wildcards.model)["source"] == "fresh":
         return fresh_tokenizer_dir()
     return []
 
 
 def tokenizer_name(model):
-    """Fresh models share one tokenizer ("fresh"); every other model has its own, named after it."""
-    return "fresh" if config["models"][model]["source"] == "fresh" else model
+    """Fresh models share one tokenizer ("fresh"); every other model has its own, named after it (a
+    proxy recipe uses its base model's)."""
+    base = study.base_model(config, model)
+    return "fresh" if config["models"][base]["source"] == "fresh" else base
 
 
 def tokenizer_source(wildcards):

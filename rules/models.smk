@@ -20,7 +20,7 @@ rule build_tokenizer:
 # a hub model is downloaded (gated ones with HF_TOKEN) and copied where the network is, on the submitting
 # host; a fresh model's warm-up trains, on a GPU if its row has one, so a study with fresh models keeps
 # prepare_model a cluster job (its hub models then need HF_HOME on shared storage, docs/cluster.md)
-if not any(spec["source"] == "fresh" for spec in config["models"].values()):
+if not any(spec.get("source") == "fresh" for spec in config["models"].values()):
 
     localrules:
         prepare_model,

@@ -1,6 +1,6 @@
 rule train_proxy:
     input:
-        model="results/models/{proxy}",
+        model=base_model_dir,
         tokenized=tokenized,
     output:
         epochs=[
@@ -32,9 +32,12 @@ rule train_proxy:
     params:
         # what changes the result; memory, speed and logging knobs (study.training_knobs) are read
         # from the config by the script, so changing them reruns nothing
-        hp=study.result_settings(config, "training"),
-        # the study seed, or with grid.proxy_seeds the run's grid seed
-        seed=lambda wildcards: study.proxy_run_seed(config, wildcards.run),
+        # (with a proxy recipe's overrides, models.<proxy>.training)
+        hp=lambda wildcards: study.proxy_hp(config, wildcards.proxy),
+        # the study seed, or with grid.proxy_seeds the run's grid seed, or the recipe's own seed
+        seed=lambda wildcards: study.recipe_seed(
+            config, wildcards.proxy, study.proxy_run_seed(config, wildcards.run)
+        ),
         # resumable state outside the outputs: Snakemake deletes the outputs of a failed job
         state="results/.state/train_proxy/{dataset}/{proxy}{run}",
     script:
@@ -156,7 +159,7 @@ rule ifd:
 # response lengths for the `length` method, in tokens of the first proxy's tokenizer
 rule response_lengths:
     input:
-        model=f"results/models/{GRID['proxies'][0]}",
+        model=f"results/models/{study.base_model(config, GRID['proxies'][0])}",
         rows="results/datasets/{dataset}/train.jsonl",
     output:
         "results/lengths/{dataset}.csv",

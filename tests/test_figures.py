@@ -60,6 +60,9 @@ def study_tables(targets, proxies, chunks, parts, seeds, judge: bool) -> tuple[d
         "transfer": pd.DataFrame([{"display": "lp1", "part": part, "model_a": proxies[0], "model_b": proxies[-1],
                                    "realized_fraction": 1 / k, "overlap": 0.6, "chance_overlap": 0.5,
                                    "kendall_tau": 0.3} for part in parts for k in chunks]),
+        "robustness": pd.DataFrame([{"display": "lp1", "method": "lp1", "part": part, "chunks": k, "size": 0, "comparison": c,
+                                     "overlap": 0.6, "chance_overlap": 0.5, "kendall_tau": 0.3}
+                                    for part in parts for k in chunks for c in ("recipes", "seeds", "target")]),
         "overlap": pd.DataFrame([{"score": "lp1", "fraction": f, "proxy": a, "target": b, "n": 4, "overlap": 0.5}
                                  for f in (0.05, 0.1, 0.3) for a in models for b in models]),
     }

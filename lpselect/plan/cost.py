@@ -23,7 +23,7 @@ def parameters(config: dict, model: str, results=ROOT / "results") -> float:
     """Declared or estimated (study.model_parameters), else counted in results/models/<m>/."""
     n = study.model_parameters(config, model)
     if n is None:
-        folder = Path(results) / "models" / model
+        folder = Path(results) / "models" / study.base_model(config, model)
         if folder.exists():
             from ..fileio import parameter_count
 
@@ -66,7 +66,7 @@ def loaded_bytes(config: dict, job: Job, plan: dict, parameters: float) -> float
     """Bytes of the model folders a job reads before it computes: the base model (a pretrained one in
     its checkpoint's dtype, plan.hub_bytes_per_parameter; others plan.checkpoint_bytes_per_parameter)
     or a saved checkpoint (float32), once per model the job loads (extract_losses: every epoch 0..n)."""
-    base = plan["hub_bytes_per_parameter"] if config["models"][model_of(job)]["source"] == "pretrained" \
+    base = plan["hub_bytes_per_parameter"] if study.model_spec(config, model_of(job))["source"] == "pretrained" \
         else plan["checkpoint_bytes_per_parameter"]
     saved = plan["checkpoint_bytes_per_parameter"]
     if job.rule == "extract_losses":
