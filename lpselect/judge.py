@@ -27,6 +27,7 @@ import pandas as pd
 
 from .metrics import POINTS
 from .metrics import combine as combine_by_rule
+from .schema import defaulted
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ def settings(cfg: dict | None) -> dict | None:
     """The judge config with the schema's defaults filled in, or None when no judge is configured."""
     if not cfg or not cfg.get("enabled", False):
         return None
-    from .study import defaulted  # the schema holds every default; study imports much, so here only
-
     return defaulted({"judge": cfg}, "judge")
 
 

@@ -39,7 +39,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import study
+from . import schema, study, validation
 
 GIB = 2**30
 MIB = 2**20
@@ -196,7 +196,7 @@ def _row_index(config: dict, n: float) -> int:
 
 
 def _checkpointing(config: dict, row: dict) -> bool:
-    return row.get("gradient_checkpointing", study.defaulted(config, "training")["gradient_checkpointing"])
+    return row.get("gradient_checkpointing", schema.defaulted(config, "training")["gradient_checkpointing"])
 
 
 def longest_prompt(config: dict, model: str, s: Shape, results=Path("results")) -> tuple[int, str]:
@@ -223,8 +223,8 @@ def longest_prompt(config: dict, model: str, s: Shape, results=Path("results")) 
 def needs(config: dict, results=Path("results"), parameters=None) -> list[Need]:
     """The GPU budget per rank and the host RAM of every job kind of every grid model, against its row
     of resources.by_model_size. `parameters(model)` gives a model's count (plan.parameters)."""
-    plan, training = study.defaulted(config, "plan"), study.defaulted(config, "training")
-    extraction, ev = study.defaulted(config, "extraction"), config["evaluation"]
+    plan, training = schema.defaulted(config, "plan"), schema.defaulted(config, "training")
+    extraction, ev = schema.defaulted(config, "extraction"), config["evaluation"]
     grid = config["grid"]
     models = dict.fromkeys(grid["proxies"] + grid["targets"] + grid.get("diagnostic_models", []))
     out = []
@@ -279,12 +279,12 @@ def problems(found: list[Need], config: dict) -> list[str]:
 
 
 def _sync(config: dict) -> bool:
-    return study.defaulted(config, "training")["sync_each_batch"]  # the schema's default: true
+    return schema.defaulted(config, "training")["sync_each_batch"]  # the schema's default: true
 
 
 def render(found: list[Need], config: dict) -> str:
     """The memory section of the plan: every (model, job) with its budget and its row's limits."""
-    plan = study.defaulted(config, "plan")
+    plan = schema.defaulted(config, "plan")
     out = ["## Memory per job", "",
            "| row | model | job | GPUs | GPU per rank (GiB) | usable (GiB) | host (GiB) | mem_mb (GiB) | fits |",
            "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -312,8 +312,8 @@ def main(argv=None) -> int:
     parser.add_argument("--root", default=str(Path(__file__).resolve().parent.parent), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        config = study.load_config(args.config)
-    except study.ConfigError as err:
+        config = validation.load_config(args.config)
+    except schema.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if "dumps" in config:

@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-from .study import SCHEMA
+from .schema import SCHEMA
 
 # how a key path names a free-form name (a dataset, a model, ...) and a list item
 NAME = "<name>"

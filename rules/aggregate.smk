@@ -48,7 +48,7 @@ rule aggregate:
         ),
         # the sets the headline judge win rate pools, and how two verdicts make an outcome
         pooled_sets=study.pooled_sets(config) if JUDGE else [],
-        tie_rule=study.defaulted(config, "evaluation")["tie_rule"] if JUDGE else None,
+        tie_rule=schema.defaulted(config, "evaluation")["tie_rule"] if JUDGE else None,
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -95,7 +95,7 @@ rule summary:
         judge=(
             {
                 "pooled_sets": study.pooled_sets(config),
-                "tie_rule": study.defaulted(config, "evaluation")["tie_rule"],
+                "tie_rule": schema.defaulted(config, "evaluation")["tie_rule"],
             }
             if JUDGE
             else None

@@ -12,7 +12,7 @@ min_version("9.0")
 # the library lives beside this workflow; installed in .venv, but importable from a plain checkout too
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from lpselect import judge, study
+from lpselect import judge, schema, study, validation
 from lpselect.selection import (
     REFERENCE_PATTERN,
     SUBSET_PATTERN,
@@ -21,7 +21,7 @@ from lpselect.selection import (
 )
 
 # Schema plus cross-references (unknown models, datasets), before any job starts.
-study.validate_config(config)
+validation.validate_config(config)
 
 DUMPS_STUDY = "dumps" in config
 RES = config["resources"]
@@ -42,7 +42,7 @@ else:
     GRID = config["grid"]
     # the proxy epochs the study's methods read (an lp_app-only study trains and extracts one)
     EPOCHS = study.proxy_epochs(config)
-    KEEP = study.defaulted(config, "keep")
+    KEEP = schema.defaulted(config, "keep")
     DATASETS = GRID["datasets"]
     SCORED_MODELS = study.scoring_models(GRID)
     # every training run of a scoring model: "<model>" (one, with the study seed) or, with

@@ -1,7 +1,7 @@
 # evaluation.drop_leaked: the training rows that contain an evaluation prompt are dropped here, where
 # the training rows are fixed (before tokenization and everything after); the named sets are prepared
 # from their sources alone, so reading them here keeps the DAG acyclic
-DROP_LEAKED = study.defaulted(config, "evaluation")["drop_leaked"]
+DROP_LEAKED = schema.defaulted(config, "evaluation")["drop_leaked"]
 
 
 # downloads (hub datasets) run where the network is, on the submitting host: compute nodes are often

@@ -17,7 +17,8 @@ from lpselect import evaluation, models, synthetic, tokenized
 from lpselect.chat_example import chat_rows
 from lpselect.data import DatasetError, EmptyFieldError, load_local_rows
 from lpselect.prompts import ChatTemplateError
-from lpselect.study import ConfigError, validate_config
+from lpselect.schema import ConfigError
+from lpselect.validation import validate_config
 from lpselect.tokenization import IGNORE_INDEX, encode_chat_prompt, encode_row, end_of_turn_ids, ensure_pad_token
 
 from conftest import ROOT, SHARED

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, snakemake_cmd
-from lpselect.study import size_resources, validate_config
+from lpselect.study import size_resources
+from lpselect.validation import validate_config
 
 pytest.importorskip("snakemake_executor_plugin_slurm", reason="the optional SLURM plugin is not installed")
 
@@ -116,7 +117,7 @@ def test_light_rules_stay_local():
     assert {"aggregate", "figure", "select", "dump_tables", "dump_summary", "judge",
             "transfer", "ifd", "prepare_dataset", "prepare_eval_set", "prepare_model"} <= local - {""}
     # prepare_model only when no model is fresh (a fresh model's warm-up trains, on a GPU)
-    assert re.search(r'if not any\(spec\["source"\] == "fresh" .*\n\n    localrules:\n        prepare_model,',
+    assert re.search(r'if not any\(spec\.get\("source"\) == "fresh" .*\n\n    localrules:\n        prepare_model,',
                      (ROOT / "rules/models.smk").read_text())
     assert "evaluate" not in local  # it runs the model: a cluster job with a GPU
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from lpselect import aggregate, figures, metrics, models, stages, study
+from lpselect import aggregate, figures, metrics, models, stages, study, validation
 from lpselect.data import DatasetError
 from lpselect.fileio import read_jsonl, write_jsonl
 from lpselect.responses import alpaca_eval_records, load_eval_set
@@ -120,7 +120,7 @@ def test_thirds_placeholder_without_thirds(tmp_path):
 def test_the_figure_list_follows_the_grid():
     """No placeholder figure: the default study (one fraction, no thirds) draws neither the curves over
     the fraction nor the parity plot nor the thirds; a grid with their data draws them."""
-    config = study.load_config(ROOT / "config.yaml")
+    config = validation.load_config(ROOT / "config.yaml")
     drawn = study.figures(config, "synth")
     assert not {"thirds", "fraction_to_parity", "metric_vs_fraction"} & set(drawn)
     assert {"same_size", "composition", "transfer", "rank_correlation", "transfer_heatmap", "method_comparison"} <= set(drawn)
@@ -133,7 +133,7 @@ def test_the_figure_list_follows_the_grid():
     assert "thirds" in study.figures(config, "synth")
     config["grid"]["methods"] = ["ppl0", "random"]  # no proxy training: no trajectories
     assert "trajectories" not in study.figures(config, "synth")
-    real = study.load_config(ROOT / "configs/real-small.yaml")
+    real = validation.load_config(ROOT / "configs/real-small.yaml")
     assert "composition" not in study.figures(real, real["grid"]["datasets"][0])  # no known difficulty
 
 

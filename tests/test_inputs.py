@@ -9,7 +9,8 @@ import yaml
 
 from lpselect import stages
 from lpselect.data import DatasetError, load_local_rows
-from lpselect.study import ConfigError, validate_config
+from lpselect.schema import ConfigError
+from lpselect.validation import validate_config
 
 from conftest import ROOT, run_snakemake
 

@@ -209,7 +209,7 @@ def test_prefix_sharing_with_sliding_window_attention(tiny_tokenizer):
 
 
 def test_extraction_precision_is_a_named_result_setting(tiny_model, tiny_tokenizer, caplog):
-    from lpselect import losses, study
+    from lpselect import losses, schema, study, validation
 
     examples = [encode_row(r, tiny_tokenizer, 512) for r in (ROW, LONG, NO_INPUT)]
     pad = tiny_tokenizer.pad_token_id
@@ -237,14 +237,14 @@ def test_the_old_extraction_bf16_key_names_its_replacement():
     import yaml
 
     from conftest import ROOT
-    from lpselect import study
+    from lpselect import schema, study, validation
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["extraction"]["bf16"] = True
-    with pytest.raises(study.ConfigError,
+    with pytest.raises(schema.ConfigError,
                        match=r"extraction.bf16: replaced by extraction.precision .*`precision: bf16`"):
-        study.validate_config(config)
+        validation.validate_config(config)
     del config["extraction"]["bf16"]
     config["extraction"]["precision"] = "fp16"
-    with pytest.raises(study.ConfigError, match="extraction.precision"):
-        study.validate_config(config)
+    with pytest.raises(schema.ConfigError, match="extraction.precision"):
+        validation.validate_config(config)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from lpselect import memory, study
+from lpselect import memory, study, validation
 
 GIB = 2**30
 N = 13e9
@@ -75,7 +75,7 @@ def test_host_ram_of_training_extraction_and_generation():
 
 
 def test_paper_yaml_passes_its_own_check():
-    config = study.load_config(ROOT / "configs/paper.yaml")
+    config = validation.load_config(ROOT / "configs/paper.yaml")
     found = memory.needs(config, ROOT / "no-results")
     assert memory.problems(found, config) == []
     jobs = {(x.model, x.job): x for x in found}
@@ -103,8 +103,8 @@ def test_an_undersized_row_is_flagged_naming_the_row_and_the_model(tmp_path, cap
     flagged = out.split("- **does not fit", 1)[1]
     assert "opt-6.7b train" not in flagged and "llama2-7b train" not in flagged  # 7B FSDP training fits 40 GB
     # the same row with the paper's cards and memory passes
-    assert memory.problems(memory.needs(study.load_config(ROOT / "configs/paper.yaml"), tmp_path),
-                           study.load_config(ROOT / "configs/paper.yaml")) == []
+    assert memory.problems(memory.needs(validation.load_config(ROOT / "configs/paper.yaml"), tmp_path),
+                           validation.load_config(ROOT / "configs/paper.yaml")) == []
 
 
 def test_shapes_come_from_the_prepared_model_then_known_ids_then_an_estimate(tmp_path):
@@ -125,10 +125,10 @@ def test_shapes_come_from_the_prepared_model_then_known_ids_then_an_estimate(tmp
 
 def test_the_check_reads_training_sync_each_batch():
     # the key and its default (true) are the schema's (training.sync_each_batch); a config may turn it off
-    config = study.load_config(ROOT / "configs/paper.yaml")
+    config = validation.load_config(ROOT / "configs/paper.yaml")
     synced = {(x.model, x.job): x.gpu_bytes for x in memory.needs(config, ROOT / "no-results")}
     config["training"]["sync_each_batch"] = False
-    study.validate_config(config)
+    validation.validate_config(config)
     unsynced = {(x.model, x.job): x.gpu_bytes for x in memory.needs(config, ROOT / "no-results")}
     n = config["models"]["llama2-13b"]["parameters"]
     assert unsynced["llama2-13b", "train"] - synced["llama2-13b", "train"] == pytest.approx(2 * n - 4 * n / 4)

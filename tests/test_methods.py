@@ -11,7 +11,7 @@ import pytest
 import scipy.stats
 import torch
 
-from lpselect import aggregate, scoring, selection, study, summary
+from lpselect import aggregate, schema, scoring, selection, study, summary, validation
 from lpselect.losses import per_sample_losses
 from lpselect.selection import Subset
 from lpselect.tokenization import IGNORE_INDEX, encode_row, response_only
@@ -169,7 +169,7 @@ def test_grid_parts_add_the_easy_end_of_every_fraction_for_score_methods_only():
 
 
 def test_method_settings_come_from_the_schema_and_only_reach_their_own_selections():
-    config = study.load_config(study.SCHEMA.parent.parent / "config.yaml")
+    config = validation.load_config(schema.SCHEMA.parent.parent / "config.yaml")
     assert study.method_settings(config) == {"ifd": {"epoch": 0, "drop_above_one": True}, "s2l": {"n_clusters": 10}}
     config["methods"] = {"s2l": {"n_clusters": 4}}
     assert study.method_settings(config)["s2l"] == {"n_clusters": 4}
@@ -177,8 +177,8 @@ def test_method_settings_come_from_the_schema_and_only_reach_their_own_selection
     assert study.select_options(config, "ifd_cluster_k2_hard_seed1") == {"drop_ifd_above_one": True}
     assert study.select_options(config, "lp1_cluster_k2_hard_seed1") == {}
     config["methods"] = {"ifd": {"epoch": 9}}
-    with pytest.raises(study.ConfigError, match="methods.ifd.epoch"):
-        study.validate_config(config)
+    with pytest.raises(schema.ConfigError, match="methods.ifd.epoch"):
+        validation.validate_config(config)
 
 
 def write_ledger(path, flops, wall_s):

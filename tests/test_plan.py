@@ -50,16 +50,16 @@ def test_flops_are_the_ledgers_estimates():
 
 
 def test_settings_fill_the_schemas_defaults_and_validate():
-    from lpselect import study
+    from lpselect import schema, study, validation
 
     config = hub_config(gpu_flops=4e14, tokens_per_row={"alpaca": 120})
-    study.validate_config(config)
+    validation.validate_config(config)
     got = plan.settings(config)
     assert got["gpu_flops"] == 4e14 and got["gpu_flops_fp32"] == 8e12 and got["checkpoint_bytes_per_parameter"] == 4
-    with pytest.raises(study.ConfigError, match="plan.gpu_flops"):
-        study.validate_config(hub_config(gpu_flops=0))
-    with pytest.raises(study.ConfigError, match="plan"):
-        study.validate_config(hub_config(gpus=4))
+    with pytest.raises(schema.ConfigError, match="plan.gpu_flops"):
+        validation.validate_config(hub_config(gpu_flops=0))
+    with pytest.raises(schema.ConfigError, match="plan"):
+        validation.validate_config(hub_config(gpus=4))
 
 
 def test_training_and_extraction_costs():

@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT, run_snakemake, shrunken_config
 from test_workflow import job_counts
 
-from lpselect import robustness, study, training
-from lpselect.study import ConfigError
+from lpselect import robustness, study, training, validation
+from lpselect.schema import ConfigError
 
 
 def recipe_config(**overrides) -> dict:
@@ -45,16 +45,16 @@ def recipe_config(**overrides) -> dict:
 ])
 def test_a_bad_recipe_is_one_error_naming_the_key(change, message):
     config = recipe_config()
-    study.validate_config(config)
+    validation.validate_config(config)
     change(config)
     with pytest.raises(ConfigError) as err:
-        study.validate_config(config)
+        validation.validate_config(config)
     assert message in str(err.value)
 
 
 def test_a_recipe_trains_its_base_with_its_overrides():
     config = recipe_config(seed=5, gradient_checkpointing=True)
-    study.validate_config(config)
+    validation.validate_config(config)
     assert study.base_model(config, "m-a-lr") == "m-a" and study.model_spec(config, "m-a-lr") == config["models"]["m-a"]
     assert study.model_parameters(config, "m-a-lr") == study.model_parameters(config, "m-a")
     base, recipe = study.proxy_hp(config, "m-a"), study.proxy_hp(config, "m-a-lr")
@@ -146,12 +146,12 @@ def test_the_robustness_figure_draws_every_comparison(tmp_path):
 
 
 def test_the_robustness_config_validates():
-    config = study.load_config(ROOT / "configs/robustness.yaml")
+    config = validation.load_config(ROOT / "configs/robustness.yaml")
     recipes = study.recipes(config)
     rates = sorted({r["settings"]["learning_rate"] for r in recipes.values()})
     assert rates == [1.0e-5, 5.0e-5, 1.0e-4] and {r["seed"] for r in recipes.values()} == {42, 7}
     assert len(recipes) == 6 and config["grid"]["proxies"] == ["smollm2-135m"]
-    assert config["grid"]["methods"] == study.load_config(ROOT / "configs/methods.yaml")["grid"]["methods"]
+    assert config["grid"]["methods"] == validation.load_config(ROOT / "configs/methods.yaml")["grid"]["methods"]
 
 
 def test_a_row_count_budget_is_named_by_its_count():

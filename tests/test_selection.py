@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from lpselect import aggregate, selection, stages, study
+from lpselect import aggregate, schema, selection, stages, study, validation
 from lpselect.fileio import write_jsonl
 from lpselect.selection import Subset, select
 
@@ -120,8 +120,8 @@ def test_a_fraction_and_the_third_that_select_the_same_rows_share_one_name():
 def test_fractions_that_misname_their_size_are_refused(fractions, message):
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["grid"]["fractions"] = fractions
-    with pytest.raises(study.ConfigError, match=message):
-        study.validate_config(config)
+    with pytest.raises(schema.ConfigError, match=message):
+        validation.validate_config(config)
 
 
 @pytest.mark.parametrize("grid, message", [
@@ -138,12 +138,12 @@ def test_fractions_that_misname_their_size_are_refused(fractions, message):
 def test_parts_that_would_fail_late_or_repeat_a_set_are_refused_at_validation(grid, message):
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["grid"] |= grid
-    with pytest.raises(study.ConfigError, match=message):
-        study.validate_config(config)
+    with pytest.raises(schema.ConfigError, match=message):
+        validation.validate_config(config)
     config["grid"] |= {"parts": ["hard"], "diagnostic_parts": ["hard"], "fractions": [0.25, 0.5]}
-    study.validate_config(config)  # the hard part alone is fine
+    validation.validate_config(config)  # the hard part alone is fine
     config["grid"] |= {"parts": ["hard", "mid", "easy"], "fractions": [1 / 3], "methods": ["lp1"]}
-    study.validate_config(config)  # and mid at an odd k
+    validation.validate_config(config)  # and mid at an odd k
 
 
 def test_unscorable_samples_are_left_out_of_score_based_selection():
@@ -265,8 +265,8 @@ def test_grid_sizes_add_subsets_named_by_the_count_beside_the_fractions():
     assert aggregate.describe("p", "lp1_cluster_n1000_hard_seed1")["size"] == 1000
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["grid"]["sizes"] = [0]
-    with pytest.raises(study.ConfigError, match=r"grid.sizes\[0\]"):
-        study.validate_config(config)
+    with pytest.raises(schema.ConfigError, match=r"grid.sizes\[0\]"):
+        validation.validate_config(config)
 
 
 def test_the_select_stage_writes_a_row_count_subset(tmp_path):

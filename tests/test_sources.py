@@ -11,7 +11,7 @@ import yaml
 
 from lpselect import data, stages, study
 from lpselect.selection import Subset
-from lpselect.study import validate_config
+from lpselect.validation import validate_config
 
 from conftest import ROOT, SHARED, run_snakemake
 

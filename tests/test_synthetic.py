@@ -6,7 +6,8 @@ import pytest
 
 from lpselect import synthetic
 from conftest import shrunken_config
-from lpselect.study import ConfigError, validate_config
+from lpselect.schema import ConfigError
+from lpselect.validation import validate_config
 
 def creature(question: str) -> str:
     """The invented name: the word after the last "the" in every wording."""

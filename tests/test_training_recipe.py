@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from conftest import ROOT
-from lpselect import study, synthetic, training
+from lpselect import schema, study, synthetic, training, validation
 from lpselect.models import build_fresh_model
 from lpselect.tokenization import encode_rows
 from lpselect.training import accumulation_steps, build_trainer, training_arguments
@@ -27,7 +27,7 @@ def paper_config() -> dict:
 
 def test_paper_config_trains_every_model_with_the_same_global_batch():
     config = paper_config()
-    study.validate_config(config)
+    validation.validate_config(config)
     hp, seen = config["training"], set()
     for name in config["grid"]["proxies"] + config["grid"]["targets"]:
         processes = max(1, study.size_resources(config, name, "train")["gpus"])
@@ -40,11 +40,11 @@ def test_paper_config_trains_every_model_with_the_same_global_batch():
 def test_a_global_batch_that_does_not_divide_is_rejected_before_any_job():
     config = paper_config()
     config["training"]["global_batch_size"] = 24  # 24 = 4 x 6 and 8 x 3, but not a multiple of 4 x 4 GPUs
-    with pytest.raises(study.ConfigError, match=r"training\.global_batch_size.*'opt-6\.7b' \(4 GPUs"):
-        study.validate_config(config)
+    with pytest.raises(schema.ConfigError, match=r"training\.global_batch_size.*'opt-6\.7b' \(4 GPUs"):
+        validation.validate_config(config)
     del config["training"]["global_batch_size"]
-    with pytest.raises(study.ConfigError, match=r"training\.global_batch_size is missing"):
-        study.validate_config(config)
+    with pytest.raises(schema.ConfigError, match=r"training\.global_batch_size is missing"):
+        validation.validate_config(config)
 
 
 def test_accumulation_is_derived_from_the_world_size(tmp_path, monkeypatch):
@@ -140,7 +140,7 @@ def test_fsdp_is_fsdp2_checkpoints_in_shards_and_accumulates_sharded():
 def test_gradient_checkpointing_can_be_set_per_model_size():
     config = paper_config()
     config["resources"]["by_model_size"][-1]["gradient_checkpointing"] = False
-    study.validate_config(config)
+    validation.validate_config(config)
     small, large = config["grid"]["proxies"][0], config["grid"]["targets"][-1]
     assert study.training_knobs(config, small)["gradient_checkpointing"] is True  # training.* default
     assert study.training_knobs(config, large)["gradient_checkpointing"] is False  # its size row

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import study
+from .. import validation
 from .common import ROOT, PlanError, settings
 from .cost import job_cost, measured_throughput
 from .disk import disk, existing_bytes
@@ -29,7 +29,7 @@ class Plan:
 def build(config_path, text: str, root=ROOT, concurrent: int = 1, measured: bool = False,
           forceall: bool = False) -> Plan:
     """The plan of a study from its dry run's text (no Snakemake here)."""
-    config = study.load_config(config_path)
+    config = validation.load_config(config_path)
     if "dumps" in config:
         raise PlanError("a dumps study trains no model: nothing to plan (it downloads and re-analyses)")
     results = Path(root) / "results"

@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import memory, study
+from .. import memory, schema, validation
 from .build import build
 from .common import ROOT, PlanError, settings
 from .cost import parameters
@@ -32,13 +32,13 @@ def main(argv=None) -> int:
     parser.add_argument("--root", default=str(ROOT), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        config = study.load_config(args.config)
+        config = validation.load_config(args.config)
         if "dumps" in config:
             raise PlanError("a dumps study trains no model: nothing to plan (it downloads and re-analyses)")
         dataset_sizes(config, settings(config), Path(args.root) / "results")  # a missing number, before the dry run
         text = dry_run(args.config, args.root, args.all)
         plan = build(args.config, text, args.root, max(1, args.jobs), args.measured, args.all)
-    except (PlanError, study.ConfigError, RuntimeError) as err:
+    except (PlanError, schema.ConfigError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(render(plan), end="")

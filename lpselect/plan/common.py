@@ -4,7 +4,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from .. import study
+from .. import schema
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -20,7 +20,7 @@ class PlanError(ValueError):
 
 def settings(config: dict) -> dict:
     """The config's `plan` block over the schema's defaults (the schema holds them)."""
-    return study.defaulted(config, "plan")
+    return schema.defaulted(config, "plan")
 
 
 

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import study
+from .. import schema, study
 from .common import COSTED_RULES, EXTRACT_RULES, ROOT, TRAIN_RULES, PlanError
 from .dryrun import Job, model_of
 from .sizes import Sizes, subset_rows
@@ -122,7 +122,7 @@ def job_cost(config: dict, job: Job, sizes: Sizes, plan: dict, results=ROOT / "r
         # extract_losses reads every epoch the study scores (0..n) in one job, the response-only pass one
         passes = study.proxy_epochs(config) + 1 if job.rule == "extract_losses" else 1
         cost.kind, cost.tokens = "forward", passes * sizes.train[d] * tpr
-        precision = study.defaulted(config, "extraction")["precision"]
+        precision = schema.defaulted(config, "extraction")["precision"]
         rate = throughput.get("extract") or (bf16 if precision == "bf16" else
                                              plan["gpu_flops_tf32"] if precision == "tf32" else fp32)
         cost.flops = flops(cost.kind, n, cost.tokens)

@@ -4,7 +4,7 @@ import json
 import statistics
 from pathlib import Path
 
-from .. import study
+from .. import schema, study
 from .common import ROOT
 from .dryrun import Job
 from .sizes import Sizes
@@ -79,6 +79,6 @@ def judge_tokens(config: dict, plan: dict, sizes: Sizes, name: str, results=ROOT
         answer, answer_source = statistics.mean(answers), f"answers measured in {len(files)} responses file(s)"
     else:
         answer, answer_source = config["evaluation"]["max_new_tokens"] * cpt, "answers of max_new_tokens (upper bound)"
-    return {"input": (template + prompt + 2 * answer) / cpt, "output": float(study.defaulted(config, "judge")["max_tokens"]),
+    return {"input": (template + prompt + 2 * answer) / cpt, "output": float(schema.defaulted(config, "judge")["max_tokens"]),
             "source": f"{source}; {answer_source}"}
 

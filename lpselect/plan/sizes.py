@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import study
+from .. import schema, study
 from ..selection import Subset, full_reference_seed
 from .common import ROOT, PlanError
 
@@ -74,7 +74,7 @@ def _tokenized_lengths(results: Path, dataset: str):
 
 def _padding(plan: dict, dataset: str, config: dict, results: Path) -> tuple[float, str]:
     training = config["training"]
-    if study.defaulted(config, "training")["padding_free"]:  # plan.padding_factor describes padded batches
+    if schema.defaulted(config, "training")["padding_free"]:  # plan.padding_factor describes padded batches
         return 1.0, "none: training.padding_free trains on flattened batches"
     given = plan.get("padding_factor")
     if isinstance(given, dict) and dataset in given:
