@@ -1,4 +1,8 @@
-"""Every figure of every study, drawn from the study's tables (one module, one `draw` entry point)."""
+"""Every figure of every study, drawn from the study's tables (one module, one `draw` entry point).
+
+Over 400 lines on purpose: one figure module serves every study (a figure looks the same in the default
+study, the methods study and the paper grid), so it holds one short function per figure plus the few
+drawing helpers they share at the top; `draw` is the index from a figure's name to its function."""
 
 import logging
 
