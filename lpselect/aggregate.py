@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .fileio import parameter_count, read_jsonl, write_csv
-from .selection import Subset, budget_label, full_reference_seed, hardest_rows
+from .selection import Subset, full_reference_seed, hardest_rows
 
 log = logging.getLogger(__name__)
 
@@ -274,72 +274,6 @@ def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFr
     return pd.DataFrame(out)
 
 
-def chance_overlap(a: dict, b: dict, all_ids, groups: dict | None) -> float:
-    """The overlap two random draws would have with the per-group counts of subsets `a` and `b` (select
-    outputs) from the rows each could pick (`all_ids` less its `left_out`): E|A & B| / min(|A|, |B|),
-    where within a group c E|A_c & B_c| = a_c b_c |P_c & Q_c| / (|P_c| |Q_c|) for pools P and Q.
-    `groups` maps every id to its cluster under the cluster scheme (None: one group, which gives
-    max(|A|, |B|) / N with whole pools). Two cluster-scheme selections share their per-cluster counts,
-    so with whole pools this is sum(a_c^2 / n_c) / sum(a_c): at least max(|A|, |B|) / N
-    (Cauchy-Schwarz), by much with many small clusters."""
-    group = groups.__getitem__ if groups is not None else (lambda _: 0)
-    pools = [set(all_ids) - set(sub.get("left_out", [])) for sub in (a, b)]
-    counts = [pd.Series([group(i) for i in sub["ids"]], dtype=object).value_counts() for sub in (a, b)]
-    sizes = [pd.Series([group(i) for i in pool], dtype=object).value_counts() for pool in pools]
-    shared = pd.Series([group(i) for i in pools[0] & pools[1]], dtype=object).value_counts()
-    expected = sum(counts[0].get(c, 0) * counts[1].get(c, 0) * n / (sizes[0][c] * sizes[1][c])
-                   for c, n in shared.items())
-    return expected / max(1, min(a["n_selected"], b["n_selected"]))
-
-
-def transfer_table(subset_paths: dict, score_paths: dict, ifd_paths: dict | None = None,
-                   clusters_path=None) -> pd.DataFrame:
-    """Does a cheap model pick what an expensive one would? For every subset name selected by two or
-    more models (the hard part of each method, scheme, k and seed, unless grid.diagnostic_parts asks
-    for more; each part is its own row) and every pair of those models: Kendall tau of the method's
-    score over the rows both could rank (none for s2l, which does not rank), the realized sizes, and
-    the overlap of the two selections, |A & B| / min(|A|, |B|), with the overlap two random draws of
-    the same per-cluster counts from the same pools would have (chance_overlap; under the global
-    scheme and for s2l one group).
-
-    subset_paths maps (model, subset name) to a subset file; score_paths and ifd_paths map a model to
-    its score table and IFD table; clusters_path is the cluster table (needed for cluster-scheme subsets)."""
-    from scipy.stats import kendalltau
-
-    from .scoring import HARDEST_FIRST
-
-    tables = {m: pd.read_csv(p) for m, p in score_paths.items()}
-    for model, path in (ifd_paths or {}).items():
-        tables[model] = tables[model].merge(pd.read_csv(path)[["id", "ifd"]], on="id", how="left")
-    chosen = {key: json.loads(Path(path).read_text()) for key, path in subset_paths.items()}
-    names = sorted({name for _, name in chosen})
-    models = list(score_paths)
-    clusters = pd.read_csv(clusters_path) if clusters_path else None
-    by_cluster = dict(zip(clusters["id"], clusters["cluster"])) if clusters is not None else None
-    out = []
-    for name in names:
-        subset = Subset.parse(name)
-        if subset.scheme == "cluster" and by_cluster is None:
-            raise ValueError(f"{name}: the chance overlap of cluster-scheme selections needs the cluster table")
-        for a, b in itertools.combinations([m for m in models if (m, name) in chosen], 2):
-            sa, sb = chosen[(a, name)], chosen[(b, name)]
-            tau = np.nan
-            if subset.method in HARDEST_FIRST:
-                x, y = tables[a][subset.method], tables[b][subset.method]
-                both = x.notna() & y.notna()
-                tau = kendalltau(x[both], y[both]).statistic
-            na, nb = sa["n_selected"], sb["n_selected"]
-            out.append({f: getattr(subset, f) for f in SUBSET_FIELDS} | {
-                "subset": name, "display": subset.display, "model_a": a, "model_b": b, "kendall_tau": tau,
-                "n_a": na, "n_b": nb, "realized_fraction": (na + nb) / 2 / sa["n_total"],
-                "overlap": len(set(sa["ids"]) & set(sb["ids"])) / max(1, min(na, nb)),
-                "chance_overlap": chance_overlap(sa, sb, tables[a]["id"],
-                                                 by_cluster if subset.scheme == "cluster" else None)})
-    columns = [*SUBSET_FIELDS, "subset", "display", "model_a", "model_b", "kendall_tau", "n_a", "n_b",
-               "realized_fraction", "overlap", "chance_overlap"]
-    return pd.DataFrame(out, columns=columns)
-
-
 def run_of(runs: dict, model: str, seed) -> object:
     """A model's entry (score table, ledgers) for the subsets of `seed`: keyed "<model>/seed<N>" when
     the study trains a proxy run per seed (grid.proxy_seeds, study.proxy_run), else "<model>"; None if
@@ -351,25 +285,6 @@ def seed_runs(runs: dict, seed) -> dict:
     """{model: entry} of the runs that `seed`'s subsets read (run_of for every model)."""
     models = dict.fromkeys(key.split("/seed")[0] for key in runs)
     return {m: run_of(runs, m, seed) for m in models if run_of(runs, m, seed) is not None}
-
-
-def write_transfer(subset_paths: dict, score_paths: dict, ifd_paths: dict, out_csv, clusters_path=None) -> None:
-    """transfer_table; with a proxy run per seed (keys "<model>/seed<N>"), each seed's subsets are
-    compared on the scores of that seed's runs."""
-    ifd_paths = ifd_paths or {}
-    seeds = sorted({Subset.parse(name).seed for _, name in subset_paths})
-    if any("/seed" in key for key in score_paths):
-        table = pd.concat([transfer_table({k: v for k, v in subset_paths.items() if Subset.parse(k[1]).seed == seed},
-                                          seed_runs(score_paths, seed), seed_runs(ifd_paths, seed), clusters_path)
-                           for seed in seeds], ignore_index=True).sort_values("subset", kind="stable")
-    else:
-        table = transfer_table(subset_paths, score_paths, ifd_paths, clusters_path)
-    for r in table.drop_duplicates(["method", "model_a", "model_b"]).itertuples():
-        log.info("%s: %s vs %s, Kendall tau %.3f", r.method, r.model_a, r.model_b, r.kendall_tau)
-    for r in table.groupby(["display", "part", "chunks", "size", "model_a", "model_b"])[["overlap", "chance_overlap"]].mean().reset_index().itertuples():
-        log.info("%s %s %s: %s vs %s, overlap %.3f (chance %.3f)", r.display, r.part, budget_label(r.chunks, r.size), r.model_a,
-                 r.model_b, r.overlap, r.chance_overlap)
-    write_csv(out_csv, table)
 
 
 def model_sizes(model_dirs: dict) -> pd.DataFrame:
@@ -427,94 +342,6 @@ def hardest_ids(scores: pd.DataFrame, fraction: float, column: str = "lp1") -> s
     """The round(fraction * N) rows with the lowest score (ties by id): the global hard subset."""
     n = max(1, round(fraction * len(scores)))
     return set(scores["id"].to_numpy()[hardest_rows(scores[column].to_numpy(), scores["id"])[:n]])
-
-
-def hardest_overlap(score_paths: dict, fractions, column: str = "lp1") -> pd.DataFrame:
-    """|hardest p% by proxy ∩ hardest p% by target| / |hardest p%| for every ordered pair of models."""
-    scores = {name: pd.read_csv(path) for name, path in score_paths.items()}
-    out = []
-    for fraction in fractions:
-        hard = {name: hardest_ids(table, fraction, column) for name, table in scores.items()}
-        for a, b in itertools.product(scores, repeat=2):
-            out.append({"score": column, "fraction": fraction, "proxy": a, "target": b, "n": len(hard[a]),
-                        "overlap": len(hard[a] & hard[b]) / len(hard[a])})
-    return pd.DataFrame(out)
-
-
-def perplexity_trajectories(score_paths: dict) -> pd.DataFrame:
-    """Quartiles of every epoch's perplexity per model."""
-    out = []
-    for name, path in score_paths.items():
-        table = pd.read_csv(path)
-        for col in [c for c in table if c[0] == "p" and c[1:].isdigit()]:
-            q = table[col].quantile([0.25, 0.5, 0.75])
-            out.append({"model": name, "epoch": int(col[1:]), "q25": q[0.25], "median": q[0.5], "q75": q[0.75]})
-    return pd.DataFrame(out)
-
-
-def write_dump_tables(score_paths: dict, fractions, outputs: dict) -> None:
-    write_csv(outputs["rank_correlation"], rank_correlations(score_paths))
-    write_csv(outputs["overlap"], hardest_overlap(score_paths, fractions))
-    write_csv(outputs["trajectories"], perplexity_trajectories(score_paths))
-
-
-def pair_agreement(proxy: pd.DataFrame, target: pd.DataFrame, fraction: float) -> dict:
-    """Kendall tau of LP(1) and of LP_app, and the share of the target's hardest `fraction` by LP(1)
-    that the proxy also puts in its hardest, for two score tables over the same rows."""
-    from scipy.stats import kendalltau
-
-    hard_p, hard_t = hardest_ids(proxy, fraction), hardest_ids(target, fraction)
-    return {"tau_lp1": kendalltau(proxy["lp1"], target["lp1"]).statistic,
-            "tau_lp_app": kendalltau(proxy["lp_app"], target["lp_app"]).statistic,
-            "overlap": len(hard_p & hard_t) / len(hard_t)}
-
-
-def dumps_summary(tables: dict, pairs, unscorable: str, fraction: float = 0.1) -> str:
-    """Markdown: per dataset, the unscorable rows per model, and Kendall tau (LP(1), LP_app) and
-    hardest-10% overlap of proxy -> target pairs, on all rows (as published) and without the union of
-    the unscorable rows. `tables` maps a dataset to {"scores": {model: all-rows score table},
-    "unscorable": counts table}."""
-    from .dumps import scorable_in_every_model
-
-    used = "all rows, as published" if unscorable == "keep" else "the rows scorable in every model"
-    lines = [
-        "# The paper's released perplexities, re-analysed",
-        "",
-        "Unscorable rows have perplexity exactly 1.0 before training and after every epoch: the official",
-        "code's value for a sample whose prompt filled the 512-token window (no response token scored).",
-        "LP(1) makes them 0, so they rank among the hardest. The tables, score tables and figures of this",
-        f"run use {used} (config key dumps.unscorable: {unscorable}).",
-        "",
-        "## Unscorable rows",
-        "",
-        "| dataset | rows | " + " | ".join(pd.read_csv(next(iter(tables.values()))["unscorable"])["model"]) + " |",
-    ]
-    lines.append("| --- " * (lines[-1].count("|") - 1) + "|")
-    for dataset, paths in tables.items():
-        counts = pd.read_csv(paths["unscorable"])
-        lines.append(f"| {dataset} | {counts['n_rows'].iloc[0]} | " + " | ".join(map(str, counts["unscorable"])) + " |")
-    lines += [
-        "",
-        "## Proxy -> target agreement, with and without the unscorable rows",
-        "",
-        "Kendall tau between the LP(1) and LP_app rankings of a proxy and a target, and the share of the",
-        f"target's hardest {fraction:.0%} by LP(1) that the proxy also puts in its hardest {fraction:.0%}:",
-        "*all* = every row, as published; *scorable* = without the rows unscorable in any model of the dataset.",
-        "The paper reports a Kendall tau of about 0.52 between OPT-350M and Llama-2-13B (LP(1), Alpaca).",
-        "",
-        "| dataset | proxy | target | tau LP(1) all | scorable | tau LP_app all | scorable "
-        f"| overlap hardest {fraction:.0%} all | scorable |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for dataset, paths in tables.items():
-        scores = {model: pd.read_csv(path) for model, path in paths["scores"].items()}
-        usable, _ = scorable_in_every_model(scores, "exclude")
-        for proxy, target in pairs:
-            both = [pair_agreement(scores[proxy][rows], scores[target][rows], fraction)
-                    for rows in (slice(None), usable)]
-            cells = [f"{version[k]:.3f}" for k in ("tau_lp1", "tau_lp_app", "overlap") for version in both]
-            lines.append(f"| {dataset} | {proxy} | {target} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _ledger(path) -> dict:

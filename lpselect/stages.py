@@ -472,17 +472,17 @@ def dump_scorable(all_rows: dict, unscorable: str, out_scores: dict, out_counts)
 
 
 def dump_tables(score_paths: dict, fractions, outputs: dict) -> None:
-    from . import aggregate
+    from .dump_tables import write_dump_tables
     from .dumps import DumpError
 
     lengths = {name: sum(1 for _ in open(path)) - 1 for name, path in score_paths.items()}
     if len(set(lengths.values())) > 1:
         raise DumpError(f"models of one dataset list different numbers of samples: {lengths}")
-    aggregate.write_dump_tables(score_paths, fractions, outputs)
+    write_dump_tables(score_paths, fractions, outputs)
 
 
 def dump_summary(tables: dict, pairs, unscorable: str, out_md) -> None:
-    from . import aggregate
+    from .dump_tables import dumps_summary
     from .fileio import write_text
 
-    write_text(out_md, aggregate.dumps_summary(tables, pairs, unscorable))
+    write_text(out_md, dumps_summary(tables, pairs, unscorable))

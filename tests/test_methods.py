@@ -11,7 +11,7 @@ import pytest
 import scipy.stats
 import torch
 
-from lpselect import aggregate, schema, scoring, selection, study, summary, validation
+from lpselect import aggregate, schema, scoring, selection, study, summary, transfer, validation
 from lpselect.losses import per_sample_losses
 from lpselect.selection import Subset
 from lpselect.tokenization import IGNORE_INDEX, encode_row, response_only
@@ -220,7 +220,7 @@ def test_transfer_table_gives_rank_agreement_and_selection_overlap(tmp_path):
         ("a", s2l): write_subset(tmp_path / "a2.json", s2l, ids[:2], 10),
         ("b", s2l): write_subset(tmp_path / "b2.json", s2l, ids[1:4], 10),
     }
-    table = aggregate.transfer_table(subsets, paths).set_index("method")
+    table = transfer.transfer_table(subsets, paths).set_index("method")
     assert table.loc["lp1", "kendall_tau"] == pytest.approx(-1.0) and table.loc["lp1", "overlap"] == 0
     assert np.isnan(table.loc["s2l", "kendall_tau"])
     assert table.loc["s2l", "overlap"] == 0.5 and table.loc["s2l", "chance_overlap"] == 0.3
@@ -262,15 +262,15 @@ def test_the_transfer_chance_keeps_the_per_cluster_counts_and_the_pools(tmp_path
     name = "lp1_cluster_k3_hard_seed1"  # ceil(1 / 3) = 1 of each singleton, ceil(6 / 3) = 2 of the rest
     subsets = {("a", name): write_subset(tmp_path / "a.json", name, ids[:4] + ["x4", "x5"], 10),
                ("b", name): write_subset(tmp_path / "b.json", name, ids[:4] + ["x8", "x9"], 10)}
-    row = aggregate.transfer_table(subsets, paths, clusters_path=tmp_path / "clusters.csv").iloc[0]
+    row = transfer.transfer_table(subsets, paths, clusters_path=tmp_path / "clusters.csv").iloc[0]
     assert row["overlap"] == pytest.approx(4 / 6)
     assert row["chance_overlap"] == pytest.approx((4 * 1 + 2 * 2 / 6) / 6)  # 0.778
     # a row neither could pick (left out: unscorable) is in neither pool: 2 of the 5 others
     global_name = "lp1_global_k2_hard_seed1"
     a = {"subset": global_name, "ids": ids[:4], "n_selected": 4, "n_total": 10, "left_out": ["x9"]}
     b = a | {"ids": ids[5:9]}
-    assert aggregate.chance_overlap(a, b, ids, None) == pytest.approx(4 * 4 * 9 / (9 * 9) / 4)
-    assert aggregate.chance_overlap(a, b | {"left_out": []}, ids, None) == pytest.approx(4 * 4 * 9 / (9 * 10) / 4)
+    assert transfer.chance_overlap(a, b, ids, None) == pytest.approx(4 * 4 * 9 / (9 * 9) / 4)
+    assert transfer.chance_overlap(a, b | {"left_out": []}, ids, None) == pytest.approx(4 * 4 * 9 / (9 * 10) / 4)
 
 
 def test_the_transfer_diagnostic_compares_the_hard_parts_and_keeps_parts_apart(tmp_path):
@@ -304,7 +304,7 @@ def test_with_a_proxy_run_per_seed_each_seed_is_compared_on_its_own_runs(tmp_pat
         name = f"lp1_global_k5_hard_seed{seed}"
         for model in ("a", "b"):
             subsets[(model, name)] = write_subset(tmp_path / f"{model}{seed}.json", name, ids[:2], 10)
-    aggregate.write_transfer(subsets, paths, {}, tmp_path / "transfer.csv")
+    transfer.write_transfer(subsets, paths, {}, tmp_path / "transfer.csv")
     table = pd.read_csv(tmp_path / "transfer.csv").set_index("seed")
     assert table.loc[1, "kendall_tau"] == pytest.approx(1.0) and table.loc[2, "kendall_tau"] == pytest.approx(-1.0)
     assert set(table["model_a"]) == {"a"} and set(table["model_b"]) == {"b"}
