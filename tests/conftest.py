@@ -1,6 +1,10 @@
+import importlib.util
+import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,13 +68,74 @@ def shrunken_config() -> dict:
     return config
 
 
+WORKFLOW = ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "report", "lpselect", "config.yaml")
+
+
+def copy_workflow(folder: Path, *extra: str) -> Path:
+    for item in WORKFLOW + extra:
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, folder / item)
+    return folder
+
+
 @pytest.fixture
 def workdir(tmp_path):
     """A copy of the workflow (not the results) in a temporary folder."""
-    for item in ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "report", "lpselect", "config.yaml"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
-    return tmp_path
+    return copy_workflow(tmp_path)
+
+
+STAND_IN = '#!/bin/sh\necho "$(basename "$0") $@" >> "$SLURM_CALLS"\n{body}\n'
+
+
+def silent_slurm(tmp_path) -> dict:
+    """An environment whose SLURM commands are stand-ins that only log their calls (for dry runs)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "sacct", "sacctmgr", "sshare", "scontrol", "squeue", "sinfo"):
+        (bin_dir / name).write_text(STAND_IN.format(body=""))
+        (bin_dir / name).chmod(0o755)
+    return os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(tmp_path / "calls.log")}
+
+
+# any attempt to reach the network fails fast
+OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
+
+
+def _paper_dry_run(folder: Path) -> dict:
+    """configs/paper.yaml's dry run through profiles/slurm (SLURM commands that only log their calls,
+    the network blocked): about 5,000 jobs, 20 s of CPU, so test_plan, test_sources and test_cluster
+    read one run of it."""
+    copy_workflow(folder, "profiles", "configs")
+    env = silent_slurm(folder) | OFFLINE
+    args = ["-n", "--configfile", "configs/paper.yaml"]
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm"):  # optional (test_cluster skips without it)
+        args += ["--workflow-profile", "profiles/slurm", "--jobs", "100"]
+    start = time.time()
+    proc = subprocess.run(snakemake_cmd(*args), cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    seconds = time.time() - start
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (folder / "dry-run.txt").write_text(proc.stdout + "\n" + proc.stderr)  # what `snakemake -n` printed
+    calls = folder / "calls.log"
+    return {"root": str(folder), "stdout": proc.stdout, "seconds": seconds,
+            "calls": calls.read_text() if calls.exists() else ""}
+
+
+@pytest.fixture(scope="session")
+def paper_dry_run(tmp_path_factory) -> dict:
+    """One paper dry run per test session: under pytest-xdist the first worker to ask runs it (a file
+    lock in the session's shared temporary folder) and the others read its result."""
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _paper_dry_run(tmp_path_factory.mktemp("paper"))
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per session, shared by its workers
+    done = shared / "paper-dry-run.json"
+    with FileLock(str(done) + ".lock"):
+        if not done.exists():
+            folder = shared / "paper"
+            folder.mkdir()
+            done.write_text(json.dumps(_paper_dry_run(folder)))
+        return json.loads(done.read_text())
 
 
 def run_snakemake(workdir, config: dict | None, *args, check=True):

@@ -3,7 +3,6 @@ slices, the Dolly field mapping, and the paper's study config."""
 
 import json
 import re
-import time
 
 import pandas as pd
 import pytest
@@ -50,15 +49,13 @@ def test_parquet_and_reproducible_slices(tmp_path):
     assert data.take_slice(list(range(10)), limit=4) == [0, 1, 2, 3]
 
 
-def test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid(workdir):
+def test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid(paper_dry_run):
     config = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
     validate_config(config)
-    (workdir / "configs").mkdir()
-    (workdir / "configs/paper.yaml").write_text(yaml.safe_dump(config))
-    start = time.time()
-    proc = run_snakemake(workdir, None, "-n", "--quiet", "rules", "--configfile", "configs/paper.yaml")
-    seconds = time.time() - start
-    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M) if m[1] != "total"}
+    # conftest.paper_dry_run: `snakemake -n --configfile configs/paper.yaml`, once for test_plan,
+    # test_sources and test_cluster
+    seconds = paper_dry_run["seconds"]
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", paper_dry_run["stdout"], re.M) if m[1] != "total"}
     models, datasets = 7, 2
     # (lp1, lp_app) x 6 fractions + the mid and easy thirds per proxy (the hard third is lp1's 0.33: one
     # subset, one fine-tune); clust_rand x 6; the full-data reference
