@@ -10,7 +10,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau, spearmanr, t
 
 from .fileio import parameter_count, read_jsonl, write_csv
 from .selection import Subset, full_reference_seed
@@ -143,6 +142,8 @@ def seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float
     mean = float(v.mean())
     if len(v) < 2:
         return mean, np.nan, np.nan
+    from scipy.stats import t  # here: a figure job of one seed then never loads scipy.stats (~0.5 s)
+
     half = t.ppf((1 + confidence) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return mean, mean - half, mean + half
 
@@ -169,7 +170,11 @@ METRIC_RANGES = {"judge_win_rate": (0.0, 1.0), "win_rate": (0.0, 1.0), "exact_ma
 def t_critical(n: int, confidence: float = 0.95) -> float:
     """Student t's critical value of seed_interval's interval over n seeds (NaN below two): 12.71 for
     two seeds, 4.30 for three; the interval's half-width is t x sd / sqrt(n)."""
-    return float(t.ppf((1 + confidence) / 2, n - 1)) if n >= 2 else np.nan
+    if n < 2:
+        return np.nan
+    from scipy.stats import t
+
+    return float(t.ppf((1 + confidence) / 2, n - 1))
 
 
 def paired_differences(metrics: pd.DataFrame, columns=None, confidence: float = 0.95) -> pd.DataFrame:
@@ -248,6 +253,8 @@ def composition(members: dict, rows: list[dict], factors=("difficulty", "task"))
 def rank_correlations(score_paths: dict, columns=("lp1", "lp_app")) -> pd.DataFrame:
     """Kendall tau and Spearman rho between every pair of proxies' scores, per score column, over the
     rows both could score (an unscorable row's NaN would otherwise make the whole coefficient NaN)."""
+    from scipy.stats import kendalltau, spearmanr  # here: most jobs that import this module need no scipy
+
     scores = {name: pd.read_csv(path) for name, path in score_paths.items()}
     out = []
     for column in columns:
@@ -290,6 +297,8 @@ def transfer_table(subset_paths: dict, score_paths: dict, ifd_paths: dict | None
 
     subset_paths maps (model, subset name) to a subset file; score_paths and ifd_paths map a model to
     its score table and IFD table; clusters_path is the cluster table (needed for cluster-scheme subsets)."""
+    from scipy.stats import kendalltau
+
     from .scoring import HARDEST_FIRST
 
     tables = {m: pd.read_csv(p) for m, p in score_paths.items()}
@@ -440,6 +449,8 @@ def write_dump_tables(score_paths: dict, fractions, outputs: dict) -> None:
 def pair_agreement(proxy: pd.DataFrame, target: pd.DataFrame, fraction: float) -> dict:
     """Kendall tau of LP(1) and of LP_app, and the share of the target's hardest `fraction` by LP(1)
     that the proxy also puts in its hardest, for two score tables over the same rows."""
+    from scipy.stats import kendalltau
+
     hard_p, hard_t = hardest_ids(proxy, fraction), hardest_ids(target, fraction)
     return {"tau_lp1": kendalltau(proxy["lp1"], target["lp1"]).statistic,
             "tau_lp_app": kendalltau(proxy["lp_app"], target["lp_app"]).statistic,

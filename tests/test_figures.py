@@ -3,6 +3,9 @@ study's and a larger grid's, keeps each text (titles, suptitles, labels, legends
 canvas. The end-to-end tests check the figures of a real shrunken study through the figure job's log
 (figures.draw warns of a clipped text)."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,3 +97,19 @@ def test_a_clipped_text_is_found():
     fig.tight_layout()
     assert figures.clipped_texts(fig) == ["a title far too long for a figure three inches wide, cut at both edges"]
     figures.plt.close(fig)
+
+
+def test_a_figure_job_of_one_seed_loads_no_scipy():
+    """scipy.stats (about half a second a job) is imported where a t-interval or a rank correlation is
+    computed: a figure or summary job of a one-seed study, as the test studies are, never loads it."""
+    code = """
+import sys
+import pandas as pd
+from lpselect import aggregate, figures, summary
+one_seed = pd.DataFrame([{k: "x" for k in aggregate.SETTING} | {"seed": 1, "realized_fraction": 0.5, "win_rate": 0.4}])
+assert aggregate.over_seeds(one_seed, ["win_rate"])["win_rate_seed_lo"].isna().all()
+assert pd.isna(summary.t_critical(1))
+print("scipy.stats" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stdout + out.stderr
