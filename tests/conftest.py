@@ -16,19 +16,71 @@ SHARED = ROOT.parent / "shared"
 
 # Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), the tests of one group run in one worker:
 # modules whose module fixtures build a model once (the converted SmolLM2 folder is shared by two
-# modules), and the real-SLURM tests, which share one cluster. Every other test goes wherever a worker is free.
+# modules), the real-SLURM tests, which share one cluster, and the tests that read the paper's dry run
+# (conftest.paper_dry_run, one per worker that asks). Every other test goes wherever a worker is free.
 XDIST_GROUPS = {
     "test_packaged_models": "smollm2", "test_judge_serve": "smollm2", "test_slurm": "slurm",
     **{m: m for m in ("test_chat", "test_distributed", "test_fsdp", "test_padding_free", "test_resume",
                       "test_tokenized", "test_training_recipe", "test_truncation")},
+    **{f"{m}::{t}": "paper" for m, t in (
+        ("test_plan", "test_paper_plan_runs_offline"),
+        ("test_sources", "test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid"),
+        ("test_cluster", "test_paper_config_dry_runs_through_the_slurm_profile"))},
+}
+
+# Seconds on an idle 2-core Xeon (approximate) of the tests that take longest. Under xdist the work units
+# (a group, or one test) start longest first, so that the two workers end together instead of one running
+# the end-to-end study alone at the end. A stale number changes the order only, never a result.
+SECONDS = {
+    "test_end_to_end_shrunken_study": 300, "test_chat_study_select_only_then_everything": 180,
+    "test_end_to_end_with_two_evaluation_sets_and_a_judge": 140, "test_default_study_target_through_real_slurm": 120,
+    "test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer": 70,
+    "test_dry_run_with_a_judge_and_named_eval_sets": 65, "test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it": 60,
 }
 
 
+def xdist_group(nodeid: str) -> str | None:
+    """The group of a test id ("tests/test_plan.py::test_x[param]"): its test's entry, else its module's."""
+    path, _, name = nodeid.partition("::")
+    module = Path(path).stem
+    return XDIST_GROUPS.get(f"{module}::{name.split('[')[0]}") or XDIST_GROUPS.get(module)
+
+
+def pytest_configure(config):
+    # xdist's loadgroup sends the groups with the most tests first; the order of collection (longest
+    # first, below) is the better guess
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """loadgroup with the groups above. xdist 3.8 marks a group by appending "@group" to the test's id
+    (`item._nodeid`), which pytest 9.2 no longer reads (its ids live in `item._id`): every xdist_group
+    mark was ignored and a module's tests ran on both workers. The scheduler (in the controller, which
+    sees test ids only) asks xdist_group() instead."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class Groups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid) or super()._split_scope(nodeid)
+
+    return Groups(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
+    units = {}
     for item in items:
-        group = XDIST_GROUPS.get(item.module.__name__.rsplit(".", 1)[-1])
+        group = xdist_group(item.nodeid)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+        seconds = SECONDS.get(item.originalname, 30 if item.get_closest_marker("slow") else 1)
+        units.setdefault(group or item.nodeid, []).append((item, seconds))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run keeps the files' order
+        order = sorted(units.values(), key=lambda unit: -sum(s for _, s in unit))  # stable: ties keep their order
+        items[:] = [item for unit in order for item, _ in unit]
 
 
 def snakemake_cmd(*args):
