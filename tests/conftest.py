@@ -53,7 +53,7 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: a run without xdist has no such hook
 def pytest_xdist_make_scheduler(config, log):
     """loadgroup with the groups above. xdist 3.8 marks a group by appending "@group" to the test's id
     (`item._nodeid`), which pytest 9.2 no longer reads (its ids live in `item._id`): every xdist_group
