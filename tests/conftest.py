@@ -26,6 +26,11 @@ XDIST_GROUPS = {
         ("test_plan", "test_paper_plan_runs_offline"),
         ("test_sources", "test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid"),
         ("test_cluster", "test_paper_config_dry_runs_through_the_slurm_profile"))},
+    # the tests that read conftest.dry_run's default and real-small dry runs
+    **{f"{m}::{t}": "dry-runs" for m, t in (
+        ("test_workflow", "test_default_dry_run_lists_the_whole_dag"),
+        ("test_workflow", "test_the_training_split_is_tokenized_once_per_tokenizer"),
+        ("test_sources", "test_real_small_models_config_pairs_every_proxy_with_every_target"))},
 }
 
 # Seconds on an idle 2-core Xeon (approximate) of the tests that take longest. Under xdist the work units
@@ -76,7 +81,7 @@ def pytest_collection_modifyitems(config, items):
         group = xdist_group(item.nodeid)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
-        seconds = SECONDS.get(item.originalname, 30 if item.get_closest_marker("slow") else 1)
+        seconds = SECONDS.get(getattr(item, "originalname", item.name), 30 if item.get_closest_marker("slow") else 1)
         units.setdefault(group or item.nodeid, []).append((item, seconds))
     if os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run keeps the files' order
         order = sorted(units.values(), key=lambda unit: -sum(s for _, s in unit))  # stable: ties keep their order
@@ -170,6 +175,22 @@ def _paper_dry_run(folder: Path) -> dict:
     calls = folder / "calls.log"
     return {"root": str(folder), "stdout": proc.stdout, "seconds": seconds,
             "calls": calls.read_text() if calls.exists() else ""}
+
+
+@pytest.fixture(scope="session")
+def dry_run(tmp_path_factory):
+    """`snakemake -n --cores 2` of the default study (dry_run(None)) or of configs/<name>.yaml
+    (dry_run(name)), each run once per worker (several tests read the same DAG): its output."""
+    done = {}
+
+    def get(name: str | None) -> str:
+        if name not in done:
+            folder = copy_workflow(tmp_path_factory.mktemp("dry-run"), "configs")
+            args = ("--configfile", f"configs/{name}.yaml") if name else ()
+            done[name] = run_snakemake(folder, None, "-n", "--cores", "2", *args).stdout
+        return done[name]
+
+    return get
 
 
 @pytest.fixture(scope="session")
