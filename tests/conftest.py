@@ -15,13 +15,14 @@ SHARED = ROOT.parent / "shared"
 
 
 # Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), the tests of one group run in one worker:
-# modules whose module fixtures build a model once (the converted SmolLM2 folder is shared by two
-# modules), the real-SLURM tests, which share one cluster, and the tests that read the paper's dry run
-# (conftest.paper_dry_run, one per worker that asks). Every other test goes wherever a worker is free.
+# those whose shared fixtures are expensive (the converted SmolLM2 folder, shared by two modules; the
+# FSDP launches; the paper's and the default study's dry runs), and the real-SLURM tests, which share one
+# cluster. Every other test goes wherever a worker is free: a module fixture that builds a tokenizer or a
+# tiny model in a second or two is cheaper built on both workers than its module's tests kept on one
+# (test_resume, test_chat, test_tokenized, ...: they ran free in every measured suite, as the groups
+# never took effect before; see pytest_xdist_make_scheduler).
 XDIST_GROUPS = {
-    "test_packaged_models": "smollm2", "test_judge_serve": "smollm2", "test_slurm": "slurm",
-    **{m: m for m in ("test_chat", "test_distributed", "test_fsdp", "test_padding_free", "test_resume",
-                      "test_tokenized", "test_training_recipe", "test_truncation")},
+    "test_packaged_models": "smollm2", "test_judge_serve": "smollm2", "test_slurm": "slurm", "test_fsdp": "test_fsdp",
     **{f"{m}::{t}": "paper" for m, t in (
         ("test_plan", "test_paper_plan_runs_offline"),
         ("test_sources", "test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid"),

@@ -25,17 +25,17 @@ def test_{name}(i):
 
 
 def test_groups_come_from_the_module_or_the_test():
-    assert xdist_group("tests/test_tokenized.py::test_x[a-1]") == "test_tokenized"
+    assert xdist_group("tests/test_fsdp.py::test_x[a-1]") == "test_fsdp"
     assert xdist_group("tests/test_judge_serve.py::test_y") == xdist_group("tests/test_packaged_models.py::t") == "smollm2"
     assert xdist_group("tests/test_plan.py::test_paper_plan_runs_offline") == "paper"
     assert xdist_group("tests/test_plan.py::test_judge_calls") is None
 
 
 def test_a_groups_tests_run_in_one_worker(tmp_path):
-    """Four tests of a grouped module (named like one: test_tokenized) among eight ungrouped ones, on two
+    """Four tests of a grouped module (named like one: test_fsdp) among eight ungrouped ones, on two
     workers: all four in one. (With pytest 9.2, xdist's own marking of groups had no effect.)"""
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
-    (tmp_path / "test_tokenized.py").write_text(MODULE.format(n=4, name="grouped", module="test_tokenized"))
+    (tmp_path / "test_fsdp.py").write_text(MODULE.format(n=4, name="grouped", module="test_fsdp"))
     (tmp_path / "test_other.py").write_text(MODULE.format(n=8, name="free", module="test_other"))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist",
                            "loadgroup", "-o", "addopts=", "--rootdir", str(tmp_path), str(tmp_path)],
@@ -43,5 +43,5 @@ def test_a_groups_tests_run_in_one_worker(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ran = [json.loads(line) for line in (tmp_path / "ran.jsonl").read_text().splitlines()]
     assert len(ran) == 12
-    assert len({r["worker"] for r in ran if r["module"] == "test_tokenized"}) == 1, ran
+    assert len({r["worker"] for r in ran if r["module"] == "test_fsdp"}) == 1, ran
     assert len({r["worker"] for r in ran}) == 2  # the others went wherever a worker was free
