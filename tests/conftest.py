@@ -41,7 +41,8 @@ SECONDS = {
     "test_end_to_end_shrunken_study": 300, "test_chat_study_select_only_then_everything": 180,
     "test_end_to_end_with_two_evaluation_sets_and_a_judge": 140, "test_default_study_target_through_real_slurm": 120,
     "test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer": 70,
-    "test_dry_run_with_a_judge_and_named_eval_sets": 65, "test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it": 60,
+    "test_dry_run_with_a_judge_and_named_eval_sets": 65,
+    "test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it": 60,
 }
 
 

@@ -45,7 +45,6 @@ STUDY = {
 }
 
 
-
 def test_resources_follow_the_model_size():
     validate_config(STUDY)
     small, large = size_resources(STUDY, "opt-350m", "train"), size_resources(STUDY, "opt-13b", "train")

@@ -421,7 +421,8 @@ def test_paper_plan_runs_offline(paper_dry_run):
     # the network blocked), saved; the plan then reads the config and that text, the network blocked too
     root = paper_dry_run["root"]
     proc = subprocess.run([sys.executable, "-m", "lpselect.plan", "configs/paper.yaml", "--jobs", "4", "--root", root,
-                           "--dry-run", "dry-run.txt"], cwd=root, capture_output=True, text=True, env=os.environ | OFFLINE)
+                           "--dry-run", "dry-run.txt"], cwd=root, capture_output=True, text=True,
+                          env=os.environ | OFFLINE)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = proc.stdout
     total = next(line for line in report.splitlines() if line.startswith("| **total**"))

@@ -55,7 +55,8 @@ def test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid(paper_dry_ru
     # conftest.paper_dry_run: `snakemake -n --configfile configs/paper.yaml`, once for test_plan,
     # test_sources and test_cluster
     seconds = paper_dry_run["seconds"]
-    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", paper_dry_run["stdout"], re.M) if m[1] != "total"}
+    stats = re.finditer(r"^(\w+)\s+(\d+)$", paper_dry_run["stdout"], re.M)
+    counts = {m[1]: int(m[2]) for m in stats if m[1] != "total"}
     models, datasets = 7, 2
     # (lp1, lp_app) x 6 fractions + the mid and easy thirds per proxy (the hard third is lp1's 0.33: one
     # subset, one fine-tune); clust_rand x 6; the full-data reference

@@ -26,7 +26,7 @@ def test_{name}(i):
 
 def test_groups_come_from_the_module_or_the_test():
     assert xdist_group("tests/test_fsdp.py::test_x[a-1]") == "test_fsdp"
-    assert xdist_group("tests/test_judge_serve.py::test_y") == xdist_group("tests/test_packaged_models.py::t") == "smollm2"
+    assert xdist_group("tests/test_judge_serve.py::y") == xdist_group("tests/test_packaged_models.py::z") == "smollm2"
     assert xdist_group("tests/test_plan.py::test_paper_plan_runs_offline") == "paper"
     assert xdist_group("tests/test_plan.py::test_judge_calls") is None
 
