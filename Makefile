@@ -75,8 +75,9 @@ report: install
 	$(BIN)/snakemake --report results/report.html
 
 # SLURM=yes: the real-SLURM tests must run (LPSELECT_REQUIRE_SLURM=1 turns their skip into a failure)
-# TEST_WORKERS: pytest-xdist processes (tests/conftest.py keeps each module that builds a shared model
-# in one process; most steps of a Snakemake test use one core, so two workers fill two cores)
+# TEST_WORKERS: pytest-xdist processes (tests/conftest.py keeps the tests that share an expensive fixture
+# or the SLURM cluster in one process, longest first; most steps of a Snakemake test use one core, so two
+# workers fill two cores)
 test: install install-slurm install-models install-docs slurm-up
 	$(if $(filter yes,$(SLURM)),LPSELECT_REQUIRE_SLURM=1 )$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 

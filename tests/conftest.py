@@ -1,6 +1,10 @@
+import importlib.util
+import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,20 +15,79 @@ SHARED = ROOT.parent / "shared"
 
 
 # Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), the tests of one group run in one worker:
-# modules whose module fixtures build a model once (the converted SmolLM2 folder is shared by two
-# modules), and the real-SLURM tests, which share one cluster. Every other test goes wherever a worker is free.
+# those whose shared fixtures are expensive (the converted SmolLM2 folder, shared by two modules; the
+# FSDP launches; the paper's and the default study's dry runs), and the real-SLURM tests, which share one
+# cluster. Every other test goes wherever a worker is free: a module fixture that builds a tokenizer or a
+# tiny model in a second or two is cheaper built on both workers than its module's tests kept on one
+# (test_resume, test_chat, test_tokenized, ...: they ran free in every measured suite, as the groups
+# never took effect before; see pytest_xdist_make_scheduler).
 XDIST_GROUPS = {
-    "test_packaged_models": "smollm2", "test_judge_serve": "smollm2", "test_slurm": "slurm",
-    **{m: m for m in ("test_chat", "test_distributed", "test_fsdp", "test_padding_free", "test_resume",
-                      "test_tokenized", "test_training_recipe", "test_truncation")},
+    "test_packaged_models": "smollm2", "test_judge_serve": "smollm2", "test_slurm": "slurm", "test_fsdp": "test_fsdp",
+    **{f"{m}::{t}": "paper" for m, t in (
+        ("test_plan", "test_paper_plan_runs_offline"),
+        ("test_sources", "test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid"),
+        ("test_cluster", "test_paper_config_dry_runs_through_the_slurm_profile"))},
+    # the tests that read conftest.dry_run's default and real-small dry runs
+    **{f"{m}::{t}": "dry-runs" for m, t in (
+        ("test_workflow", "test_default_dry_run_lists_the_whole_dag"),
+        ("test_workflow", "test_the_training_split_is_tokenized_once_per_tokenizer"),
+        ("test_sources", "test_real_small_models_config_pairs_every_proxy_with_every_target"))},
+}
+
+# Seconds on an idle 2-core Xeon (approximate) of the tests that take longest. Under xdist the work units
+# (a group, or one test) start longest first, so that the two workers end together instead of one running
+# the end-to-end study alone at the end. A stale number changes the order only, never a result.
+SECONDS = {
+    "test_end_to_end_shrunken_study": 300, "test_chat_study_select_only_then_everything": 180,
+    "test_end_to_end_with_two_evaluation_sets_and_a_judge": 140, "test_default_study_target_through_real_slurm": 120,
+    "test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer": 70,
+    "test_dry_run_with_a_judge_and_named_eval_sets": 65,
+    "test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it": 60,
 }
 
 
+def xdist_group(nodeid: str) -> str | None:
+    """The group of a test id ("tests/test_plan.py::test_x[param]"): its test's entry, else its module's."""
+    path, _, name = nodeid.partition("::")
+    module = Path(path).stem
+    return XDIST_GROUPS.get(f"{module}::{name.split('[')[0]}") or XDIST_GROUPS.get(module)
+
+
+def pytest_configure(config):
+    # xdist's loadgroup sends the groups with the most tests first; the order of collection (longest
+    # first, below) is the better guess
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: a run without xdist has no such hook
+def pytest_xdist_make_scheduler(config, log):
+    """loadgroup with the groups above. xdist 3.8 marks a group by appending "@group" to the test's id
+    (`item._nodeid`), which pytest 9.2 no longer reads (its ids live in `item._id`): every xdist_group
+    mark was ignored and a module's tests ran on both workers. The scheduler (in the controller, which
+    sees test ids only) asks xdist_group() instead."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class Groups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid) or super()._split_scope(nodeid)
+
+    return Groups(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
+    units = {}
     for item in items:
-        group = XDIST_GROUPS.get(item.module.__name__.rsplit(".", 1)[-1])
+        group = xdist_group(item.nodeid)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+        seconds = SECONDS.get(getattr(item, "originalname", item.name), 30 if item.get_closest_marker("slow") else 1)
+        units.setdefault(group or item.nodeid, []).append((item, seconds))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run keeps the files' order
+        order = sorted(units.values(), key=lambda unit: -sum(s for _, s in unit))  # stable: ties keep their order
+        items[:] = [item for unit in order for item, _ in unit]
 
 
 def snakemake_cmd(*args):
@@ -64,13 +127,90 @@ def shrunken_config() -> dict:
     return config
 
 
+WORKFLOW = ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "report", "lpselect", "config.yaml")
+
+
+def copy_workflow(folder: Path, *extra: str) -> Path:
+    for item in WORKFLOW + extra:
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, folder / item)
+    return folder
+
+
 @pytest.fixture
 def workdir(tmp_path):
     """A copy of the workflow (not the results) in a temporary folder."""
-    for item in ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "report", "lpselect", "config.yaml"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
-    return tmp_path
+    return copy_workflow(tmp_path)
+
+
+STAND_IN = '#!/bin/sh\necho "$(basename "$0") $@" >> "$SLURM_CALLS"\n{body}\n'
+
+
+def silent_slurm(tmp_path) -> dict:
+    """An environment whose SLURM commands are stand-ins that only log their calls (for dry runs)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "sacct", "sacctmgr", "sshare", "scontrol", "squeue", "sinfo"):
+        (bin_dir / name).write_text(STAND_IN.format(body=""))
+        (bin_dir / name).chmod(0o755)
+    return os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(tmp_path / "calls.log")}
+
+
+# any attempt to reach the network fails fast
+OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
+
+
+def _paper_dry_run(folder: Path) -> dict:
+    """configs/paper.yaml's dry run through profiles/slurm (SLURM commands that only log their calls,
+    the network blocked): about 5,000 jobs, 20 s of CPU, so test_plan, test_sources and test_cluster
+    read one run of it."""
+    copy_workflow(folder, "profiles", "configs")
+    env = silent_slurm(folder) | OFFLINE
+    args = ["-n", "--configfile", "configs/paper.yaml"]
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm"):  # optional (test_cluster skips without it)
+        args += ["--workflow-profile", "profiles/slurm", "--jobs", "100"]
+    start = time.time()
+    proc = subprocess.run(snakemake_cmd(*args), cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    seconds = time.time() - start
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (folder / "dry-run.txt").write_text(proc.stdout + "\n" + proc.stderr)  # what `snakemake -n` printed
+    calls = folder / "calls.log"
+    return {"root": str(folder), "stdout": proc.stdout, "seconds": seconds,
+            "calls": calls.read_text() if calls.exists() else ""}
+
+
+@pytest.fixture(scope="session")
+def dry_run(tmp_path_factory):
+    """`snakemake -n --cores 2` of the default study (dry_run(None)) or of configs/<name>.yaml
+    (dry_run(name)), each run once per worker (several tests read the same DAG): its output."""
+    done = {}
+
+    def get(name: str | None) -> str:
+        if name not in done:
+            folder = copy_workflow(tmp_path_factory.mktemp("dry-run"), "configs")
+            args = ("--configfile", f"configs/{name}.yaml") if name else ()
+            done[name] = run_snakemake(folder, None, "-n", "--cores", "2", *args).stdout
+        return done[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def paper_dry_run(tmp_path_factory) -> dict:
+    """One paper dry run per test session: under pytest-xdist the first worker to ask runs it (a file
+    lock in the session's shared temporary folder) and the others read its result."""
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _paper_dry_run(tmp_path_factory.mktemp("paper"))
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per session, shared by its workers
+    done = shared / "paper-dry-run.json"
+    with FileLock(str(done) + ".lock"):
+        if not done.exists():
+            folder = shared / "paper"
+            folder.mkdir()
+            done.write_text(json.dumps(_paper_dry_run(folder)))
+        return json.loads(done.read_text())
 
 
 def run_snakemake(workdir, config: dict | None, *args, check=True):

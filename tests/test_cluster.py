@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake_cmd
+from conftest import ROOT, STAND_IN, silent_slurm, snakemake_cmd
 from lpselect.study import size_resources
 from lpselect.validation import validate_config
 
@@ -44,8 +44,6 @@ STUDY = {
         ],
     },
 }
-
-STAND_IN = '#!/bin/sh\necho "$(basename "$0") $@" >> "$SLURM_CALLS"\n{body}\n'
 
 
 def test_resources_follow_the_model_size():
@@ -122,38 +120,21 @@ def test_light_rules_stay_local():
     assert "evaluate" not in local  # it runs the model: a cluster job with a GPU
 
 
-def silent_slurm(tmp_path) -> dict:
-    """An environment whose SLURM commands are stand-ins that only log their calls (for dry runs)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("sbatch", "sacct", "sacctmgr", "sshare", "scontrol", "squeue", "sinfo"):
-        (bin_dir / name).write_text(STAND_IN.format(body=""))
-        (bin_dir / name).chmod(0o755)
-    return os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_CALLS": str(tmp_path / "calls.log")}
-
-
-def test_paper_config_dry_runs_through_the_slurm_profile(tmp_path, workdir):
-    import shutil
-
-    shutil.copytree(ROOT / "profiles", workdir / "profiles")
-    shutil.copytree(ROOT / "configs", workdir / "configs")
-    env = silent_slurm(tmp_path)
-    args = ["-n", "--workflow-profile", "profiles/slurm", "--jobs", "100", "--configfile", "configs/paper.yaml"]
+def test_paper_config_dry_runs_through_the_slurm_profile(paper_dry_run):
     # the paper grid with its six evaluation sets and its judge is about 5,000 jobs (21,196 when every
-    # (model, set) pair was a job): a dry run of about 20 s of CPU, a minute on a busy host
-    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert re.search(r"^finetune_target\s+1470$", proc.stdout, re.M), proc.stdout[-2000:]
+    # (model, set) pair was a job): a dry run of about 20 s of CPU, a minute on a busy host; test_plan and
+    # test_sources read the same run (conftest.paper_dry_run)
+    stdout = paper_dry_run["stdout"]
+    assert re.search(r"^finetune_target\s+1470$", stdout, re.M), stdout[-2000:]
     # the evaluation sets: 5 named ones prepared, answered by every evaluated model in its one evaluate
     # job (1,484, one model load each); one judge job per model compared with its full-data model (1,470)
     # for the five named sets; one compare job per (dataset, target)
     for rule, n in (("prepare_eval_set", 5), ("evaluate", 1484), ("judge", 1470), ("compare", 14), ("leak_check", 2),
                    ("total", 4974)):  # 4,972 + the worth figure of each of the 2 datasets
-        assert re.search(rf"^{rule}\s+{n}$", proc.stdout, re.M), rule
-    assert not re.search(r"^responses\s", proc.stdout, re.M)
-    calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
-    assert "sbatch" not in calls  # a dry run submits nothing
-    jobs = job_resources(proc.stdout)
+        assert re.search(rf"^{rule}\s+{n}$", stdout, re.M), rule
+    assert not re.search(r"^responses\s", stdout, re.M)
+    assert "sbatch" not in paper_dry_run["calls"]  # a dry run submits nothing
+    jobs = job_resources(stdout)
     assert sum(j["rule"] == "finetune_target" for j in jobs) == 1470
     # CPU-only jobs (the pretrained copies) carry no GPU keys: the plugin would turn a GPU model into
     # --gpus=a100:0 and cpus_per_gpu would stand for the threads

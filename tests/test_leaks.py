@@ -4,8 +4,6 @@ of the held-out split."""
 
 import json
 
-import pytest
-import yaml
 
 from conftest import run_snakemake, shrunken_config
 from lpselect import data, leaks, stages, summary

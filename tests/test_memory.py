@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from lpselect import memory, study, validation
+from lpselect import memory, validation
 
 GIB = 2**30
 N = 13e9

@@ -25,6 +25,10 @@ pytestmark = pytest.mark.slurm
 
 WORKFLOW = ("Snakefile", "rules", "workflow_scripts", "envs", "schemas", "report", "lpselect", "config.yaml")
 TARGET = "results/scores/synth/llama-330k.csv"
+# the first status check 2 s after a submission instead of the profile's 10 s: the plugin then waits
+# 10 s longer at each check that finds nothing finished (2, 12, 22 s: a job of 10 to 25 s is seen done
+# about 15 s sooner, and the chain of six jobs is submitted, requeued and failed as with the profile alone)
+FAST_STATUS = ("--slurm-init-seconds-before-status-checks", "2")
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
           "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "PREEMPTED"}
 
@@ -164,8 +168,8 @@ def test_default_study_target_through_real_slurm(slurm, tmp_path):
 
 def check_cluster_run(tmp_path, local, local_run, cluster):
     requeue = Requeue(cluster)
-    out, jobs = wait(start(cluster, tmp_path / "cluster.log", "--workflow-profile", "profiles/slurm", TARGET),
-                     tmp_path / "cluster.log", 900, on_poll=requeue)
+    out, jobs = wait(start(cluster, tmp_path / "cluster.log", "--workflow-profile", "profiles/slurm", *FAST_STATUS,
+                           TARGET), tmp_path / "cluster.log", 900, on_poll=requeue)
     assert "7 of 7 steps (100%) done" in out, out[-4000:]
     jobs = list(jobs.values())
     assert sorted(re.sub(r"rule_(\w+?)_wildcards.*", r"\1", j["comment"]) for j in jobs) == sorted(
@@ -191,7 +195,8 @@ def check_cluster_run(tmp_path, local, local_run, cluster):
 
     # a failing job: its SLURM state and its log are reported, and the run exits non-zero
     (cluster / "results/losses/synth/llama-330k/epoch-5.csv").write_text("id,n_tokens,loss\nsynth-x,2,1.0\n")
-    proc = start(cluster, tmp_path / "fail.log", "--workflow-profile", "profiles/slurm", "--retries", "0", TARGET)
+    proc = start(cluster, tmp_path / "fail.log", "--workflow-profile", "profiles/slurm", *FAST_STATUS, "--retries", "0",
+                 TARGET)
     out, jobs = wait(proc, tmp_path / "fail.log", 300)
     assert [j["state"] for j in jobs.values()] == ["FAILED"], jobs
     assert proc.returncode != 0

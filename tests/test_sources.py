@@ -3,7 +3,6 @@ slices, the Dolly field mapping, and the paper's study config."""
 
 import json
 import re
-import time
 
 import pandas as pd
 import pytest
@@ -13,7 +12,7 @@ from lpselect import data, stages, study
 from lpselect.selection import Subset
 from lpselect.validation import validate_config
 
-from conftest import ROOT, SHARED, run_snakemake
+from conftest import ROOT, SHARED
 
 DOLLY = SHARED / "data" / "dolly-12989.jsonl"
 
@@ -50,15 +49,14 @@ def test_parquet_and_reproducible_slices(tmp_path):
     assert data.take_slice(list(range(10)), limit=4) == [0, 1, 2, 3]
 
 
-def test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid(workdir):
+def test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid(paper_dry_run):
     config = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
     validate_config(config)
-    (workdir / "configs").mkdir()
-    (workdir / "configs/paper.yaml").write_text(yaml.safe_dump(config))
-    start = time.time()
-    proc = run_snakemake(workdir, None, "-n", "--quiet", "rules", "--configfile", "configs/paper.yaml")
-    seconds = time.time() - start
-    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M) if m[1] != "total"}
+    # conftest.paper_dry_run: `snakemake -n --configfile configs/paper.yaml`, once for test_plan,
+    # test_sources and test_cluster
+    seconds = paper_dry_run["seconds"]
+    stats = re.finditer(r"^(\w+)\s+(\d+)$", paper_dry_run["stdout"], re.M)
+    counts = {m[1]: int(m[2]) for m in stats if m[1] != "total"}
     models, datasets = 7, 2
     # (lp1, lp_app) x 6 fractions + the mid and easy thirds per proxy (the hard third is lp1's 0.33: one
     # subset, one fine-tune); clust_rand x 6; the full-data reference
@@ -74,17 +72,15 @@ def test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid(workdir):
     assert seconds < 150, seconds
 
 
-def test_real_small_models_config_pairs_every_proxy_with_every_target(workdir):
+def test_real_small_models_config_pairs_every_proxy_with_every_target(dry_run):
     """SmolLM2 and gemma-3 from their packages, each as proxy and target: one proxy run per model
     serves both targets, and the clust_rand subset (no proxy) is shared."""
     config = yaml.safe_load((ROOT / "configs/real-small.yaml").read_text())
     validate_config(config)
     assert {m["source"] for m in config["models"].values()} == {"gguf"}
     assert set(config["grid"]["proxies"]) == set(config["grid"]["targets"]) == set(config["models"])
-    (workdir / "configs").mkdir()
-    (workdir / "configs/real-small.yaml").write_text(yaml.safe_dump(config))
-    proc = run_snakemake(workdir, None, "-n", "--quiet", "rules", "--configfile", "configs/real-small.yaml")
-    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M) if m[1] != "total"}
+    # `snakemake -n --configfile configs/real-small.yaml`, shared with test_workflow (conftest.dry_run)
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", dry_run("real-small"), re.M) if m[1] != "total"}
     assert counts["prepare_model"] == 2 and counts["train_proxy"] == 2
     assert counts["extract_losses"] == 2  # one job per proxy reads its every epoch
     assert counts["finetune_target"] == 2 * (2 + 1 + 1)  # per target: lp1 from each proxy, clust_rand, full

@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from conftest import ROOT, judge_config, run_snakemake, shrunken_config, snakemake_cmd
 from lpselect.fileio import read_jsonl
@@ -34,8 +33,8 @@ def run_judged(workdir, config: dict, fake_judge, monkeypatch) -> None:
     print(f"the study ran in {time.time() - started:.0f} s")
 
 
-def test_default_dry_run_lists_the_whole_dag(workdir):
-    counts = job_counts(run_snakemake(workdir, None, "-n", "--cores", "2").stdout)
+def test_default_dry_run_lists_the_whole_dag(dry_run):
+    counts = job_counts(dry_run(None))
     assert counts["train_proxy"] == 2 and counts["extract_losses"] == 2 and counts["score"] == 2
     # 3 seeds x (lp1 hard and easy halves x 2 proxies + clust_rand)
     assert counts["select"] == 3 * 5
@@ -49,12 +48,12 @@ def test_default_dry_run_lists_the_whole_dag(workdir):
     assert "judge" not in counts  # no judge configured by default
 
 
-def test_the_training_split_is_tokenized_once_per_tokenizer(workdir):
+def test_the_training_split_is_tokenized_once_per_tokenizer(dry_run):
     """One tokenize job per (dataset, tokenizer): the default study's three fresh models share one
     tokenizer and so one tokenized folder; the real small models have a tokenizer each. Every training
     and extraction job reads the tokenized folder, none the rows."""
     tokenized = re.compile(r"results/tokenized/[^,;\s]+")
-    out = run_snakemake(workdir, None, "-n", "--cores", "2").stdout
+    out = dry_run(None)
     counts = job_counts(out)
     assert counts["tokenize"] == 1
     assert set(tokenized.findall(out)) == {"results/tokenized/synth/fresh"}
@@ -63,8 +62,7 @@ def test_the_training_split_is_tokenized_once_per_tokenizer(workdir):
     assert len(jobs) == sum(counts.get(rule, 0) for rule in readers) > 3
     assert all("results/tokenized/synth/fresh" in inputs and ".jsonl" not in inputs for _, inputs in jobs)
 
-    real_small = yaml.safe_load((ROOT / "configs/real-small.yaml").read_text())
-    out = run_snakemake(workdir, real_small, "-n", "--cores", "2").stdout
+    out = dry_run("real-small")
     assert job_counts(out)["tokenize"] == 2
     assert set(tokenized.findall(out)) == {f"results/tokenized/alpaca/{m}" for m in ("smollm2-135m", "gemma-3-270m")}
 
@@ -315,11 +313,11 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout
     # checkpoints are temporary: proxy epochs went once their losses were out, targets once predicted
     assert not list((results / "proxies").rglob("*.safetensors")) and not (results / "targets").exists()
-    # logging and speed settings rerun nothing
+    # logging and speed settings rerun nothing (all at once: any one of them that reran a job would
+    # rerun it here too)
     changed = copy.deepcopy(config)
     changed["training"] |= {"logging_steps": 1, "gradient_checkpointing": True, "batch_size": 4}
     changed["extraction"] |= {"batch_size": 3, "share_prefix": False}
-    assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
     changed["evaluation"]["batch_size"] += 1
     assert "Nothing to be done" in run_snakemake(workdir, changed, "--cores", "2", "-n").stdout
     # the tie tolerance reruns the light comparisons (one job per target) and what reads them: no fine-tune,

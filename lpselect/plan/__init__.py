@@ -1,6 +1,6 @@
 """A study's cost before anything is submitted: jobs per rule, GPU-hours, peak disk and judge calls.
 
-    python -m lpselect.plan configs/paper.yaml [--jobs N] [--all] [--measured]     (make plan CONFIG=...)
+    python -m lpselect.plan configs/paper.yaml [--jobs N] [--all] [--measured] [--dry-run FILE]  (make plan CONFIG=...)
 
 Jobs come from Snakemake's own dry run of the study (`snakemake -n`, nothing runs, no download); each
 job that trains or runs a model is costed from its wildcards:

@@ -29,6 +29,9 @@ def main(argv=None) -> int:
     parser.add_argument("--measured", action="store_true",
                         help="use the FLOP/s and tokens per row that results/ledger/ measured for jobs that ran "
                              "(on the GPUs the study will use)")
+    parser.add_argument("--dry-run", metavar="FILE",
+                        help="plan from the saved output of the study's `snakemake -n` (say, one through "
+                             "profiles/slurm) instead of running one")
     parser.add_argument("--root", default=str(ROOT), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -36,9 +39,9 @@ def main(argv=None) -> int:
         if "dumps" in config:
             raise PlanError("a dumps study trains no model: nothing to plan (it downloads and re-analyses)")
         dataset_sizes(config, settings(config), Path(args.root) / "results")  # a missing number, before the dry run
-        text = dry_run(args.config, args.root, args.all)
+        text = Path(args.dry_run).read_text() if args.dry_run else dry_run(args.config, args.root, args.all)
         plan = build(args.config, text, args.root, max(1, args.jobs), args.measured, args.all)
-    except (PlanError, schema.ConfigError, RuntimeError) as err:
+    except (PlanError, schema.ConfigError, RuntimeError, OSError) as err:  # OSError: an unreadable --dry-run
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(render(plan), end="")
