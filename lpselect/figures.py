@@ -231,7 +231,8 @@ def robustness(robustness: pd.DataFrame, **_):
             ax.plot([x - 0.3, x + 0.3], [g["chance_overlap"].mean()] * 2, ls=":", color="black")
             tau = g["kendall_tau"].mean()
             ax.text(x, 1.0, "" if np.isnan(tau) else f"tau {tau:.2f}", ha="center", va="top", fontsize=7)
-        labels = {"recipes": "across\nrecipes", "seeds": "across\nseeds", "target": "vs target"}
+        labels = {"recipes": "across\nrecipes", "recipes+seeds": "recipes\nand seeds", "seeds": "across\nseeds",
+                  "target": "vs target"}
         ax.set_xticks(range(len(kinds)), [labels[c] for c in kinds], fontsize=8)
         ax.set(ylabel="overlap of the selections", ylim=(0, 1.05), title=f"{method}, {part} {budget_label(k, size)}")
     fig.text(0.01, 0.005, "dot: a pair of runs (and seed); bar: mean; dotted: overlap of two random draws of the "

@@ -1,5 +1,6 @@
 """Does a selection survive another proxy recipe? The transfer diagnostic's model pairs, read as recipe
-pairs: two recipes of one base model (models.<name>.from with other training settings), two seeds of one
+pairs: two recipes of one base model trained with the same seed (models.<name>.from with other training
+settings: what the settings alone change), two recipes that differ in their seed too, two seeds of one
 recipe (the noise floor: what retraining alone changes), and each recipe against the target's own
 selection (the target model scoring the rows as a proxy).
 """
@@ -14,8 +15,10 @@ from .selection import budget_label
 
 log = logging.getLogger(__name__)
 
-# what a pair of runs tells: other training settings, another seed only, or the target's own picks
-COMPARISONS = ("recipes", "seeds", "target")
+# what a pair of runs tells: other training settings at the same seed, other settings and another seed,
+# another seed only, or the target's own picks (a seed changes the order the proxy sees the rows in, which
+# LP(1) reads after the first epoch: pooling the last two would blame the settings for what the seed did)
+COMPARISONS = ("recipes", "recipes+seeds", "seeds", "target")
 COLUMNS = [*SUBSET_FIELDS, "subset", "display", "comparison", "base", "model_a", "model_b", "recipe_a", "recipe_b",
            "kendall_tau", "overlap", "chance_overlap"]
 SHARES = {2: "half", 3: "third", 4: "quarter"}
@@ -34,12 +37,15 @@ def varied_settings(recipes: dict, base: str) -> list[str]:
 
 
 def comparisons(a: str, b: str, recipes: dict, targets) -> list[str]:
-    """What the pair (a, b) of scoring models compares: recipes or seeds of one base model, and/or a
-    recipe against a target's own selection."""
+    """What the pair (a, b) of scoring models compares: recipes (at one seed, or at two) or seeds of one
+    base model, and/or a recipe against a target's own selection."""
     out = []
     ra, rb = recipes.get(a), recipes.get(b)
     if ra and rb and ra["base"] == rb["base"]:
-        out.append("seeds" if ra["settings"] == rb["settings"] else "recipes")
+        if ra["settings"] == rb["settings"]:
+            out.append("seeds")
+        else:
+            out.append("recipes" if ra["seed"] == rb["seed"] else "recipes+seeds")
     if (a in targets and rb) or (b in targets and ra):
         out.append("target")
     return out
@@ -83,7 +89,8 @@ def _values(recipes: dict, base: str, key: str) -> str:
 
 def sentence(table: pd.DataFrame, recipes: dict, method: str = "lp1") -> list[str]:
     """The summary's sentences: per base model, the share of its hardest part that `method` keeps across
-    its recipes, against across two seeds of one recipe (or why that is missing)."""
+    its recipes at one seed, against across two seeds of one recipe (or why that is missing) and across
+    recipes that differ in their seed too."""
     lines = []
     at = summarized(table[(table["method"] == method) & (table["part"] == "hard")]) if len(table) else table
     for (base, chunks, size), g in (at.groupby(["base", "chunks", "size"]) if len(at) else []):
@@ -94,13 +101,16 @@ def sentence(table: pd.DataFrame, recipes: dict, method: str = "lp1") -> list[st
         varied = " and ".join(_values(recipes, base, k) for k in varied_settings(recipes, base)) or "recipes"
         share = f"{int(size)} rows" if size else SHARES.get(int(chunks), f"1/{int(chunks)}")
         text = (f"{r['display']} from {base} keeps {r['overlap']:.2f} [{r['overlap_lo']:.2f}, {r['overlap_hi']:.2f}] "
-                f"of its hardest {share} across {varied} (chance {r['chance']:.2f}; Kendall tau {r['tau']:.2f})")
+                f"of its hardest {share} across {varied} at one seed (chance {r['chance']:.2f}; Kendall tau "
+                f"{r['tau']:.2f})")
         if "seeds" in by.index:
             s = by.loc["seeds"]
             text += f", against {s['overlap']:.2f} across seeds (tau {s['tau']:.2f}; the noise floor)"
         else:
             text += (", with no noise floor: add a recipe that changes only the seed "
                      f"(`{base}-s2: {{from: {base}, training: {{seed: 2}}}}`)")
+        if "recipes+seeds" in by.index:
+            text += f", and {by.loc['recipes+seeds', 'overlap']:.2f} when the seed changes too"
         if "target" in by.index:
             t = by.loc["target"]
             text += f"; against the target's own selection {t['overlap']:.2f} on average"
@@ -118,7 +128,8 @@ def summary_lines(table: pd.DataFrame, recipes: dict) -> list[str]:
             + ("" if np.isnan(r.tau) else f"{r.tau:.3f} [{r.tau_lo:.3f}, {r.tau_hi:.3f}]") + " |"
             for r in s.itertuples()]
     return (["Proxy recipes (`tables/<dataset>/robustness.csv`): agreement of selections across a base model's "
-             "training recipes, across two seeds of one recipe (the noise floor) and with the target's own "
+             "training recipes at one seed (recipes) and at two (recipes+seeds), across two seeds of one recipe "
+             "(seeds: the noise floor) and with the target's own "
              "selection (mean [lowest, highest] over pairs and seeds):", ""] + sentence(table, recipes) + [""]
             + ["| method | part | nominal | base | comparison | pairs | overlap | chance | Kendall tau |",
                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + rows + [""])

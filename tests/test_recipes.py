@@ -116,18 +116,18 @@ def test_the_robustness_table_on_hand_made_pairs():
     # b is no recipe of a's base and not the target: its pairs compare nothing here
     assert got == {("seeds", "a", "a-s2"): (0.9, 0.8), ("target", "a", "a-s2"): (0.9, 0.8),
                    ("recipes", "a", "a-lr"): (0.5, 0.6), ("target", "a", "a-lr"): (0.5, 0.6),
-                   ("recipes", "a-lr", "a-s2"): (0.3, 0.4)}
-    row = table[(table["comparison"] == "recipes") & (table["model_a"] == "a-lr")].iloc[0]
+                   ("recipes+seeds", "a-lr", "a-s2"): (0.3, 0.4)}  # another learning rate and another seed
+    row = table[(table["comparison"] == "recipes+seeds") & (table["model_a"] == "a-lr")].iloc[0]
     assert (row["recipe_a"], row["recipe_b"]) == ("learning_rate=0.0001, seed=42", "learning_rate=5e-05, seed=2")
     s = robustness.summarized(table).set_index("comparison")
-    assert s.loc["recipes", "overlap"] == pytest.approx(0.5) and s.loc["recipes", "pairs"] == 2
-    assert (s.loc["recipes", "overlap_lo"], s.loc["recipes", "overlap_hi"]) == (0.4, 0.6)
-    assert s.loc["recipes", "tau"] == pytest.approx(0.4) and s.loc["seeds", "overlap"] == 0.8
+    assert s.loc["recipes", "overlap"] == pytest.approx(0.6) and s.loc["recipes", "pairs"] == 1
+    assert (s.loc["recipes+seeds", "overlap_lo"], s.loc["recipes+seeds", "overlap_hi"]) == (0.4, 0.4)
+    assert s.loc["recipes", "tau"] == pytest.approx(0.5) and s.loc["seeds", "overlap"] == 0.8
     assert s.loc["target", "overlap"] == pytest.approx(0.7)
     [text] = robustness.sentence(table, RECIPES)
-    assert text == ("lp1 from a keeps 0.50 [0.40, 0.60] of its hardest half across learning_rate 5e-05..0.0001 "
-                    "(chance 0.50; Kendall tau 0.40), against 0.80 across seeds (tau 0.90; the noise floor); "
-                    "against the target's own selection 0.70 on average.")
+    assert text == ("lp1 from a keeps 0.60 [0.60, 0.60] of its hardest half across learning_rate 5e-05..0.0001 "
+                    "at one seed (chance 0.50; Kendall tau 0.50), against 0.80 across seeds (tau 0.90; the noise "
+                    "floor), and 0.40 when the seed changes too; against the target's own selection 0.70 on average.")
     no_seeds = robustness.robustness_table(transfer_rows(), {k: RECIPES[k] for k in ("a", "a-lr")}, targets=[])
     assert set(no_seeds["comparison"]) == {"recipes"}
     assert "no noise floor: add a recipe that changes only the seed" in robustness.sentence(no_seeds, RECIPES)[0]
@@ -139,10 +139,11 @@ def test_the_robustness_figure_draws_every_comparison(tmp_path):
     table = robustness.robustness_table(transfer_rows(), RECIPES, targets=["a"])
     fig = figures.render("robustness", {"robustness": table}, {})
     [ax] = [a for a in fig.axes if a.get_visible() and a.axison]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["across\nrecipes", "across\nseeds", "vs target"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["across\nrecipes", "recipes\nand seeds", "across\nseeds",
+                                                            "vs target"]
     assert not figures.clipped_texts(fig)
     lines = robustness.summary_lines(table, RECIPES)
-    assert any(line.startswith("| lp1 | hard | 1/2 | a | recipes | 2 | 0.500 [0.400, 0.600] | 0.500 |") for line in lines)
+    assert any(line.startswith("| lp1 | hard | 1/2 | a | recipes | 1 | 0.600 [0.600, 0.600] | 0.500 |") for line in lines)
 
 
 def test_the_robustness_config_validates():
