@@ -307,10 +307,11 @@ def write_tables(
     bootstrap: dict | None = None,
     pooled_sets=(),
     tie_rule: str | None = None,
-) -> None:
-    """Every table of a study; `judged` maps (eval_set, target, selector, subset) to a judge job's
-    (summary, verdicts) and gives the judged tables (outputs `judged`, `judged_seeds`), their pooled
-    rows over `pooled_sets` and every outcome under `tie_rule` (judged_table)."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every table of a study but the worth table, which is drawn from two of them: returns (metrics,
+    compute). `judged` maps (eval_set, target, selector, subset) to a judge job's (summary, verdicts) and
+    gives the judged tables (outputs `judged`, `judged_seeds`), their pooled rows over `pooled_sets` and
+    every outcome under `tie_rule` (judged_table)."""
     sizes, members = subset_sizes(subset_paths)
     write_csv(outputs["subsets"], sizes)
     compute = with_sizes(compute_table(target_ledgers, proxy_ledgers), sizes)
@@ -321,10 +322,6 @@ def write_tables(
         write_csv(outputs["judged_seeds"], judged_over_seeds(judged_rows))
     metrics = metrics_table(models, metrics_paths, sizes, judged_rows, pairwise_paths)
     write_csv(outputs["metrics"], metrics)
-    if "worth" in outputs:
-        from .worth import worth_table
-
-        write_csv(outputs["worth"], worth_table(metrics, compute))
     write_csv(outputs["seeds"], over_seeds(metrics, SEED_METRICS))
     if "paired" in outputs:
         write_csv(outputs["paired"], paired_differences(metrics))
@@ -332,6 +329,7 @@ def write_tables(
         write_csv(outputs["model_sizes"], model_sizes(model_dirs or {}))
     write_csv(outputs["composition"], composition(members, read_jsonl(rows_path)))
     write_csv(outputs["rank_correlation"], rank_correlations(score_paths))
+    return metrics, compute
 
 
 # metrics summarised over seeds (those a study has)

@@ -486,3 +486,14 @@ def dump_summary(tables: dict, pairs, unscorable: str, out_md) -> None:
     from .fileio import write_text
 
     write_text(out_md, dumps_summary(tables, pairs, unscorable))
+
+
+def study_tables(outputs: dict, **inputs) -> None:
+    """The aggregate rule: every table of a study (aggregate.write_tables) and the worth table, drawn from
+    its metrics and compute tables (lpselect.worth reads aggregate's helpers, so aggregate cannot call it)."""
+    from . import aggregate
+    from .worth import worth_table
+
+    metrics, compute = aggregate.write_tables(outputs=outputs, **inputs)
+    if "worth" in outputs:
+        write_csv(outputs["worth"], worth_table(metrics, compute))

@@ -1,9 +1,9 @@
-from lpselect import aggregate
+from lpselect import stages
 from lpselect.jobs import run_stage
 
 run_stage(
     snakemake.log[0],
-    aggregate.write_tables,
+    stages.study_tables,
     models=snakemake.params.models,
     metrics_paths=snakemake.input.metrics,
     subset_paths=snakemake.input.subsets,
