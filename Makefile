@@ -79,7 +79,7 @@ report: install
 # or the SLURM cluster in one process, longest first; most steps of a Snakemake test use one core, so two
 # workers fill two cores)
 test: install install-slurm install-models install-docs slurm-up
-	$(if $(filter yes,$(SLURM)),LPSELECT_REQUIRE_SLURM=1 )$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(if $(filter yes,$(SLURM)),LPSELECT_REQUIRE_SLURM=1 )$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 lint: install
 	$(BIN)/snakemake --lint
