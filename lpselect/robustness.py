@@ -99,7 +99,7 @@ def sentence(table: pd.DataFrame, recipes: dict, method: str = "lp1") -> list[st
             continue
         r = by.loc["recipes"]
         varied = " and ".join(_values(recipes, base, k) for k in varied_settings(recipes, base)) or "recipes"
-        share = f"{int(size)} rows" if size else SHARES.get(int(chunks), f"1/{int(chunks)}")
+        share = budget_label(chunks, size) if size else SHARES.get(int(chunks), budget_label(chunks))
         text = (f"{r['display']} from {base} keeps {r['overlap']:.2f} [{r['overlap_lo']:.2f}, {r['overlap_hi']:.2f}] "
                 f"of its hardest {share} across {varied} at one seed (chance {r['chance']:.2f}; Kendall tau "
                 f"{r['tau']:.2f})")

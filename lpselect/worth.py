@@ -15,7 +15,7 @@ the random subset of its seed.
 import numpy as np
 import pandas as pd
 
-from .aggregate import seed_interval, with_size
+from .aggregate import SETTING, seed_interval, with_size
 
 # the metrics a frontier is drawn for: higher is better (held-out perplexity is not one)
 WORTH_METRICS = ("judge_win_rate", "win_rate", "exact_match")
@@ -67,9 +67,6 @@ def random_sizes(table: pd.DataFrame, target: str) -> int:
     """How many random budgets (shares and counts) the frontier of `target` has."""
     at = table[(table["target"] == target) & (table["method"] == "random")]
     return len(at.drop_duplicates(["scheme", "chunks", "size"]))
-
-
-SETTING = ["target", "selector", "display", "method", "scheme", "chunks", "size", "fraction", "part"]
 
 
 def worth_table(metrics: pd.DataFrame, compute: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:

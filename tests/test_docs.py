@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, silent_slurm
 
 pytestmark = pytest.mark.xdist_group("docs")
 
@@ -92,12 +92,9 @@ def clone(tmp_path_factory):
             (repo / entry.name).symlink_to(entry)
     (repo / "results").mkdir()
     (base / "shared").symlink_to(SHARED.resolve())
-    # SLURM commands that answer at once: the SLURM executor plugin probes sacct/scontrol when Snakemake
-    # starts, which waits about 9 s on a machine with SLURM's clients but no controller answering
-    (base / "bin").mkdir()
-    for name in ("sacct", "sacctmgr", "scontrol", "squeue", "sinfo", "sshare", "sbatch"):
-        (base / "bin" / name).write_text("#!/bin/sh\nexit 0\n")
-        (base / "bin" / name).chmod(0o755)
+    # SLURM commands that answer at once (base/bin): the SLURM executor plugin probes sacct/scontrol when
+    # Snakemake starts, which waits about 9 s on a machine with SLURM's clients but no controller answering
+    silent_slurm(base)
     return repo
 
 
@@ -264,19 +261,16 @@ def dry_run_key(words: list[str]) -> tuple:
     return tuple(out)
 
 
-# the paper grid's dry run through the SLURM profile (about 20 s of CPU): the session's shared run when
-# tests/conftest.py provides one (`paper_dry_run`), else this test's own
+# the paper grid's dry run through the SLURM profile (about 20 s of CPU): the session's shared run
+# (tests/conftest.py's `paper_dry_run`)
 PAPER = {"--configfile", "configs/paper.yaml", "--workflow-profile", "profiles/slurm"}
 
 
 def dry_run(key: tuple, cwd, request) -> None:
     if set(key) == PAPER:
-        try:
-            request.getfixturevalue("paper_dry_run")
-            return
-        except pytest.FixtureLookupError:
-            pass
-    env = ENV | {"PATH": f"{cwd.parent / 'bin'}:{ENV['PATH']}"}
+        request.getfixturevalue("paper_dry_run")
+        return
+    env = ENV | {"PATH": f"{cwd.parent / 'bin'}:{ENV['PATH']}", "SLURM_CALLS": str(cwd.parent / "calls.log")}
     run([str(cwd / ".venv/bin/snakemake"), "-n", *key], cwd, env=env)
 
 
