@@ -660,12 +660,20 @@ def render(name: str, frames: dict, scores: dict, options: dict | None = None):
 
 def draw(name: str, tables: dict, score_paths: dict, outputs, options: dict | None = None) -> None:
     """Draw figure `name` from the table CSVs and score tables, and save it in every output format."""
+    draw_many({name: list(tables)}, tables, score_paths, {name: outputs}, options)
+
+
+def draw_many(drawn: dict, tables: dict, score_paths: dict, outputs: dict, options: dict | None = None) -> None:
+    """Draw several figures of a dataset in one job (matplotlib started and every table read once for all
+    of them): `drawn` maps each figure to the names of the tables it is drawn from, `outputs` each figure
+    to its files (one per format)."""
     frames = {k: pd.read_csv(v, keep_default_na=True) for k, v in tables.items()}
     scores = {proxy: pd.read_csv(path) for proxy, path in score_paths.items()}
-    fig = render(name, frames, scores, options)
-    for text in clipped_texts(fig):
-        log.warning("%s: text outside the canvas: %r", name, text)
-    for path in outputs:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    log.info("saved %s", ", ".join(map(str, outputs)))
+    for name, names in drawn.items():
+        fig = render(name, {t: frames[t] for t in names}, scores, options)
+        for text in clipped_texts(fig):
+            log.warning("%s: text outside the canvas: %r", name, text)
+        for path in outputs[name]:
+            fig.savefig(path, dpi=150)
+        plt.close(fig)
+        log.info("saved %s", ", ".join(map(str, outputs[name])))

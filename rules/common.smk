@@ -108,6 +108,16 @@ FIGURES_OF = {
     for d in DATASETS
 }
 FIGURES = [f for f in FIGURE_TABLES if any(f in drawn for drawn in FIGURES_OF.values())]
+# one job draws every figure that each dataset has (one matplotlib start, each table read once; rule
+# figures); a job each (rule figure) draws the transfer diagnostic's figures, which need no fine-tune,
+# and any figure some datasets lack (composition: generated datasets only)
+DIAGNOSTIC_FIGURES = ("transfer", "robustness")
+SHARED_FIGURES = [
+    f
+    for f in FIGURES
+    if f not in DIAGNOSTIC_FIGURES and all(f in FIGURES_OF[d] for d in DATASETS)
+]
+ALONE_FIGURES = [f for f in FIGURES if f not in SHARED_FIGURES]
 # the methods are compared on the first (cheapest) proxy's selections
 FIGURE_OPTIONS = (
     {"pairs": config["dumps"]["pairs"]}
@@ -121,7 +131,7 @@ MODEL_NAMES = "|".join(
 
 wildcard_constraints:
     dataset="|".join(map(re.escape, DATASETS)),
-    figure="|".join(FIGURES),
+    figure="|".join(ALONE_FIGURES) or "(?!)",  # (?!): matches nothing
     model=MODEL_NAMES,
     proxy=MODEL_NAMES,
     target=MODEL_NAMES,
@@ -250,11 +260,20 @@ def first_run_scores(dataset, models):
     return {m: f"results/scores/{dataset}/{m}{run}.csv" for m in models}
 
 
-def figure_inputs(wildcards):
+def figure_inputs(wildcards, figures=None):
+    """The tables the figure (or every figure of `figures`) is drawn from, and the score tables."""
     d = wildcards.dataset
-    inputs = {t: f"results/tables/{d}/{t}.csv" for t in FIGURE_TABLES[wildcards.figure]}
+    inputs = {
+        t: f"results/tables/{d}/{t}.csv"
+        for figure in figures or [wildcards.figure]
+        for t in FIGURE_TABLES[figure]
+    }
     inputs["scores"] = list(first_run_scores(d, SCORED_MODELS).values())
     return inputs
+
+
+def shared_figure_inputs(wildcards):
+    return figure_inputs(wildcards, SHARED_FIGURES)
 
 
 def base_model_dir(wildcards):

@@ -112,7 +112,7 @@ def test_light_rules_stay_local():
     local = {name.strip() for block in re.findall(r"localrules:\n((?:    .*\n)+)", text) for name in block.split(",")}
     # hub downloads too (models, datasets, evaluation sets): where the network is. A dry run cannot show it
     # (Snakemake's dry run prints every job as `rule`), so the declarations are read
-    assert {"aggregate", "figure", "select", "dump_tables", "dump_summary", "judge",
+    assert {"aggregate", "figures", "figure", "select", "dump_tables", "dump_summary", "judge",
             "transfer", "ifd", "prepare_dataset", "prepare_eval_set", "prepare_model"} <= local - {""}
     # prepare_model only when no model is fresh (a fresh model's warm-up trains, on a GPU)
     assert re.search(r'if not any\(spec\.get\("source"\) == "fresh" .*\n\n    localrules:\n        prepare_model,',

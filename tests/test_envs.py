@@ -210,7 +210,7 @@ def test_light_is_a_subset_of_model_and_has_no_torch():
 
 def test_every_rule_uses_an_existing_env_and_no_other_env_file_is_left():
     envs = rule_envs()
-    assert {"train_proxy", "finetune_target", "select", "aggregate", "figure"} <= set(envs)
+    assert {"train_proxy", "finetune_target", "select", "aggregate", "figures", "figure"} <= set(envs)
     used = {env for _, by_embedding in envs.values() for env in by_embedding.values()}
     assert used == set(ENVS)
     assert {p.stem for p in (ROOT / "envs").glob("*.yaml")} == set(ENVS)

@@ -43,8 +43,12 @@ def test_default_dry_run_lists_the_whole_dag(dry_run):
     assert counts["evaluate"] == 18 + 1  # + the untrained base; one job per model (predictions and metrics)
     assert counts["compare"] == 1  # one per (dataset, target): each model but the full-data ones vs its seed's full
     assert "predict" not in counts and "responses" not in counts  # evaluate writes them: its generations are them
-    # the figures it has data for: one fraction and no thirds, so no curve over the fraction, parity or thirds
-    assert counts["figure"] == 9 and counts["aggregate"] == 1 and counts["transfer"] == 1
+    # the figures it has data for: one fraction and no thirds, so no curve over the fraction, parity or thirds;
+    # one job draws the 8 the dataset has from the tables, one the transfer diagnostic's
+    assert counts["figures"] == 1 and counts["figure"] == 1 and counts["aggregate"] == 1 and counts["transfer"] == 1
+    figures = re.search(r"^rule figures:\n    input: .*\n    output: (.*)$", dry_run(None), re.M)[1].split(", ")
+    assert len(figures) == 8 * 2 and "results/figures/synth/composition.png" in figures  # png and pdf each
+    assert "results/figures/synth/transfer.png" not in figures
     assert "judge" not in counts  # no judge configured by default
 
 
@@ -246,7 +250,9 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
         assert (results / f"figures/synth/{figure}.pdf").exists()
     # one fraction, no thirds: no placeholder figure for what the study does not have
     assert sorted(p.stem for p in (results / "figures/synth").glob("*.png")) == sorted(figures)
-    for log in (results / "logs/figure/synth").glob("*.log"):  # figures.draw warns of a clipped text
+    logs = [results / "logs/figures/synth.log", *(results / "logs/figure/synth").glob("*.log")]
+    assert len(logs) == 2  # the dataset's figures, the transfer figure
+    for log in logs:  # figures.draw warns of a clipped text
         assert "text outside the canvas" not in log.read_text(), log
 
     metrics = pd.read_csv(results / "tables/synth/metrics.csv")
@@ -324,15 +330,15 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     # no model pass
     changed["evaluation"]["tie_tolerance"] = 0.2
     counts = job_counts(run_snakemake(workdir, changed, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 1
+    assert set(counts) == {"compare", "aggregate", "figures", "summary", "all"} and counts["compare"] == 1
     # the judge's tie rule is applied to the verdicts by aggregate: no judge job reruns
     changed["evaluation"]["tie_rule"] = "mt_bench"
     counts = job_counts(run_snakemake(workdir, changed, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"}
+    assert set(counts) == {"compare", "aggregate", "figures", "summary", "all"}
     # so does an edit to the comparison code (Snakemake's code trigger) ...
     (workdir / "workflow_scripts/compare.py").touch()
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 1
+    assert set(counts) == {"compare", "aggregate", "figures", "summary", "all"} and counts["compare"] == 1
     run_snakemake(workdir, config, "--cores", "2")
     # ... and a full-data model evaluated anew with other predictions: its comparisons, no other model
     # (Snakemake compares checksums too: predictions rewritten unchanged rerun nothing)
@@ -343,7 +349,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     frame.loc[0, "loss"] += 1.0
     frame.to_csv(reference, index=False)
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"compare", "aggregate", "figure", "summary", "all"} and counts["compare"] == 1
+    assert set(counts) == {"compare", "aggregate", "figures", "summary", "all"} and counts["compare"] == 1
     run_snakemake(workdir, config, "--cores", "2")
 
     # same config and seed: byte-identical subsets and score tables on rerun
@@ -357,7 +363,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     more["grid"]["fractions"] = [0.5, 0.25]
     counts = job_counts(run_snakemake(workdir, more, "-n", "--cores", "2").stdout)
     assert set(counts) == {"select", "finetune_target", "evaluate", "compare", "judge", "aggregate",
-                           "transfer", "figure", "summary", "all", "export_subset", "inspect"}
+                           "transfer", "figure", "figures", "summary", "all", "export_subset", "inspect"}
     assert counts["select"] == 3  # lp1 x 2 proxies + random
 
     # adding methods adds their own jobs only: no proxy training or extraction reruns, no other fine-tune
@@ -365,7 +371,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     methods["grid"]["methods"] += ["ifd", "length", "s2l"]
     counts = job_counts(run_snakemake(workdir, methods, "-n", "--cores", "2").stdout)
     assert set(counts) == {"extract_response_losses", "ifd", "response_lengths", "select", "finetune_target",
-                           "evaluate", "compare", "judge", "aggregate", "transfer", "figure", "summary", "all",
+                           "evaluate", "compare", "judge", "aggregate", "transfer", "figure", "figures", "summary", "all",
                            "export_subset", "inspect"}
     assert counts["extract_response_losses"] == counts["ifd"] == 2  # IFD at epoch 0, per proxy
     assert counts["select"] == counts["finetune_target"] == 5  # ifd, s2l x 2 proxies + length
@@ -446,7 +452,7 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     (workdir / "lima.jsonl").write_text('{"instruction": "Tell a joke."}\n')
     config["evaluation"]["eval_sets"].append({"name": "lima", "path": "lima.jsonl"})
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"prepare_eval_set", "leak_check", "evaluate", "compare", "judge", "aggregate", "figure",
+    assert set(counts) == {"prepare_eval_set", "leak_check", "evaluate", "compare", "judge", "aggregate", "figures",
                            "summary", "all"}
     assert counts["evaluate"] == 4 and counts["judge"] == 3 and counts["compare"] == 1
     asked = fake_judge.count
