@@ -130,7 +130,8 @@ def test_paper_config_dry_runs_through_the_slurm_profile(paper_dry_run):
     # job (1,484, one model load each); one judge job per model compared with its full-data model (1,470)
     # for the five named sets; one compare job per (dataset, target)
     for rule, n in (("prepare_eval_set", 5), ("evaluate", 1484), ("judge", 1470), ("compare", 14), ("leak_check", 2),
-                   ("total", 4974)):  # 4,972 + the worth figure of each of the 2 datasets
+                   ("figures", 2), ("figure", 2), ("total", 4952)):  # one figures job per dataset (24 figure jobs
+        # before), a figure job for each dataset's transfer diagnostic
         assert re.search(rf"^{rule}\s+{n}$", stdout, re.M), rule
     assert not re.search(r"^responses\s", stdout, re.M)
     assert "sbatch" not in paper_dry_run["calls"]  # a dry run submits nothing
