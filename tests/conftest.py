@@ -23,6 +23,11 @@ SHARED = ROOT.parent / "shared"
 # never took effect before; see pytest_xdist_make_scheduler).
 XDIST_GROUPS = {
     "test_packaged_models": "smollm2", "test_judge_serve": "smollm2", "test_slurm": "slurm", "test_fsdp": "test_fsdp",
+    # the tests that go on from conftest.judged_study
+    **{f"test_workflow::{t}": "judged-study" for t in (
+        "test_end_to_end_shrunken_study", "test_end_to_end_with_two_evaluation_sets_and_a_judge",
+        "test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer",
+        "test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it")},
     **{f"{m}::{t}": "paper" for m, t in (
         ("test_plan", "test_paper_plan_runs_offline"),
         ("test_sources", "test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid"),
@@ -240,6 +245,58 @@ def fake_judge():
     server = FakeJudge().start()
     yield server
     server.stop()
+
+
+# a named evaluation set's rows, as a user's file holds them (koala's fields renamed by a field_map)
+EVAL_SETS = {
+    "vicuna": ['{"instruction": "Name a color."}', '{"instruction": "Count to three."}',
+               '{"instruction": "What is a cat?", "input": "", "output": "An animal."}'],
+    "koala": ['{"prompt": "Say hello."}', '{"prompt": "Spell dog."}', '{"prompt": "Add", "context": "2 and 2"}',
+              '{"prompt": "Name a fruit."}'],
+}
+JUDGE_KEY = "sk-e2e-5e1f-never-in-logs"
+
+
+class JudgedStudy:
+    """A finished judged study: its folder (copied by every test that reads it), its config, its judge."""
+
+    def __init__(self, folder: Path, config: dict, judge, calls: int, seconds: float):
+        self.folder, self.config, self.judge, self.calls, self.seconds = folder, config, judge, calls, seconds
+
+    def copy(self, dest: Path) -> Path:
+        """A copy of the study to go on from (modification times kept: nothing in it is out of date)."""
+        shutil.copytree(self.folder, dest, symlinks=True)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def judged_study(tmp_path_factory):
+    """The shrunken default study with the paper's evaluation, run once for the tests that go on from it
+    (the end-to-end tests, the memory and speed knobs): two proxies, two named evaluation sets besides the
+    held-out split, every compared model judged on each against the full-data model by a local judge
+    server with a full position bias (it names the answer shown first), target checkpoints kept (so that a
+    set added later needs no second fine-tune). The judge stays up for the session, so a rerun asks the
+    same server (its address is a judge setting); tests/conftest.XDIST_GROUPS keeps its readers in one
+    worker, which runs it once."""
+    from fake_judge import FakeJudge
+
+    folder = copy_workflow(tmp_path_factory.mktemp("judged-study"))
+    for name, lines in EVAL_SETS.items():
+        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    config = shrunken_config()
+    config["keep"] = {"targets": True}
+    config["evaluation"]["eval_sets"] = [
+        {"name": "heldout"}, {"name": "vicuna", "path": "vicuna.jsonl"},
+        {"name": "koala", "path": "koala.jsonl", "field_map": {"prompt": "instruction", "context": "input"}}]
+    judge = FakeJudge().start()
+    judge.always = "first"
+    config["judge"] = judge_config(judge.base_url, workers=2)
+    started = time.time()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
+        run_snakemake(folder, config, "--cores", "2")
+    yield JudgedStudy(folder, config, judge, judge.count, time.time() - started)
+    judge.stop()
 
 
 def judge_config(base_url: str, **overrides) -> dict:

@@ -69,6 +69,10 @@ def test_chat_study_select_only_then_everything(workdir):
     start = time.monotonic()
     run_snakemake(workdir, config, "--cores", "2")
     rest_s = time.monotonic() - start
+    # checkpoints are temporary (keep: the default): proxy epochs went once their losses were out, targets
+    # once evaluated, and no resume state is left
+    assert not list((results / "proxies").rglob("*.safetensors")) and not (results / "targets").exists()
+    assert not (results / ".state").exists() or not any((results / ".state").rglob("*.safetensors"))
     summary = (results / "summary.md").read_text()
     assert "## What was picked" in summary and "what m-a picked" in summary
     metrics = pd.read_csv(results / "tables/mychat/metrics.csv")

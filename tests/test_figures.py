@@ -121,7 +121,7 @@ print("scipy.stats" in sys.modules)
 def test_figures_drawn_in_one_job_equal_figures_drawn_alone(tmp_path):
     """rule figures draws a dataset's figures in one process (figures.draw_many): no figure inherits state
     from the one drawn before it, so each PNG is byte-identical to the figure drawn by itself."""
-    tables, scores = study_tables(*STUDIES["larger grid"])
+    tables, scores = study_tables(*STUDIES["default with a judge"])
     for name, frame in tables.items():
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
     for model, frame in scores.items():
@@ -129,9 +129,9 @@ def test_figures_drawn_in_one_job_equal_figures_drawn_alone(tmp_path):
     paths = {name: tmp_path / f"{name}.csv" for name in tables}
     score_paths = {model: tmp_path / f"scores-{model}.csv" for model in scores}
     drawn = {"composition": ["composition"], "worth": ["metrics", "compute"], "same_size": ["metrics"],
-             "thirds": ["metrics"], "trajectories": []}
-    options = {"proxy": "p-a"}
-    figures.draw_many(drawn, {t: paths[t] for t in ("composition", "metrics", "compute")}, score_paths,
+             "judged_vs_fraction": ["judged"], "trajectories": []}
+    options = {"proxy": "llama-330k"}
+    figures.draw_many(drawn, {t: paths[t] for t in ("composition", "metrics", "compute", "judged")}, score_paths,
                       {name: [tmp_path / f"many-{name}.png"] for name in drawn}, options)
     for name, names in drawn.items():
         figures.draw(name, {t: paths[t] for t in names}, score_paths, [tmp_path / f"one-{name}.png"], options)

@@ -29,6 +29,10 @@ def test_groups_come_from_the_module_or_the_test():
     assert xdist_group("tests/test_judge_serve.py::y") == xdist_group("tests/test_packaged_models.py::z") == "smollm2"
     assert xdist_group("tests/test_plan.py::test_paper_plan_runs_offline") == "paper"
     assert xdist_group("tests/test_plan.py::test_judge_calls") is None
+    # the tests that go on from conftest.judged_study, which each worker would otherwise run once
+    assert {xdist_group(f"tests/test_workflow.py::{t}") for t in (
+        "test_end_to_end_shrunken_study", "test_end_to_end_with_two_evaluation_sets_and_a_judge",
+        "test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer")} == {"judged-study"}
 
 
 def test_a_groups_tests_run_in_one_worker(tmp_path):

@@ -3,34 +3,19 @@
 import copy
 import json
 import re
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, judge_config, run_snakemake, shrunken_config, snakemake_cmd
+from conftest import JUDGE_KEY, ROOT, judge_config, run_snakemake, shrunken_config, snakemake_cmd
 from lpselect.fileio import read_jsonl
-
-JUDGE_KEY = "sk-e2e-5e1f-never-in-logs"
 
 
 def job_counts(output: str) -> dict:
     """The 'Job stats' table of a dry run, as {rule: count}."""
     stats = output.split("Job stats:")[1]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"}
-
-
-def run_judged(workdir, config: dict, fake_judge, monkeypatch) -> None:
-    """Run the study with the local judge server. The tiny models all answer alike, so a fair judge would
-    see ties only: this one always names the answer shown first, and the order of the answers decides
-    every verdict (a full position bias)."""
-    config["judge"] = judge_config(fake_judge.base_url, workers=2)
-    fake_judge.always = "first"
-    monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
-    started = time.time()
-    run_snakemake(workdir, config, "--cores", "2")
-    print(f"the study ran in {time.time() - started:.0f} s")
 
 
 def test_default_dry_run_lists_the_whole_dag(dry_run):
@@ -168,13 +153,14 @@ def test_every_seed_trains_its_own_full_data_reference(workdir):
 
 
 @pytest.mark.slow
-def test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer(workdir):
+def test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer(judged_study, tmp_path):
     """Gradient checkpointing and the per-device batch (under a fixed global batch) change no result:
     turning them on after an OOM reruns no base model, proxy or fine-tune, yet the trainer gets them.
     The Trainer's loss log is kept beside the ledger (the epoch folders are temporary)."""
-    config = shrunken_config()
+    workdir, config = judged_study.copy(tmp_path / "study"), copy.deepcopy(judged_study.config)
     curve = "results/loss_curves/train_proxy/synth/m-a.json"
-    run_snakemake(workdir, config, "--cores", "2", curve)
+    proc = run_snakemake(workdir, config, "--cores", "2", curve)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
     history = json.loads((workdir / curve).read_text())
     assert history[-1]["train_loss"] > 0 and history[-1]["epoch"] == pytest.approx(2.0)
 
@@ -193,18 +179,21 @@ def test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer(workdir):
 
 
 @pytest.mark.slow
-def test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it(workdir):
+def test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it(judged_study, tmp_path):
     """grid.proxy_seeds: the proxy is trained (and scored) once per grid seed, and a score-based subset
     of seed s reads the run of seed s, so LP subsets vary with the proxy's seed; without it one run
-    with the study seed serves every seed (the default DAG and paths are unchanged)."""
+    with the study seed serves every seed (the default DAG and paths are unchanged). It goes on from
+    conftest.judged_study (same rows, tokenizer and base models: only the proxies' runs are new), so its
+    dry runs list the whole DAG (--forceall)."""
+    workdir = judged_study.copy(tmp_path / "study")
     config = shrunken_config()
     config["grid"].update(proxies=["m-a"], seeds=[1, 2])
-    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    out = run_snakemake(workdir, config, "-n", "-F", "--cores", "2").stdout
     assert job_counts(out)["train_proxy"] == job_counts(out)["score"] == 1
     assert set(re.findall(r"^    output: (results/scores/\S+)$", out, re.M)) == {"results/scores/synth/m-a.csv"}
 
     config["grid"]["proxy_seeds"] = True
-    out = run_snakemake(workdir, config, "-n", "--cores", "2").stdout
+    out = run_snakemake(workdir, config, "-n", "-F", "--cores", "2").stdout
     counts = job_counts(out)
     assert counts["train_proxy"] == counts["extract_losses"] == counts["score"] == 2
     selects = re.findall(r"^rule select:\n    input: .*?(results/scores/[^,\s]+).*\n"
@@ -236,9 +225,13 @@ def test_lint_is_clean():
 
 
 @pytest.mark.slow
-def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
-    config = shrunken_config()
-    run_judged(workdir, config, fake_judge, monkeypatch)
+def test_end_to_end_shrunken_study(judged_study, tmp_path, monkeypatch):
+    """The shrunken default study with a judge (conftest.judged_study), its outputs, and what a rerun
+    after each kind of change runs."""
+    print(f"the study ran in {judged_study.seconds:.0f} s")
+    workdir, config, fake_judge = judged_study.copy(tmp_path / "study"), copy.deepcopy(judged_study.config), \
+        judged_study.judge
+    monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
     results = workdir / "results"
     for table in ("metrics", "seeds", "paired", "subsets", "composition", "rank_correlation", "model_sizes"):
         assert (results / f"tables/synth/{table}.csv").stat().st_size > 0
@@ -263,8 +256,9 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert metrics["win_rate"].dropna().between(0, 1).all()
     assert metrics["rouge_l"].between(0, 1).all()
 
-    # the LLM judge: every model but full against full, 8 prompts in 2 orders each
-    assert fake_judge.count == 4 * 8 * 2
+    # the LLM judge: every model but full against full, on the 8 held-out prompts and the named sets' 3 and 4,
+    # in 2 orders each
+    assert judged_study.calls == 4 * (8 + 3 + 4) * 2
     judged = metrics[metrics["method"] != "full"]
     assert judged["judge_win_rate"].between(0, 1).all() and (judged["judge_errors"] == 0).all()
     assert (judged["judge_win_rate_lo"] <= judged["judge_win_rate"]).all()
@@ -291,8 +285,7 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert "random subsets at 1 size only" in summary and "grid.sizes" in summary
     assert "Machine: " in summary and "| m-b | lp1 (m-a) | hard | 1/2 |" in summary
     assert "one seed: no interval over seeds" in summary
-    assert "No prompt of heldout appears in the training rows" in summary  # the leak check
-    assert "The judge win rate pools the prompts of heldout" in summary  # the only set
+    assert "No prompt of heldout, koala, vicuna appears in the training rows" in summary  # the leak check
     assert "| m-b | lp1 (m-a) | hard | 1/2 | clust_rand | 1 |" in summary  # paired with clust_rand, seed 42
     assert pd.read_csv(results / "tables/synth/model_sizes.csv").set_index("model")["n_parameters"]["m-b"] > 1000
     responses = json.loads((results / "responses/synth/heldout/m-b/m-a/lp1_cluster_k2_hard_seed42.json").read_text())
@@ -303,13 +296,13 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
         if path.is_file() and path.suffix in (".log", ".json", ".jsonl", ".csv", ".tsv"):
             assert JUDGE_KEY not in path.read_text(), path
     # judge outputs lost: the cache answers, the judge server is not asked again
-    lost = sorted((results / "judge").rglob("*.json"))
+    lost, asked = sorted((results / "judge").rglob("*.json")), fake_judge.count
     for path in lost:
         path.unlink()
     # named as targets: Snakemake does not remake a lost intermediate file whose consumers are up to date
     run_snakemake(workdir, config, "--cores", "2", "all", *(str(p.relative_to(workdir)) for p in lost))
     assert all(p.exists() for p in lost)
-    assert fake_judge.count == 4 * 8 * 2
+    assert fake_judge.count == asked
     assert not (results / ".state").exists() or not any((results / ".state").rglob("*.safetensors"))
 
     run_snakemake(workdir, config, "--report", "results/report.html")
@@ -317,8 +310,9 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
 
     # a second run has nothing to do
     assert "Nothing to be done" in run_snakemake(workdir, config, "--cores", "2", "-n").stdout
-    # checkpoints are temporary: proxy epochs went once their losses were out, targets once predicted
-    assert not list((results / "proxies").rglob("*.safetensors")) and not (results / "targets").exists()
+    # proxy checkpoints are temporary: the epochs went once their losses were out (targets are kept here,
+    # keep.targets; test_chat_workflow checks that they go by default)
+    assert not list((results / "proxies").rglob("*.safetensors")) and (results / "targets").exists()
     # logging and speed settings rerun nothing (all at once: any one of them that reran a job would
     # rerun it here too)
     changed = copy.deepcopy(config)
@@ -382,30 +376,18 @@ def test_end_to_end_shrunken_study(workdir, fake_judge, monkeypatch):
     assert subset["n_selected"] == len(subset["ids"])
 
 
-EVAL_SETS = {
-    "vicuna": ['{"instruction": "Name a color."}', '{"instruction": "Count to three."}',
-               '{"instruction": "What is a cat?", "input": "", "output": "An animal."}'],
-    "koala": ['{"prompt": "Say hello."}', '{"prompt": "Spell dog."}', '{"prompt": "Add", "context": "2 and 2"}',
-              '{"prompt": "Name a fruit."}'],
-}
-
-
 @pytest.mark.slow
-def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, monkeypatch):
-    """The paper's evaluation, shrunken: two local evaluation sets besides the held-out split, every
-    compared model judged on each against the full-data model, the per-set and pooled tables and figures."""
-    config = shrunken_config()
-    config["grid"]["proxies"] = ["m-a"]  # base, lp1 and clust_rand against full: 3 judged models
-    config["keep"] = {"targets": True}  # so that a set added later needs no second fine-tune
-    for name, lines in EVAL_SETS.items():
-        (workdir / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    config["evaluation"]["eval_sets"] = [
-        {"name": "heldout"}, {"name": "vicuna", "path": "vicuna.jsonl"},
-        {"name": "koala", "path": "koala.jsonl", "field_map": {"prompt": "instruction", "context": "input"}}]
-    run_judged(workdir, config, fake_judge, monkeypatch)
+def test_end_to_end_with_two_evaluation_sets_and_a_judge(judged_study, tmp_path, monkeypatch):
+    """The paper's evaluation, shrunken (conftest.judged_study): two local evaluation sets besides the
+    held-out split, every compared model judged on each against the full-data model, the per-set and
+    pooled tables and figures."""
+    workdir, config, fake_judge = judged_study.copy(tmp_path / "study"), copy.deepcopy(judged_study.config), \
+        judged_study.judge
+    monkeypatch.setenv("LPSELECT_TEST_JUDGE_KEY", JUDGE_KEY)
     results = workdir / "results"
-    # every set judged once per compared model, both orders: (8 held-out + 3 + 4 prompts) x 3 models x 2
-    assert fake_judge.count == (8 + 3 + 4) * 3 * 2
+    # every set judged once per compared model (base, lp1 by each proxy, clust_rand), both orders:
+    # (8 held-out + 3 + 4 prompts) x 4 models x 2
+    assert judged_study.calls == (8 + 3 + 4) * 4 * 2
     for name, n in (("vicuna", 3), ("koala", 4)):
         assert len(read_jsonl(results / f"eval_sets/{name}.jsonl")) == n
         for model in ("none/full_seed42", "m-a/lp1_cluster_k2_hard_seed42", "none/base"):
@@ -415,14 +397,15 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     assert koala[2]["instruction"] == "Add\n\n2 and 2"
 
     judged = pd.read_csv(results / "tables/synth/judged.csv")
-    assert set(judged["eval_set"]) == {"heldout", "vicuna", "koala", "pooled"} and len(judged) == 4 * 3
+    assert set(judged["eval_set"]) == {"heldout", "vicuna", "koala", "pooled"} and len(judged) == 4 * 4
     by = judged.set_index(["eval_set", "subset"])
     # the pooled row counts the named sets' prompts (evaluation.pooled_sets absent): not the held-out split's
     assert by.loc[("vicuna", "base"), "n_prompts"] == 3 and by.loc[("pooled", "base"), "n_prompts"] == 3 + 4
     assert (judged.loc[judged["eval_set"] == "pooled", "pooled_sets"] == "koala vicuna").all()
     for column in ("wins", "ties", "losses", "n_judged"):
-        per_set = judged[judged["eval_set"].isin(["vicuna", "koala"])].groupby("subset")[column].sum()
-        assert (judged[judged["eval_set"] == "pooled"].set_index("subset")[column] == per_set).all()
+        per_set = judged[judged["eval_set"].isin(["vicuna", "koala"])].groupby(["selector", "subset"])[column].sum()
+        pooled = judged[judged["eval_set"] == "pooled"].set_index(["selector", "subset"])[column].sort_index()
+        assert (pooled == per_set).all() and len(pooled) == 4
     for variant in ("logratio", "alpacaeval"):
         assert judged[f"lc_win_rate_{variant}"].between(0, 1).all()
     assert (judged["win_rate_lo"] <= judged["win_rate"]).all() and (judged["win_rate"] <= judged["win_rate_hi"]).all()
@@ -454,10 +437,10 @@ def test_end_to_end_with_two_evaluation_sets_and_a_judge(workdir, fake_judge, mo
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2").stdout)
     assert set(counts) == {"prepare_eval_set", "leak_check", "evaluate", "compare", "judge", "aggregate", "figures",
                            "summary", "all"}
-    assert counts["evaluate"] == 4 and counts["judge"] == 3 and counts["compare"] == 1
+    assert counts["evaluate"] == 5 and counts["judge"] == 4 and counts["compare"] == 1
     asked = fake_judge.count
     run_snakemake(workdir, config, "--cores", "2")
-    assert fake_judge.count - asked == 1 * 3 * 2  # the new set's one prompt, 3 models, 2 orders
+    assert fake_judge.count - asked == 1 * 4 * 2  # the new set's one prompt, 4 models, 2 orders
     # (with the default temporary target checkpoints, a set added after the run fine-tunes the targets
     # again: a model must exist to answer it)
 
