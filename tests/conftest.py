@@ -40,23 +40,24 @@ XDIST_GROUPS = {
 }
 
 # Seconds of the tests that take longest: `make test SLURM=yes` with `--durations`, idle 2-core Xeon,
-# 2026-12-07 (commit 256d3ac). Under xdist the work units (a group, or one test) start longest first, so
-# that the two workers end together instead of one running a long test alone at the end. A stale number
-# changes the order only, never a result.
+# 2026-12-07 (commit 14bd7f0; the first test of the judged-study group also pays for conftest.judged_study,
+# about 100 s). Under xdist the work units (a group, or one test) start longest first, so that the two
+# workers end together instead of one running a long test alone at the end. A stale number changes the
+# order only, never a result.
 SECONDS = {
-    "test_end_to_end_shrunken_study": 265, "test_default_study_target_through_real_slurm": 182,
-    "test_chat_study_select_only_then_everything": 151, "test_end_to_end_with_two_evaluation_sets_and_a_judge": 108,
-    "test_cpu_dry_run_prints_the_table_and_passes": 85, "test_dumps_study_end_to_end": 41,
-    "test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it": 38, "test_per_sample_losses_of_real_rows": 37,
-    "test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer": 31,
-    "test_a_recipe_reruns_nothing_of_its_base_and_a_changed_override_only_its_own_chain": 29,
-    "test_killed_training_resumes_and_matches_an_uninterrupted_run": 29, "test_judge_rule_against_transformers_serve": 56,
-    "test_dumps_study_excludes_unscorable_rows_by_default_and_summarises_both": 28,
-    "test_ifd_response_pass_starts_with_bos_only_where_the_prompted_pass_does": 27,
-    "test_every_documented_command_runs_at_least_as_a_dry_run": 26,
-    "test_two_ranks_agree_on_flattening_and_train_as_padded": 24, "test_converted_folder_has_the_packaged_models_loss": 42,
-    "test_a_killed_fsdp2_job_resumes_from_its_sharded_checkpoint": 23, "test_gemma3_gguf_has_no_chat_template": 18,
-    "test_dry_run_with_a_judge_and_named_eval_sets": 13,
+    "test_end_to_end_shrunken_study": 170, "test_default_study_target_through_real_slurm": 181,
+    "test_chat_study_select_only_then_everything": 100, "test_end_to_end_with_two_evaluation_sets_and_a_judge": 35,
+    "test_cpu_dry_run_prints_the_table_and_passes": 75, "test_dumps_study_end_to_end": 36,
+    "test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it": 40, "test_per_sample_losses_of_real_rows": 33,
+    "test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer": 12,
+    "test_a_recipe_reruns_nothing_of_its_base_and_a_changed_override_only_its_own_chain": 37,
+    "test_killed_training_resumes_and_matches_an_uninterrupted_run": 28, "test_judge_rule_against_transformers_serve": 69,
+    "test_dumps_study_excludes_unscorable_rows_by_default_and_summarises_both": 21,
+    "test_ifd_response_pass_starts_with_bos_only_where_the_prompted_pass_does": 22,
+    "test_every_documented_command_runs_at_least_as_a_dry_run": 47,
+    "test_two_ranks_agree_on_flattening_and_train_as_padded": 19, "test_converted_folder_has_the_packaged_models_loss": 39,
+    "test_a_killed_fsdp2_job_resumes_from_its_sharded_checkpoint": 20, "test_gemma3_gguf_has_no_chat_template": 14,
+    "test_dry_run_with_a_judge_and_named_eval_sets": 11,
 }
 
 

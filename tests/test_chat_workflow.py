@@ -24,6 +24,9 @@ def chat_config(path) -> dict:
     config["fresh_models"]["tokenizer_dataset"] = "mychat"
     config["grid"]["datasets"] = ["mychat"]
     config["clustering"]["n_clusters"] = 3
+    # one proxy: what is particular to chat rows (the template, the exports, the inspection) is the same
+    # for every proxy; two proxies of one study are the end-to-end tests' (tests/test_workflow.py)
+    config["grid"]["proxies"] = ["m-a"]
     return config
 
 
@@ -43,7 +46,7 @@ def test_chat_study_select_only_then_everything(workdir):
     train_ids = [r["id"] for r in map(json.loads, (results / "datasets/mychat/train.jsonl").read_text().splitlines())]
     exports = sorted((results / "export/mychat").rglob("*.jsonl"))
     assert {p.stem for p in exports} == {"lp1_cluster_k2_hard_seed42", "random_cluster_k2_hard_seed42"}
-    assert len(exports) == 3  # lp1 by each proxy, clust_rand
+    assert len(exports) == 2  # lp1 by the proxy, clust_rand
     scores = pd.read_csv(results / "scores/mychat/m-a.csv").set_index("id")
     clusters = pd.read_csv(results / "clusters/mychat.csv").set_index("id")["cluster"]
     for export in exports:
@@ -90,9 +93,9 @@ def test_select_only_exports_without_fine_tuning(workdir):
 
     config = chat_config(workdir / "mychat.parquet")
     counts = job_counts(run_snakemake(workdir, config, "-n", "--cores", "2", "--", "select_only").stdout)
-    assert counts["export_subset"] == counts["export_parquet"] == counts["select"] == 3
-    assert counts["inspect"] == 2  # one per proxy
+    assert counts["export_subset"] == counts["export_parquet"] == counts["select"] == 2
+    assert counts["inspect"] == 1  # one per proxy
     assert not {"finetune_target", "evaluate", "aggregate"} & set(counts)
     jsonl = chat_config(workdir / "mychat.jsonl")
     counts = job_counts(run_snakemake(workdir, jsonl, "-n", "--cores", "2", "--", "select_only").stdout)
-    assert "export_parquet" not in counts and counts["export_subset"] == 3
+    assert "export_parquet" not in counts and counts["export_subset"] == 2
