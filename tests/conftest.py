@@ -45,7 +45,9 @@ XDIST_GROUPS = {
 # workers end together instead of one running a long test alone at the end. A stale number changes the
 # order only, never a result.
 SECONDS = {
-    "test_end_to_end_shrunken_study": 170, "test_default_study_target_through_real_slurm": 181,
+    # the real-SLURM test only checks what conftest.slurm_scenario_in_background ran from the session's start:
+    # scheduled late, it finds it done
+    "test_end_to_end_shrunken_study": 170, "test_default_study_target_through_real_slurm": 1,
     "test_chat_study_select_only_then_everything": 100, "test_end_to_end_with_two_evaluation_sets_and_a_judge": 35,
     "test_cpu_dry_run_prints_the_table_and_passes": 75, "test_dumps_study_end_to_end": 36,
     "test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it": 40, "test_per_sample_losses_of_real_rows": 33,
@@ -226,6 +228,74 @@ def paper_dry_run(tmp_path_factory) -> dict:
             folder.mkdir()
             done.write_text(json.dumps(_paper_dry_run(folder)))
         return json.loads(done.read_text())
+
+
+def shared_tmp(tmp_path_factory) -> Path:
+    """The temporary folder every worker of this test session sees (a worker's basetemp's parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+SLURM_SCENARIO = "tests/test_slurm.py::test_default_study_target_through_real_slurm"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_scenario_in_background(request, tmp_path_factory):
+    """Starts test_slurm.cluster_scenario in a thread when the session starts, where the real-SLURM test
+    is selected and asked for (LPSELECT_REQUIRE_SLURM=1 or LPSELECT_SLURM_TESTS=1) and SLURM takes jobs:
+    the scenario mostly waits for the SLURM plugin's status checks (a 2-minute chain of six jobs), which
+    the workers' other tests fill. One worker starts it (a file lock in the session's shared folder);
+    it writes its record there, and that worker's session ends only once it is done."""
+    if not any(item.nodeid == SLURM_SCENARIO for item in request.session.items) or not (
+            os.environ.get("LPSELECT_REQUIRE_SLURM") == "1" or os.environ.get("LPSELECT_SLURM_TESTS") == "1"):
+        yield
+        return
+    import threading
+    import traceback
+
+    from filelock import FileLock
+    from test_slurm import cluster_scenario, slurm_missing
+
+    shared = shared_tmp(tmp_path_factory)
+    with FileLock(str(shared / "slurm-scenario.lock")):
+        if (shared / "slurm-scenario.started").exists() or slurm_missing():
+            yield
+            return
+        (shared / "slurm-scenario.started").touch()
+
+    def scenario():
+        try:
+            folder = shared / "slurm-scenario"
+            folder.mkdir()
+            result = {"record": cluster_scenario(folder)}
+        except BaseException:  # pytest.fail raises an OutcomeException (a BaseException)
+            result = {"error": traceback.format_exc()}
+        (shared / "slurm-scenario.json.tmp").write_text(json.dumps(result))
+        (shared / "slurm-scenario.json.tmp").rename(shared / "slurm-scenario.json")
+
+    thread = threading.Thread(target=scenario, name="slurm-scenario", daemon=True)
+    thread.start()
+    yield
+    thread.join()
+
+
+@pytest.fixture
+def slurm_scenario(tmp_path_factory, tmp_path) -> dict:
+    """test_slurm.cluster_scenario's record: the background run's (waited for), else a run of its own."""
+    shared = shared_tmp(tmp_path_factory)
+    if not (shared / "slurm-scenario.started").exists():
+        from test_slurm import cluster_scenario
+
+        return cluster_scenario(tmp_path)
+    done = shared / "slurm-scenario.json"
+    deadline = time.time() + 1500
+    while not done.exists() and time.time() < deadline:
+        time.sleep(1)
+    assert done.exists(), "the real-SLURM scenario started in the background wrote no record in 25 minutes"
+    result = json.loads(done.read_text())
+    if "error" in result:
+        pytest.fail(f"the real-SLURM scenario failed:\n{result['error']}")
+    return result["record"]
 
 
 def run_snakemake(workdir, config: dict | None, *args, check=True):

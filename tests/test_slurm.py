@@ -154,58 +154,82 @@ class Requeue:
             self.released = True
 
 
-@pytest.mark.slow
-def test_default_study_target_through_real_slurm(slurm, tmp_path):
+def cluster_scenario(tmp_path: Path) -> dict:
+    """Every action of test_default_study_target_through_real_slurm, with what it checks recorded: the
+    default study's score table of one proxy through real sbatch (train_proxy requeued once its first
+    epoch is saved) beside a local run of it, then a rerun, then a failing job. It mostly waits for the
+    SLURM plugin's status checks, so conftest.slurm_scenario_in_background starts it when the session
+    starts, in a thread of one worker, and the test (scheduled late) only checks the record."""
     local = copy_workflow(tmp_path / "local", profiles=False)
     cluster = copy_workflow(tmp_path / "cluster")
-    # the local reference runs beside the cluster run (which mostly waits for SLURM)
+    # the local reference runs beside the cluster run
     local_run = start(local, tmp_path / "local.log", "--cores", "1", TARGET)
+    record = {}
     try:
-        check_cluster_run(tmp_path, local, local_run, cluster)
+        requeue = Requeue(cluster)
+        out, jobs = wait(start(cluster, tmp_path / "cluster.log", "--workflow-profile", "profiles/slurm", *FAST_STATUS,
+                               TARGET), tmp_path / "cluster.log", 900, on_poll=requeue)
+        show = subprocess.run(["scontrol", "show", "job", requeue.job], capture_output=True, text=True).stdout \
+            if requeue.job else ""
+        record["cluster"] = {"out": out, "jobs": list(jobs.values()), "requeued": requeue.job,
+                             "released": requeue.released, "show": show,
+                             "proxy_log": requeue.log.read_text() if requeue.log.exists() else ""}
+        record["local"] = {"rc": local_run.wait(timeout=900), "log": (tmp_path / "local.log").read_text()[-4000:]}
+        local_files, cluster_files = outputs(local), outputs(cluster)
+        record["outputs"] = {"target": TARGET in cluster_files, "same_files": cluster_files.keys() == local_files.keys(),
+                             "differ": [f for f in local_files if local_files[f] != cluster_files.get(f)]}
+        # a rerun
+        out, jobs = wait(start(cluster, tmp_path / "rerun.log", "--workflow-profile", "profiles/slurm", TARGET),
+                         tmp_path / "rerun.log", 300)
+        record["rerun"] = {"out": out, "run_id": run_id_of(tmp_path / "rerun.log"), "jobs": list(jobs.values())}
+        # a failing job
+        (cluster / "results/losses/synth/llama-330k/epoch-5.csv").write_text("id,n_tokens,loss\nsynth-x,2,1.0\n")
+        proc = start(cluster, tmp_path / "fail.log", "--workflow-profile", "profiles/slurm", *FAST_STATUS, "--retries",
+                     "0", TARGET)
+        out, jobs = wait(proc, tmp_path / "fail.log", 300)
+        slurm_log = re.search(r"(\S+/\.snakemake/slurm_logs/rule_score/\S+\.log)", out)
+        record["fail"] = {"out": out, "jobs": list(jobs.values()), "rc": proc.returncode,
+                          "slurm_log": Path(slurm_log[1]).read_text() if slurm_log else None,
+                          "target": (cluster / TARGET).exists()}
     finally:
         stop(local_run, None)
+    return record
 
 
-def check_cluster_run(tmp_path, local, local_run, cluster):
-    requeue = Requeue(cluster)
-    out, jobs = wait(start(cluster, tmp_path / "cluster.log", "--workflow-profile", "profiles/slurm", *FAST_STATUS,
-                           TARGET), tmp_path / "cluster.log", 900, on_poll=requeue)
+@pytest.mark.slow
+def test_default_study_target_through_real_slurm(slurm, slurm_scenario):
+    run = slurm_scenario["cluster"]
+    out, jobs = run["out"], run["jobs"]
     assert "7 of 7 steps (100%) done" in out, out[-4000:]
-    jobs = list(jobs.values())
     assert sorted(re.sub(r"rule_(\w+?)_wildcards.*", r"\1", j["comment"]) for j in jobs) == sorted(
         # prepare_dataset is a local rule (a hub download runs where the network is): 6 of the 7 jobs submitted
         ["build_tokenizer", "prepare_model", "tokenize", "train_proxy", "extract_losses", "score"]
     ), jobs
     assert {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     # the requeued training job started again and resumed from its epoch-1 checkpoint
-    assert requeue.job and requeue.released, "train_proxy was never seen running after its first epoch"
-    show = subprocess.run(["scontrol", "show", "job", requeue.job], capture_output=True, text=True).stdout
-    assert "Restarts=1" in show, show
-    assert "resuming from results/.state/train_proxy/synth/llama-330k" in requeue.log.read_text()
+    assert run["requeued"] and run["released"], "train_proxy was never seen running after its first epoch"
+    assert "Restarts=1" in run["show"], run["show"]
+    assert "resuming from results/.state/train_proxy/synth/llama-330k" in run["proxy_log"]
 
-    assert local_run.wait(timeout=900) == 0, (tmp_path / "local.log").read_text()[-4000:]
-    local_files, cluster_files = outputs(local), outputs(cluster)
-    assert TARGET in cluster_files and cluster_files.keys() == local_files.keys()
-    assert [f for f in local_files if local_files[f] != cluster_files[f]] == []  # byte-identical
+    assert slurm_scenario["local"]["rc"] == 0, slurm_scenario["local"]["log"]
+    files = slurm_scenario["outputs"]
+    assert files["target"] and files["same_files"]
+    assert files["differ"] == []  # byte-identical
 
     # a rerun submits nothing
-    out, jobs = wait(start(cluster, tmp_path / "rerun.log", "--workflow-profile", "profiles/slurm", TARGET),
-                     tmp_path / "rerun.log", 300)
-    assert "Nothing to be done" in out and run_id_of(tmp_path / "rerun.log") and jobs == {}, out[-3000:]
+    rerun = slurm_scenario["rerun"]
+    assert "Nothing to be done" in rerun["out"] and rerun["run_id"] and rerun["jobs"] == [], rerun["out"][-3000:]
 
     # a failing job: its SLURM state and its log are reported, and the run exits non-zero
-    (cluster / "results/losses/synth/llama-330k/epoch-5.csv").write_text("id,n_tokens,loss\nsynth-x,2,1.0\n")
-    proc = start(cluster, tmp_path / "fail.log", "--workflow-profile", "profiles/slurm", *FAST_STATUS, "--retries", "0",
-                 TARGET)
-    out, jobs = wait(proc, tmp_path / "fail.log", 300)
-    assert [j["state"] for j in jobs.values()] == ["FAILED"], jobs
-    assert proc.returncode != 0
+    fail = slurm_scenario["fail"]
+    out = fail["out"]
+    assert [j["state"] for j in fail["jobs"]] == ["FAILED"], fail["jobs"]
+    assert fail["rc"] != 0
     assert re.search(r"SLURM-job '\d+' failed, SLURM status is: 'FAILED'", out), out[-4000:]
     # the rule's log, shown in the output (show-failed-logs), and SLURM's log of the job, kept
     assert "epoch-5.csv losses list other samples than" in out, out[-4000:]
-    slurm_log = re.search(r"(\S+/\.snakemake/slurm_logs/rule_score/\S+\.log)", out)
-    assert slurm_log and "Error in rule score" in Path(slurm_log[1]).read_text()
-    assert not (cluster / TARGET).exists()  # no partial output
+    assert fail["slurm_log"] and "Error in rule score" in fail["slurm_log"]
+    assert not fail["target"]  # no partial output
 
 
 def held_sbatch(bin_dir: Path, calls: Path):
