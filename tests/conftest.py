@@ -257,11 +257,13 @@ def slurm_scenario_in_background(request, tmp_path_factory):
     from test_slurm import cluster_scenario, slurm_missing
 
     shared = shared_tmp(tmp_path_factory)
-    with FileLock(str(shared / "slurm-scenario.lock")):
-        if (shared / "slurm-scenario.started").exists() or slurm_missing():
-            yield
-            return
-        (shared / "slurm-scenario.started").touch()
+    with FileLock(str(shared / "slurm-scenario.lock")):  # released before the session goes on
+        first = not (shared / "slurm-scenario.started").exists() and not slurm_missing()
+        if first:
+            (shared / "slurm-scenario.started").touch()
+    if not first:
+        yield
+        return
 
     def scenario():
         try:
@@ -343,7 +345,7 @@ class JudgedStudy:
 @pytest.fixture(scope="session")
 def judged_study(tmp_path_factory):
     """The shrunken default study with the paper's evaluation, run once for the tests that go on from it
-    (the end-to-end tests, the memory and speed knobs): two proxies, two named evaluation sets besides the
+    (the end-to-end tests, the memory and speed knobs, the proxy seeds): two proxies, two named evaluation sets besides the
     held-out split, every compared model judged on each against the full-data model by a local judge
     server with a full position bias (it names the answer shown first), target checkpoints kept (so that a
     set added later needs no second fine-tune). The judge stays up for the session, so a rerun asks the
