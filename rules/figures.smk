@@ -53,7 +53,8 @@ rule figure:
         mem_mb=light("mem_mb"),
         runtime=light("runtime"),
     params:
+        drawn=lambda wildcards: {wildcards.figure: FIGURE_TABLES[wildcards.figure]},
         scored_models=SCORED_MODELS,
         options=FIGURE_OPTIONS,
     script:
-        "../workflow_scripts/figure.py"
+        "../workflow_scripts/figures.py"

@@ -220,7 +220,7 @@ def paper_dry_run(tmp_path_factory) -> dict:
 
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return _paper_dry_run(tmp_path_factory.mktemp("paper"))
-    shared = tmp_path_factory.getbasetemp().parent  # one folder per session, shared by its workers
+    shared = shared_tmp(tmp_path_factory)
     done = shared / "paper-dry-run.json"
     with FileLock(str(done) + ".lock"):
         if not done.exists():

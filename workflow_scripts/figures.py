@@ -1,3 +1,4 @@
+# Draws the figures of params.drawn (one, or every figure a dataset has) into their output files.
 from lpselect import figures
 from lpselect.jobs import run_stage
 
