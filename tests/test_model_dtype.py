@@ -39,6 +39,7 @@ def rss(field):
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field)) * 1024
 
 torch.set_num_threads(1)
+from transformers import LlamaForCausalLM  # the model code too (models imports it only when a model is made)
 models.load_tokenizer(sys.argv[1])  # imports and tokenizer first: only the weights are measured
 anon, file = rss("RssAnon:"), rss("RssFile:")
 model = models.read_checkpoint(sys.argv[1])

