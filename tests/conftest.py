@@ -11,12 +11,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Each xdist worker gets its share of the cores for torch's OpenMP threads (before anything imports torch;
-# the jobs and ranks it starts inherit it). Two workers with two threads each on two cores spin-wait against
-# each other: SmolLM2's two packaged-model tests took 97 s of CPU so, 46 s with one thread (a busy second core).
-WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
-os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // WORKERS)))
 SHARED = ROOT.parent / "shared"
 
 
@@ -37,6 +31,7 @@ XDIST_GROUPS = {
         "test_end_to_end_shrunken_study", "test_end_to_end_with_two_evaluation_sets_and_a_judge",
         "test_memory_and_speed_knobs_rerun_nothing_but_reach_the_trainer",
         "test_proxy_seeds_train_a_proxy_per_seed_and_its_subsets_read_it")},
+    "test_recipes::test_a_recipe_reruns_nothing_of_its_base_and_a_changed_override_only_its_own_chain": "judged-study",
     **{f"{m}::{t}": "paper" for m, t in (
         ("test_plan", "test_paper_plan_runs_offline"),
         ("test_sources", "test_paper_config_is_valid_and_its_dry_run_lists_the_whole_grid"),
@@ -84,6 +79,13 @@ def pytest_configure(config):
     # first, below) is the better guess
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+    # An xdist worker gets its share of the cores for torch's OpenMP threads (set before the test modules
+    # import torch; the jobs and ranks it starts inherit it). Two workers with two threads each on two cores
+    # spin-wait against each other: SmolLM2's two packaged-model tests took 97 s of CPU so, 46 s with one
+    # thread (beside a busy second core).
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    if workers:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: a run without xdist has no such hook
@@ -389,8 +391,8 @@ class JudgedStudy:
 @pytest.fixture(scope="session")
 def judged_study(tmp_path_factory):
     """The shrunken default study with the paper's evaluation, run once for the tests that go on from it
-    (the end-to-end tests, the memory and speed knobs, the proxy seeds): two proxies, two named evaluation sets besides the
-    held-out split, every compared model judged on each against the full-data model by a local judge
+    (the end-to-end tests, the memory and speed knobs, the proxy seeds, a proxy recipe): two proxies, two
+    named evaluation sets besides the held-out split, every compared model judged on each against the full-data model by a local judge
     server with a full position bias (it names the answer shown first), target checkpoints kept (so that a
     set added later needs no second fine-tune). The judge stays up for the session, so a rerun asks the
     same server (its address is a judge setting); tests/conftest.XDIST_GROUPS keeps its readers in one

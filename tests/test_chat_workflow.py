@@ -27,6 +27,9 @@ def chat_config(path) -> dict:
     # one proxy: what is particular to chat rows (the template, the exports, the inspection) is the same
     # for every proxy; two proxies of one study are the end-to-end tests' (tests/test_workflow.py)
     config["grid"]["proxies"] = ["m-a"]
+    # and the proxy's own base model as the target: one model prepared (a second model size is the
+    # end-to-end tests' too)
+    config["grid"]["targets"] = ["m-a"]
     return config
 
 
@@ -80,7 +83,7 @@ def test_chat_study_select_only_then_everything(workdir):
     assert "## What was picked" in summary and "what m-a picked" in summary
     metrics = pd.read_csv(results / "tables/mychat/metrics.csv")
     assert metrics["heldout_ppl"].notna().all()
-    predictions = pd.read_csv(results / "eval/mychat/m-b/none/full_seed42/predictions.csv", keep_default_na=False)
+    predictions = pd.read_csv(results / "eval/mychat/m-a/none/full_seed42/predictions.csv", keep_default_na=False)
     assert len(predictions) == 8
     print(f"\nchat study: select_only {select_only_s:.0f} s, the rest {rest_s:.0f} s")
     print(inspect)

@@ -72,14 +72,18 @@ def test_a_recipe_trains_its_base_with_its_overrides():
     assert "robustness" in study.figures(config, "synth") and "robustness" not in study.figures(shrunken_config(), "synth")
 
 
-def test_a_recipe_reruns_nothing_of_its_base_and_a_changed_override_only_its_own_chain(workdir):
-    """Real runs of the proxies' training: the base's chain, then the recipe added (its training alone: no
-    second model preparation or tokenization), then an override changed: only the recipe's training reruns."""
-    config = recipe_config()
-    config["fresh_models"]["warmup"]["epochs"] = 0  # no warm-up: the recipe's chain is what is tested
+def test_a_recipe_reruns_nothing_of_its_base_and_a_changed_override_only_its_own_chain(judged_study, tmp_path):
+    """Real runs of the proxies' training, going on from conftest.judged_study (its base m-a's chain done):
+    the recipe added trains alone (no second model preparation or tokenization, nothing of the base
+    rerun), then an override changed: only the recipe's training reruns."""
+    workdir = judged_study.copy(tmp_path / "study")
+    config = copy.deepcopy(judged_study.config)
+    config["models"]["m-a-lr"] = {"from": "m-a", "training": {"learning_rate": 3.0e-3}}
+    config["grid"]["diagnostic_models"] = ["m-a-lr"]
     ledgers = [f"results/ledger/train_proxy/synth/{m}.json" for m in ("m-a", "m-a-lr")]
     start = time.monotonic()
-    run_snakemake(workdir, config, "--cores", "2", ledgers[0])
+    done = run_snakemake(workdir, config, "--cores", "2", ledgers[0])
+    assert "Nothing to be done" in done.stdout + done.stderr
     proc = run_snakemake(workdir, config, "--cores", "2", *ledgers)
     assert job_counts(proc.stdout + proc.stderr) == {"train_proxy": 1}
     results = workdir / "results"
