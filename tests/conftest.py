@@ -394,9 +394,9 @@ def judged_study(tmp_path_factory):
     (the end-to-end tests, the memory and speed knobs, the proxy seeds, a proxy recipe): two proxies, two
     named evaluation sets besides the held-out split, every compared model judged on each against the
     full-data model by a local judge server with a full position bias (it names the answer shown first),
-    target checkpoints kept (so that a set added later needs no second fine-tune). The judge stays up for the session, so a rerun asks the
-    same server (its address is a judge setting); tests/conftest.XDIST_GROUPS keeps its readers in one
-    worker, which runs it once."""
+    target checkpoints kept (so that a set added later needs no second fine-tune). The judge stays up for
+    the session, so a rerun asks the same server (its address is a judge setting);
+    tests/conftest.XDIST_GROUPS keeps its readers in one worker, which runs it once."""
     from fake_judge import FakeJudge
 
     folder = copy_workflow(tmp_path_factory.mktemp("judged-study"))
