@@ -166,7 +166,8 @@ def gguf_tokenizer(tmp_path_factory):
 
     def get(package: str, file: str, assemble: bool = False):
         if (package, file) not in read:
-            path = models.locate_gguf(package, file, assemble, tmp_path_factory.mktemp("gguf"))
+            scratch = tmp_path_factory.mktemp("gguf") if assemble else None  # only an assembled file needs one
+            path = models.locate_gguf(package, file, assemble, scratch)
             read[package, file] = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         return read[package, file]
 
@@ -264,9 +265,7 @@ def paper_dry_run(tmp_path_factory) -> dict:
     lock in the session's shared temporary folder) and the others read its result."""
     from filelock import FileLock
 
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return _paper_dry_run(tmp_path_factory.mktemp("paper"))
-    shared = shared_tmp(tmp_path_factory)
+    shared = shared_tmp(tmp_path_factory)  # without xdist: the session's own folder
     done = shared / "paper-dry-run.json"
     with FileLock(str(done) + ".lock"):
         if not done.exists():
